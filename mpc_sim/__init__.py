@@ -1,0 +1,28 @@
+"""A round-based Massively Parallel Computation (MPC) simulator with honest accounting.
+
+Machines with ``s`` words of local memory; every round each machine computes on its memory and
+inbox, then sends at most ``s`` words; nobody receives more than ``s``. Every round's memory and
+communication is recorded in a :class:`Trace`, and limits are enforced with typed errors naming
+the round, the machine and the amount. Imports nothing of :mod:`anna` or :mod:`reductions`.
+"""
+from .config import MPCConfig
+from .errors import (ConfigError, InputError, LimitExceeded, MemoryLimitExceeded, MPCError,
+                     ProtocolError, ReceiveLimitExceeded, SendLimitExceeded, UnknownDestination)
+from .protocol import Protocol, RoundContext, spread_input
+from .protocols import CATALOG, make_protocol, protocol_class
+from .randomness import hash64, machine_rng, normalize_seed, uniform01
+from .routing import route
+from .simulator import RunResult, Simulator, simulate
+from .state import ClusterState, Delivery, Inbox, MessageBatch, ragged_offsets
+from .trace import OutputStats, RoundStats, Trace, Violation
+
+__all__ = [
+    "MPCConfig", "Protocol", "RoundContext", "spread_input",
+    "Simulator", "RunResult", "simulate", "route",
+    "ClusterState", "MessageBatch", "Delivery", "Inbox", "ragged_offsets",
+    "RoundStats", "OutputStats", "Violation", "Trace",
+    "CATALOG", "make_protocol", "protocol_class",
+    "hash64", "uniform01", "machine_rng", "normalize_seed",
+    "MPCError", "ConfigError", "InputError", "ProtocolError", "UnknownDestination",
+    "LimitExceeded", "MemoryLimitExceeded", "SendLimitExceeded", "ReceiveLimitExceeded",
+]

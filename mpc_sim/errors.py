@@ -1,0 +1,96 @@
+"""Typed errors of the MPC simulator.
+
+Every limit error names the round, the machine, the amount observed and the limit, so a failing
+protocol can be fixed from the message alone.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "MPCError",
+    "ConfigError",
+    "InputError",
+    "ProtocolError",
+    "UnknownDestination",
+    "LimitExceeded",
+    "MemoryLimitExceeded",
+    "SendLimitExceeded",
+    "ReceiveLimitExceeded",
+]
+
+
+class MPCError(Exception):
+    """Base class of every error raised by :mod:`mpc_sim`."""
+
+
+class ConfigError(MPCError, ValueError):
+    """An :class:`~mpc_sim.config.MPCConfig` with nonsensical parameters."""
+
+
+class InputError(MPCError, ValueError):
+    """An input the cluster cannot take: wrong size, dtype, non-integer or NaN words."""
+
+
+class ProtocolError(MPCError):
+    """A protocol broke the simulator's contract (malformed state or messages, no halting)."""
+
+    def __init__(self, message: str, *, round: int | None = None, machine: int | None = None):
+        where = []
+        if round is not None:
+            where.append(f"round {round}")
+        if machine is not None:
+            where.append(f"machine {machine}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.round = round
+        self.machine = machine
+
+
+class UnknownDestination(MPCError):
+    """A message addressed to a machine id outside ``0 .. machines - 1``."""
+
+    def __init__(self, *, round: int, machine: int, destination: int, machines: int):
+        super().__init__(
+            f"round {round}, machine {machine}: message to unknown machine {destination} "
+            f"(valid ids are 0..{machines - 1})"
+        )
+        self.round = round
+        self.machine = machine
+        self.destination = destination
+        self.machines = machines
+
+
+class LimitExceeded(MPCError):
+    """A machine exceeded one of the per-round limits of the MPC model (all equal to ``s``)."""
+
+    kind = "limit"
+    verb = "used"
+
+    def __init__(self, *, round: int, machine: int, observed: int, limit: int):
+        super().__init__(
+            f"round {round}, machine {machine}: {self.verb} {observed} words, "
+            f"limit s = {limit} ({self.kind} limit exceeded by {observed - limit})"
+        )
+        self.round = round
+        self.machine = machine
+        self.observed = observed
+        self.limit = limit
+
+
+class MemoryLimitExceeded(LimitExceeded):
+    """A machine held more than ``s`` words (kept memory plus inbox) at the start of a round."""
+
+    kind = "memory"
+    verb = "holds"
+
+
+class SendLimitExceeded(LimitExceeded):
+    """A machine sent more than ``s`` words in one round."""
+
+    kind = "send"
+    verb = "sent"
+
+
+class ReceiveLimitExceeded(LimitExceeded):
+    """A machine was sent more than ``s`` words in one round."""
+
+    kind = "receive"
+    verb = "received"

@@ -1,0 +1,256 @@
+"""Per-round accounting: :class:`RoundStats`, :class:`Violation` and the run's :class:`Trace`."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from rich.table import Table
+
+from .config import MPCConfig
+
+__all__ = ["RoundStats", "OutputStats", "Violation", "Trace", "TRACE_FORMAT"]
+
+TRACE_FORMAT = "anna-mpc/trace/1"
+_VIOLATION_KINDS = ("memory", "send", "receive")
+
+
+@dataclass(frozen=True)
+class RoundStats:
+    """Accounting of one communication round.
+
+    ``max_memory`` and ``mean_memory`` are the words a machine holds when the round starts (its
+    kept memory plus the inbox delivered by the previous round), over all machines of the
+    cluster; ``max_sent`` and ``max_received`` the largest per-machine traffic of the round;
+    ``total_words`` the words moved; ``active_machines`` the machines that held or sent anything.
+    """
+
+    round: int
+    max_memory: int
+    mean_memory: float
+    max_sent: int
+    max_received: int
+    total_words: int
+    messages: int
+    active_machines: int
+    wall_time: float = field(default=0.0, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.round < 1:
+            raise ValueError(f"round numbers start at 1, got {self.round}")
+        for name in ("max_memory", "max_sent", "max_received", "total_words", "messages", "active_machines"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_sent > self.total_words or self.max_received > self.total_words:
+            raise ValueError("per-machine traffic cannot exceed the round's total words")
+
+    def counts(self) -> tuple:
+        """Everything but the wall time: what must be identical across runs and backends."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name != "wall_time")
+
+
+@dataclass(frozen=True)
+class OutputStats:
+    """The final local computation (no messages): memory at its start and the output's size."""
+
+    max_memory: int
+    mean_memory: float
+    max_output_memory: int
+    wall_time: float = field(default=0.0, compare=False)
+
+    def counts(self) -> tuple:
+        return (self.max_memory, self.mean_memory, self.max_output_memory)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A limit exceeded in non-strict mode: which kind, where, how much."""
+
+    kind: str
+    round: int
+    machine: int
+    observed: int
+    limit: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in _VIOLATION_KINDS:
+            raise ValueError(f"violation kind must be one of {_VIOLATION_KINDS}, got {self.kind!r}")
+        if self.observed <= self.limit:
+            raise ValueError(f"not a violation: observed {self.observed} <= limit {self.limit}")
+
+    def __str__(self) -> str:
+        return f"round {self.round}, machine {self.machine}: {self.kind} {self.observed} > s = {self.limit}"
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything measured in one run of a protocol.
+
+    ``rounds`` holds one :class:`RoundStats` per communication round; ``output`` the final,
+    message-free local computation. ``num_rounds`` is the protocol's round count R.
+
+    Examples
+    --------
+    >>> cfg = MPCConfig(n=16, eps=0.5)
+    >>> t = Trace("demo", cfg, (RoundStats(1, 4, 4.0, 4, 4, 16, 4, 4),), rounds_bound=1)
+    >>> t.num_rounds, t.check()
+    (1, [])
+    >>> Trace.from_json(t.to_json()) == t
+    True
+    """
+
+    protocol: str
+    config: MPCConfig
+    rounds: tuple[RoundStats, ...]
+    rounds_bound: int | None = None
+    output: OutputStats | None = None
+    violations: tuple[Violation, ...] = ()
+    seed: int = 0
+    params: dict = field(default_factory=dict, compare=True)
+    verified: bool | None = None
+    strict: bool = True
+
+    def __post_init__(self) -> None:
+        for i, stats in enumerate(self.rounds):
+            if stats.round != i + 1:
+                raise ValueError(f"round {i + 1} of the trace is numbered {stats.round}")
+        if self.rounds_bound is not None and self.rounds_bound < 0:
+            raise ValueError(f"rounds_bound must be >= 0, got {self.rounds_bound}")
+
+    @property
+    def num_rounds(self) -> int:
+        return len(self.rounds)
+
+    @property
+    def max_memory(self) -> int:
+        values = [r.max_memory for r in self.rounds] + ([self.output.max_memory, self.output.max_output_memory]
+                                                         if self.output else [])
+        return max(values, default=0)
+
+    @property
+    def max_sent(self) -> int:
+        return max((r.max_sent for r in self.rounds), default=0)
+
+    @property
+    def max_received(self) -> int:
+        return max((r.max_received for r in self.rounds), default=0)
+
+    @property
+    def total_words(self) -> int:
+        return sum(r.total_words for r in self.rounds)
+
+    @property
+    def wall_time(self) -> float:
+        return sum(r.wall_time for r in self.rounds) + (self.output.wall_time if self.output else 0.0)
+
+    def counts(self) -> tuple:
+        """All counts (no wall times): equal for runs that did the same work."""
+        return (self.protocol, self.config, tuple(r.counts() for r in self.rounds),
+                self.output.counts() if self.output else None, self.violations)
+
+    def check(self) -> list[str]:
+        """Problems of this trace against its own config: limits exceeded, bound missed.
+
+        Returns an empty list for a run within every limit of the MPC model and its round bound.
+        """
+        s = self.config.s
+        problems = [str(v) for v in self.violations]
+        for r in self.rounds:
+            for name in ("max_memory", "max_sent", "max_received"):
+                if getattr(r, name) > s:
+                    problems.append(f"round {r.round}: {name} = {getattr(r, name)} > s = {s}")
+        if self.output is not None:
+            for name in ("max_memory", "max_output_memory"):
+                if getattr(self.output, name) > s:
+                    problems.append(f"output step: {name} = {getattr(self.output, name)} > s = {s}")
+        if self.rounds_bound is not None and self.num_rounds > self.rounds_bound:
+            problems.append(f"{self.num_rounds} rounds > declared bound {self.rounds_bound}")
+        return list(dict.fromkeys(problems))
+
+    def with_verified(self, verified: bool) -> "Trace":
+        """A copy recording the verdict of checking the output against a reference solver."""
+        return Trace(**{**{f.name: getattr(self, f.name) for f in fields(self)}, "verified": bool(verified)})
+
+    # --- JSON -----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "format": TRACE_FORMAT,
+            "protocol": self.protocol,
+            "config": self.config.to_dict(),
+            "params": self.params,
+            "seed": self.seed,
+            "strict": self.strict,
+            "rounds_bound": self.rounds_bound,
+            "num_rounds": self.num_rounds,
+            "verified": self.verified,
+            "rounds": [asdict(r) for r in self.rounds],
+            "output": asdict(self.output) if self.output else None,
+            "violations": [asdict(v) for v in self.violations],
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Serialise (losslessly) and optionally write to ``path``."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Trace":
+        if data.get("format") != TRACE_FORMAT:
+            raise ValueError(f"not an anna-mpc trace (format {data.get('format')!r}, expected {TRACE_FORMAT!r})")
+        return cls(
+            protocol=data["protocol"],
+            config=MPCConfig.from_dict(data["config"]),
+            rounds=tuple(RoundStats(**r) for r in data["rounds"]),
+            rounds_bound=data["rounds_bound"],
+            output=OutputStats(**data["output"]) if data.get("output") else None,
+            violations=tuple(Violation(**v) for v in data["violations"]),
+            seed=data["seed"],
+            params=data.get("params", {}),
+            verified=data.get("verified"),
+            strict=data.get("strict", True),
+        )
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> "Trace":
+        """Inverse of :meth:`to_json`: accepts the JSON text or a path to it."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            text = Path(text_or_path).read_text()
+        return cls.from_dict(json.loads(text))
+
+    # --- rendering --------------------------------------------------------------------------
+    def table(self) -> Table:
+        """The per-round table, limits highlighted against ``s``."""
+        s = self.config.s
+        cfg = self.config
+        title = (f"{self.protocol}: n = {cfg.n}, eps = {cfg.eps:g}, s = {s}, machines = {cfg.machines}, "
+                 f"rounds = {self.num_rounds}" + (f" (bound {self.rounds_bound})" if self.rounds_bound is not None else ""))
+        table = Table(title=title)
+        for col in ("round", "max mem", "mean mem", "max sent", "max recv", "words", "messages", "active", "ms"):
+            table.add_column(col, justify="right")
+
+        def fmt(value: int) -> str:
+            return f"[bold red]{value}[/]" if value > s else str(value)
+
+        for r in self.rounds:
+            table.add_row(str(r.round), fmt(r.max_memory), f"{r.mean_memory:.1f}", fmt(r.max_sent),
+                          fmt(r.max_received), str(r.total_words), str(r.messages), str(r.active_machines),
+                          f"{1e3 * r.wall_time:.1f}")
+        if self.output is not None:
+            table.add_row("output", fmt(self.output.max_memory), f"{self.output.mean_memory:.1f}", "-", "-", "-",
+                          "-", "-", f"{1e3 * self.output.wall_time:.1f}")
+        return table
+
+    def __rich__(self) -> Table:
+        return self.table()
+
+    def summary(self) -> str:
+        """One line: rounds vs bound, peak memory/sent/received as fractions of s, verdict."""
+        s = self.config.s
+        bound = "?" if self.rounds_bound is None else str(self.rounds_bound)
+        verdict = {None: "not verified", True: "verified", False: "WRONG OUTPUT"}[self.verified]
+        return (f"{self.protocol}: rounds {self.num_rounds} (bound {bound}), max memory/s {self.max_memory / s:.2f}, "
+                f"max sent/s {self.max_sent / s:.2f}, max received/s {self.max_received / s:.2f}, "
+                f"{len(self.violations)} violations, {verdict}")
