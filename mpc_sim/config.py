@@ -8,8 +8,10 @@ from .errors import ConfigError
 
 __all__ = ["MPCConfig"]
 
-# n ** eps is computed in floating point; 2**16 ** 0.5 must give 256, not 257 after ceil.
-_CEIL_SLACK = 1e-9
+# n ** eps is computed in floating point; 2**16 ** 0.5 must give 256, not 257 after ceil. The slack
+# only absorbs rounding (relative error ~1e-15 for n <= 1e18): a larger one rounds true fractions
+# down (1e-9 made MPCConfig(n=22361**2 + 1, eps=0.5) report s = 22361 and reject itself).
+_CEIL_SLACK = 1e-13
 
 
 def _ceil(x: float) -> int:

@@ -113,6 +113,16 @@ class Protocol:
     def check_config(self, config: MPCConfig) -> None:
         """Raise :class:`~mpc_sim.errors.ConfigError` if the protocol cannot run under ``config``."""
 
+    def fanout_bound(self, config: MPCConfig) -> int:
+        """An upper bound on the messages one machine sends in one round (default ``s``: every
+        message carries at least one word). Compilers size their routing heads by it."""
+        return config.s
+
+    def default_config(self, n: int, eps: float) -> MPCConfig:
+        """The config the CLI and benchmarks use for ``n`` words at ``eps``: protocols that need
+        larger constants (``memory_factor``, ``machines_factor``) override this."""
+        return MPCConfig(n=n, eps=eps)
+
     def params(self) -> dict:
         """The protocol's parameters (dataclass fields), recorded in traces."""
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
@@ -131,8 +141,8 @@ class Protocol:
             if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
                 raise InputError(f"{self.name}: input word {int(arr.max())} does not fit in an int64 word")
             return np.ascontiguousarray(arr, dtype=np.int64)
-        if arr.size and not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise InputError(f"{self.name}: input words must be numbers, got dtype {arr.dtype}")
+        if arr.size and not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(arr):
+            raise InputError(f"{self.name}: input words must be real numbers, got dtype {arr.dtype}")
         out = np.ascontiguousarray(arr, dtype=np.float64)
         if out.size and not np.isfinite(out).all():
             bad = int(np.flatnonzero(~np.isfinite(out))[0])

@@ -31,6 +31,8 @@ class RunResult:
     output: np.ndarray
     trace: Trace
     state: ClusterState
+    states: tuple[ClusterState, ...] = ()
+    """With ``record_states``: the kept memories after each local computation (step 1 .. R+1)."""
 
 
 class _Limits:
@@ -116,32 +118,38 @@ class Simulator:
             raise ProtocolError(f"{type(protocol).__name__} has no per-machine step (mode='machine')")
         return self.mode
 
-    def run(self, protocol: Protocol, data: object, seed: int | None = 0) -> RunResult:
-        """Run ``protocol`` on ``data`` (``config.n`` words) and return output, trace and state."""
+    def run(self, protocol: Protocol, data: object, seed: int | None = 0, *, record_states: bool = False) -> RunResult:
+        """Run ``protocol`` on ``data`` (``config.n`` words) and return output, trace and state;
+        ``record_states`` also keeps the cluster's memories after every local computation."""
         config, seed = self.config, normalize_seed(seed)
         mode = self.resolve_mode(protocol)
         protocol.check_config(config)
         words = protocol.validate_input(config, data)
+        if isinstance(data, np.ndarray) and np.may_share_memory(words, data):
+            words = words.copy()    # protocols may overwrite their memory in place: never the caller's array
         state = protocol.initial_state(config, words)
         _check_state(state, config, protocol, round=0)
         compute = self._compute(protocol, mode)
         limits = _Limits(config.s, self.strict)
         delivery = Delivery.empty(config.machines, protocol.word_dtype)
         rounds: list[RoundStats] = []
+        states: list[ClusterState] = []
         for r in range(1, self.max_rounds + 2):
-            if r > self.max_rounds:
-                raise ProtocolError(f"{protocol.name} still sending after max_rounds = {self.max_rounds}", round=r)
             start = time.perf_counter()
             holding = state.sizes() + delivery.words_per_machine()
             limits.check("memory", r, holding)
-            state, batch = compute(RoundContext(r, config, seed), state, delivery)
+            state, batch = _step_result(compute(RoundContext(r, config, seed), state, delivery), protocol, round=r)
             _check_state(state, config, protocol, round=r)
+            if record_states:
+                states.append(state)
             if batch.num_messages == 0:
                 kept = state.sizes()
                 limits.check("memory", r, kept)
                 output_stats = OutputStats(int(holding.max(initial=0)), float(holding.mean()), int(kept.max(initial=0)),
                                            time.perf_counter() - start)
                 break
+            if r > self.max_rounds:
+                raise ProtocolError(f"{protocol.name} still sending after max_rounds = {self.max_rounds}", round=r)
             sent = _check_batch(batch, config, protocol, round=r)
             limits.check("send", r, sent)
             delivery = route(batch, config.machines)
@@ -158,7 +166,7 @@ class Simulator:
         trace = Trace(protocol.name, config, tuple(rounds), rounds_bound=int(protocol.rounds_bound(config)),
                       output=output_stats, violations=tuple(limits.violations), seed=seed, params=protocol.params(),
                       strict=self.strict)
-        return RunResult(output, trace, state)
+        return RunResult(output, trace, state, tuple(states))
 
 
 def simulate(protocol: Protocol, data: object, config: MPCConfig, *, seed: int | None = 0, strict: bool = True,
@@ -169,7 +177,7 @@ def simulate(protocol: Protocol, data: object, config: MPCConfig, *, seed: int |
     if verify:
         words = protocol.validate_input(config, data)
         trace = result.trace.with_verified(protocol.verify(words, result.output))
-        result = RunResult(result.output, trace, result.state)
+        result = RunResult(result.output, trace, result.state, result.states)
     return result
 
 
@@ -179,7 +187,12 @@ def _machine_by_machine(protocol: Protocol, ctx: RoundContext, state: ClusterSta
     dtype = protocol.word_dtype
     memories, messages = [], []
     for machine in range(state.machines):
-        memory, outgoing = protocol.step(ctx, machine, state.memory(machine), delivery.inbox(machine))
+        returned = protocol.step(ctx, machine, state.memory(machine), delivery.inbox(machine))
+        try:
+            memory, outgoing = returned
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"step must return (memory, messages), got {type(returned).__name__}",
+                                round=ctx.round, machine=machine) from exc
         memories.append(memory)
         try:
             messages.extend((machine, dst, payload) for dst, payload in outgoing)
@@ -205,10 +218,20 @@ def _check_state(state: object, config: MPCConfig, protocol: Protocol, *, round:
                             f"{np.dtype(protocol.word_dtype)}", round=round)
 
 
-def _check_batch(batch: object, config: MPCConfig, protocol: Protocol, *, round: int) -> np.ndarray:
-    """Validate a round's messages and return the words sent per machine."""
+def _step_result(returned: object, protocol: Protocol, *, round: int) -> tuple[ClusterState, MessageBatch]:
+    """A round's (state, messages) pair; ProtocolError if it is not shaped like one."""
+    try:
+        state, batch = returned
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"{protocol.name} must return (ClusterState, MessageBatch), got "
+                            f"{type(returned).__name__}", round=round) from exc
     if not isinstance(batch, MessageBatch):
         raise ProtocolError(f"{protocol.name} returned a {type(batch).__name__}, not a MessageBatch", round=round)
+    return state, batch
+
+
+def _check_batch(batch: MessageBatch, config: MPCConfig, protocol: Protocol, *, round: int) -> np.ndarray:
+    """Validate a round's messages and return the words sent per machine."""
     if batch.dtype != protocol.word_dtype:
         raise ProtocolError(f"messages carry {batch.dtype} words, the protocol's word dtype is "
                             f"{np.dtype(protocol.word_dtype)}", round=round)

@@ -7,6 +7,7 @@ Words are int64, or float64 for numeric protocols.
 """
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -167,8 +168,11 @@ class MessageBatch:
         dtype = np.dtype(dtype)
         src, dst, payloads = [], [], []
         for s, d, p in messages:
-            src.append(int(s))
-            dst.append(int(d))
+            try:    # operator.index: a float id such as 1.7 is an error, not machine 1
+                src.append(operator.index(s))
+                dst.append(operator.index(d))
+            except TypeError:
+                raise ProtocolError(f"a message from machine {s!r} to {d!r}: machine ids must be integers") from None
             payloads.append(_as_words(p, dtype, f"payload of a message from machine {int(s)}"))
         if not src:
             return cls.empty(dtype)

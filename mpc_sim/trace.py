@@ -5,6 +5,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from .config import MPCConfig
@@ -225,7 +226,7 @@ class Trace:
         """The per-round table, limits highlighted against ``s``."""
         s = self.config.s
         cfg = self.config
-        title = (f"{self.protocol}: n = {cfg.n}, eps = {cfg.eps:g}, s = {s}, machines = {cfg.machines}, "
+        title = (f"{escape(self.protocol)}: n = {cfg.n}, eps = {cfg.eps:g}, s = {s}, machines = {cfg.machines}, "
                  f"rounds = {self.num_rounds}" + (f" (bound {self.rounds_bound})" if self.rounds_bound is not None else ""))
         table = Table(title=title)
         for col in ("round", "max mem", "mean mem", "max sent", "max recv", "words", "messages", "active", "ms"):

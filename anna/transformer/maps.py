@@ -91,7 +91,7 @@ class Linear:
         return f"Linear({self.in_dim}→{self.out_dim}{', bias' if self.bias is not None else ''})"
 
 
-@numba.vectorize(["float64(float64)", "float32(float32)"], cache=True)
+@numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
 def _erf(x):  # pragma: no cover - compiled
     return math.erf(x)
 

@@ -1,0 +1,34 @@
+"""The ``anna-mpc`` command line: one entry point over the three packages.
+
+Subcommands: ``demo`` (the README's main demo), ``protocols`` and ``simulate`` (the MPC simulator).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from mpc_sim import cli as mpc_cli
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anna-mpc", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from . import demo
+    demo.register(sub)
+    mpc_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the subcommand; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    console = Console()
+    return int(args.func(args, console) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Pass 3 of the compiler: the token-wise maps and heads of every layer.
+
+Every map here acts row by row (a Python loop over tokens, or numpy operations on single
+columns), so the compiled model is token-wise by construction: token ``i`` only ever computes on
+its own row, exactly as machine ``i`` only computes on its own memory and inbox.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from anna.transformer import Head, Layer
+from mpc_sim import Inbox, Protocol, RoundContext
+
+from .errors import CompileError, RoundBudgetExceeded
+from .layouts import LIMBS, DecodeError, Layout, Message, limbs_to_words
+from .plan import CompilePlan
+from .stream import StreamLayout, TokenState
+
+__all__ = ["build_embedding", "build_layer", "build_readout", "IdEmbedding"]
+
+
+class IdEmbedding:
+    """Machine ids as query/key vectors.
+
+    ``ema`` heads use the id itself (a 1-vector: exact match is equality). ``anna`` heads use
+    ``dim`` pseudo-random signs per id scaled to unit norm, so equal ids are at distance 0 and
+    distinct ids at distance about ``sqrt(2)``; the LSH's (r, c) must separate the two.
+    """
+
+    def __init__(self, attention: str, dim: int = 32, seed: int = 0):
+        self.attention, self.dim, self.seed = attention, (1 if attention == "ema" else int(dim)), int(seed)
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.attention == "ema":
+            return ids.astype(np.float64)[:, None]
+        from mpc_sim import hash64
+
+        bits = hash64(self.seed, ids[:, None], np.arange(self.dim)[None, :]) >> np.uint64(63)
+        return (bits.astype(np.float64) * 2.0 - 1.0) / np.sqrt(self.dim)
+
+
+def _inbox(messages: list[tuple[int, int, np.ndarray]]) -> Inbox:
+    """The simulator's inbox order: by source, then by the message's index in the source's outbox."""
+    ordered = sorted(messages, key=lambda m: (m[0], m[1]))
+    lengths = [len(w) for _, _, w in ordered]
+    offsets = np.zeros(len(ordered) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    words = np.concatenate([w for _, _, w in ordered]) if ordered else np.zeros(0, dtype=np.int64)
+    return Inbox(np.array([m[0] for m in ordered], dtype=np.int64), offsets, words)
+
+
+def _local_step(protocol: Protocol, plan: CompilePlan, round: int, state: TokenState, inbox: Inbox) -> TokenState:
+    """Machine ``state.machine``'s local computation of ``round``, as the simulator runs it."""
+    ctx = RoundContext(round, plan.config, plan.seed)
+    memory, outgoing = protocol.step(ctx, state.machine, state.memory, inbox)
+    state.memory = np.asarray(memory).astype(np.int64) if protocol.word_dtype == np.int64 \
+        else np.asarray(memory, dtype=np.float64).view(np.int64)
+    state.outbox = []
+    for dst, payload in outgoing:
+        words = np.asarray(payload)
+        words = words.astype(np.int64) if protocol.word_dtype == np.int64 else words.astype(np.float64).view(np.int64)
+        state.outbox.append((int(dst), np.atleast_1d(words)))
+    if len(state.outbox) > plan.fanout:
+        raise CompileError(f"round {round}, machine {state.machine}: {len(state.outbox)} messages, more than the "
+                           f"fan-out bound {plan.fanout} the model was compiled for")
+    state.inbox = []
+    return state
+
+
+def _as_protocol_words(protocol: Protocol, words: np.ndarray) -> np.ndarray:
+    return words if protocol.word_dtype == np.int64 else words.view(np.float64)
+
+
+def build_embedding(protocol: Protocol, plan: CompilePlan, stream: StreamLayout) -> Callable[[np.ndarray], np.ndarray]:
+    """Token ``i``'s input is machine ``i``'s initial memory (length, limbs); the embedding runs the
+    first local computation on it."""
+
+    def embed(inputs: np.ndarray) -> np.ndarray:
+        rows = np.zeros((inputs.shape[0], stream.dim), dtype=np.float64)
+        for machine in range(inputs.shape[0]):
+            length = int(inputs[machine, 0])
+            memory = limbs_to_words(inputs[machine, 1:1 + LIMBS * length].reshape(length, LIMBS))
+            state = TokenState(machine, memory=_as_protocol_words(protocol, memory))
+            state = _local_step(protocol, plan, 1, state, _inbox([]))
+            rows[machine] = stream.encode(state)
+        return rows
+
+    return embed
+
+
+def _message_columns(stream: StreamLayout, index: int) -> tuple[int, int]:
+    o = stream.outbox_at
+    return o, o + 1 + 2 * index
+
+
+def build_layer(protocol: Protocol, plan: CompilePlan, layout: Layout, stream: StreamLayout,
+                ids: IdEmbedding, layer: int, lsh: object | None = None) -> Layer:
+    """Layer ``layer`` (0-based): ``alpha`` routing heads and the global head, then the MLP."""
+    round_, sub = plan.round_of_layer(layer)
+    heads = [_routing_head(stream, layout, ids, sub * plan.alpha + a, a, lsh, plan) for a in range(plan.alpha)]
+    heads.append(_global_head(stream, ids, lsh, plan))
+    last = sub == plan.layers_per_round - 1
+    return Layer(tuple(heads), mlp=_mlp(protocol, plan, layout, stream, round_, sub, last))
+
+
+def _head(plan: CompilePlan, ids: IdEmbedding, lsh: object | None, **maps) -> Head:
+    kind = plan.attention
+    return Head(kind, dim=ids.dim, lsh=lsh if kind == "anna" else None, **maps)
+
+
+def _routing_head(stream: StreamLayout, layout: Layout, ids: IdEmbedding, index: int, slot: int,
+                  lsh: object | None, plan: CompilePlan) -> Head:
+    count_col, dst_col = _message_columns(stream, index)
+
+    def query(x, positions):
+        return ids(x[:, 0])
+
+    def key(x, positions):
+        has = x[:, count_col] > index
+        # machines without an index-th message key a negative id no query asks for
+        return ids(np.where(has, x[:, dst_col], -1.0 - x[:, 0]).astype(np.int64))
+
+    def value(x, positions):
+        out = np.zeros((x.shape[0], layout.width))
+        for token in np.flatnonzero(x[:, count_col] > index):
+            state = stream.decode(x[token])
+            dst, words = state.outbox[index]
+            out[token] = layout.encode(Message(state.machine, dst, words))
+        return out
+
+    def output(attended, positions):
+        out = np.zeros((attended.shape[0], stream.dim))
+        out[:, stream.head_slice(slot)] = attended
+        return out
+
+    return _head(plan, ids, lsh, query=query, key=key, value=value, output=output, value_dim=layout.width)
+
+
+def _global_head(stream: StreamLayout, ids: IdEmbedding, lsh: object | None, plan: CompilePlan) -> Head:
+    """Every token attends to every token: the average of 'has messages' is > 0 iff anybody sends."""
+    count_col = stream.outbox_at
+
+    def constant(x, positions):
+        return np.zeros((x.shape[0], ids.dim))
+
+    def value(x, positions):
+        return (x[:, count_col] > 0).astype(np.float64)[:, None]
+
+    def output(attended, positions):
+        out = np.zeros((attended.shape[0], stream.dim))
+        out[:, stream.global_at] = attended[:, 0]
+        return out
+
+    return _head(plan, ids, lsh, query=constant, key=constant, value=value, output=output, value_dim=1)
+
+
+def _mlp(protocol: Protocol, plan: CompilePlan, layout: Layout, stream: StreamLayout, round_: int, sub: int,
+         last: bool) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Decode what the heads delivered into the inbox; after the round's last sub-layer, run the next
+    local computation (or halt if nobody sent). Returns ``target - x`` (residual form)."""
+
+    def mlp(x, positions):
+        delta = np.zeros_like(x)
+        for token in range(x.shape[0]):
+            row = x[token]
+            state = stream.decode(row)
+            if not state.halted:
+                state.sent = state.sent or row[stream.global_at] > 0
+                for a in range(plan.alpha):
+                    try:
+                        received = layout.decode(row[stream.head_slice(a)])
+                    except DecodeError as exc:
+                        raise DecodeError(f"round {round_}, machine {state.machine}, head {a}: {exc}") from exc
+                    for message in received:
+                        if message.dst != state.machine:
+                            raise DecodeError(f"round {round_}, machine {state.machine}, head {a}: received a "
+                                              f"message addressed to machine {message.dst}")
+                        state.inbox.append((message.src, sub * plan.alpha + a, message.words))
+                if last:
+                    if not state.sent:
+                        state.halted = True
+                    else:
+                        state.sent = False
+                        inbox = _inbox([(src, i, _as_protocol_words(protocol, w)) for src, i, w in state.inbox])
+                        state.memory = _as_protocol_words(protocol, state.memory)
+                        state = _local_step(protocol, plan, round_ + 1, state, inbox)
+            try:
+                target = stream.encode(state)
+            except ValueError as exc:
+                raise CompileError(f"round {round_}, machine {state.machine}: {exc}") from exc
+            delta[token] = target - row
+        return delta
+
+    return mlp
+
+
+def build_readout(stream: StreamLayout) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """ψ: the memory region of every token; a token still holding messages means the round budget
+    was too small for this input."""
+
+    def readout(x, positions):
+        pending = np.flatnonzero(x[:, stream.outbox_at] > 0)
+        if pending.size:
+            raise RoundBudgetExceeded(f"machine {int(pending[0])} still has messages to send after the last layer: "
+                                      f"the protocol needs more rounds than the model's budget")
+        return x[:, stream.memory_at:stream.outbox_at].copy()
+
+    return readout

@@ -1,0 +1,45 @@
+"""Every docstring example of the library runs and prints what it says.
+
+Modules are found on disk (not by importing), so a module that fails to import is a failing
+test here, never a silently missing one.
+"""
+import doctest
+import importlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("mpc_sim", "anna", "reductions")
+
+
+def _module_names() -> list[str]:
+    names = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+MODULES = _module_names()
+
+
+def test_every_package_is_searched():
+    assert {name.split(".")[0] for name in MODULES} == set(PACKAGES)
+    assert "mpc_sim.simulator" in MODULES and "mpc_sim" in MODULES
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    module = importlib.import_module(name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report = []
+    for test in finder.find(module, name, extraglobs={"np": importlib.import_module("numpy")}):
+        if test.examples:
+            runner.run(test, out=report.append)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, "".join(report)
