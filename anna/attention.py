@@ -376,7 +376,7 @@ def anna_weights(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, seed: int | None 
     --------
     >>> import numpy as np
     >>> from anna.lsh import Hyperplane, LSHConfig
-    >>> x = np.array([[1.0, 0.0], [1.0, 0.1], [-1.0, 0.0]])
+    >>> x = np.array([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])   # a hyperplane never splits equal rows
     >>> anna_weights(x[:1], x, LSHConfig(Hyperplane(), z=1, ell=2), seed=3)
     array([[0.5, 0.5, 0. ]])
     """

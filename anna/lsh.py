@@ -333,7 +333,7 @@ class Hyperplane:
 
     Examples
     --------
-    >>> Hyperplane().collision_probability(2 ** 0.5)   # orthogonal unit vectors
+    >>> round(Hyperplane().collision_probability(2 ** 0.5), 12)   # orthogonal unit vectors
     0.5
     """
 
@@ -584,8 +584,8 @@ def theory_parameters(n: int, r: float, c: float, family: LSHFamily | None = Non
     Examples
     --------
     >>> t = theory_parameters(1000, r=1.0, c=8.0)
-    >>> t.z, t.ell, round(t.rho, 3), t.theorem_applies
-    (13, 38, 0.137, True)
+    >>> t.z, t.ell, round(t.rho, 3), t.theorem_applies, round(t.eta_bound, 2)
+    (13, 374, 0.136, True, 0.23)
     """
     family = E2LSH() if family is None else family
     n = _check_positive_int("n", n)

@@ -1,6 +1,7 @@
 """The ``anna-mpc`` command line: one entry point over the three packages.
 
-Subcommands: ``demo`` (the README's main demo), ``protocols`` and ``simulate`` (the MPC simulator).
+Subcommands: ``demo`` (the README's main demo), ``protocols`` and ``simulate`` (the MPC simulator),
+``compile`` and ``verify`` (the reductions and the claims).
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anna-mpc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from . import demo
+    from . import commands, demo
     demo.register(sub)
     mpc_cli.register(sub)
+    commands.register(sub)
     return parser
 
 

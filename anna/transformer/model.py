@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -185,11 +186,12 @@ class Head:
             attended = lowrank_attention(q, k, v, phi, phi, causal=causal)
         return apply_map("output", self.output, attended, positions), counts
 
-    def label(self) -> str:
-        """One line: kind, sizes, attention parameters and the maps, for rendering."""
+    def label(self, seed: int | None = None) -> str:
+        """One line: kind, sizes, attention parameters (``seed``: the hashing seed) and the maps."""
         details = [f"m={self.dim}", f"m_v={self.value_dim}"]
         if self.kind == "anna":
-            details.append(repr(self.lsh))
+            details.append(f"{self.lsh.family.name} z={self.lsh.z} ℓ={self.lsh.ell}")
+            details.append(f"seed={self.seed if seed is None else seed}")
         elif self.kind == "softmax":
             details.append(f"β={self.temperature:g}")
         elif self.kind == "lowrank":
@@ -300,7 +302,7 @@ class TokenEmbedding:
         return f"TokenEmbedding(vocab {self.vocab_size}, d={self.dim}, max_len {self.max_len})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ForwardTrace:
     """Everything :meth:`Transformer.run` computes.
 
@@ -517,8 +519,7 @@ class Transformer:
         for l, layer in enumerate(self.layers):
             branch = tree.add(f"layer {l}{' (causal)' if layer.causal else ''}: {len(layer.heads)} head(s)")
             for h, head in enumerate(layer.heads):
-                seed = f" seed={self.head_seed(l, h)}" if head.kind == "anna" else ""
-                branch.add(f"head {h}: {head.label()}{seed}")
+                branch.add(f"head {h}: {head.label(self.head_seed(l, h) if head.kind == 'anna' else None)}")
             if layer.mlp is not None:
                 branch.add(f"mlp: {describe_map(layer.mlp)}")
         tree.add(f"readout ψ: {describe_map(self.readout)}")
@@ -526,14 +527,14 @@ class Transformer:
 
     # -- persistence --------------------------------------------------------------------------
 
-    def save(self, path) -> tuple:
+    def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write a trained-mode model as ``<path>.npz`` + ``<path>.json`` (see :mod:`.serialize`)."""
         from .serialize import save_transformer  # serialize imports this module
 
         return save_transformer(self, path)
 
     @classmethod
-    def load(cls, path) -> Transformer:
+    def load(cls, path: str | Path) -> Transformer:
         """Read a model written by :meth:`save`; bit-exact round trip."""
         from .serialize import load_transformer
 

@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..config import MPCConfig
+from ..errors import ConfigError
 from ..state import ClusterState, Delivery, Inbox, MessageBatch, ragged_offsets
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "delivery_records",
     "first_of_runs",
     "inbox_records",
+    "join_headers",
+    "split_headers",
     "local_sort",
     "batch_local_sort",
     "merge_split",
@@ -45,6 +49,7 @@ __all__ = [
     "pack_local",
     "relayout_batch",
     "relayout_local",
+    "smallest_config",
     "sort_round_batch",
     "sort_round_local",
     "stage_partner",
@@ -64,6 +69,23 @@ Keys = Callable[[np.ndarray], Sequence[np.ndarray]]
 """Sort keys of records ``(m, width) -> [most significant column, ..., least significant]``."""
 
 
+def smallest_config(protocol, n: int, eps: float, growth: float = 1.25, steps: int = 80) -> MPCConfig:
+    """The config with the smallest ``memory_factor``, then the smallest ``machines_factor`` (both
+    from 1, growing geometrically by ``growth``) that ``protocol.check_config`` accepts; for
+    :meth:`~mpc_sim.protocol.Protocol.default_config` of protocols needing larger constants."""
+    last_error: Exception | None = None
+    for i in range(steps):
+        for j in range(steps):
+            try:
+                config = MPCConfig(n=n, eps=eps, memory_factor=growth ** i, machines_factor=growth ** j)
+                protocol.check_config(config)
+                return config
+            except ConfigError as exc:
+                last_error = exc
+    raise ConfigError(f"{protocol.name}: no config with factors up to {growth ** (steps - 1):.3g} fits "
+                      f"n = {n}, eps = {eps} ({last_error})")
+
+
 # --- messages ---------------------------------------------------------------------------------
 def pack_local(dst: np.ndarray, payload: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """One machine's messages: one per destination (increasing), records in production order.
@@ -74,9 +96,9 @@ def pack_local(dst: np.ndarray, payload: np.ndarray) -> list[tuple[int, np.ndarr
     [(0, [2, 2]), (2, [1, 1, 3, 3])]
     """
     dst = np.asarray(dst, dtype=np.int64)
-    payload = np.asarray(payload, dtype=np.int64).reshape(dst.shape[0], -1)
     if dst.shape[0] == 0:
         return []
+    payload = np.asarray(payload, dtype=np.int64).reshape(dst.shape[0], -1)
     order = np.argsort(dst, kind="stable")
     dst, payload = dst[order], payload[order]
     starts = np.flatnonzero(np.r_[True, dst[1:] != dst[:-1]])
@@ -99,9 +121,9 @@ def pack_batch(src: np.ndarray, dst: np.ndarray, payload: np.ndarray) -> Message
     src = np.asarray(src, dtype=np.int64)
     dst = np.asarray(dst, dtype=np.int64)
     m = src.shape[0]
-    payload = np.asarray(payload, dtype=np.int64).reshape(m, -1)
     if m == 0:
         return MessageBatch.empty(np.int64)
+    payload = np.asarray(payload, dtype=np.int64).reshape(m, -1)
     width = payload.shape[1]
     order = np.lexsort((dst, src))  # stable: production order kept inside a (src, dst) group
     src, dst, payload = src[order], dst[order], payload[order]
@@ -177,6 +199,36 @@ def build_state(machines: int, parts: Sequence[tuple[int, np.ndarray, np.ndarray
         words.append(np.asarray(part_words, dtype=np.int64).ravel())
     flat = np.concatenate(words) if words else np.zeros(0, dtype=np.int64)
     return ClusterState(np.ascontiguousarray(flat), ragged_offsets(sizes))
+
+
+def _exclusive_cumsum(sizes: np.ndarray) -> np.ndarray:
+    return np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64)
+
+
+def join_headers(headers: np.ndarray, body: np.ndarray, body_sizes: np.ndarray) -> np.ndarray:
+    """Memories ``[header | body slice]`` of consecutive machines, concatenated: machine ``m``
+    gets ``headers[m]`` (``h`` words) then the next ``body_sizes[m]`` words of ``body``.
+
+    Examples
+    --------
+    >>> join_headers(np.array([[7], [8]]), np.array([1, 2, 3]), np.array([2, 1])).tolist()
+    [7, 1, 2, 8, 3]
+    """
+    h = headers.shape[1]
+    starts = _exclusive_cumsum(body_sizes + h)
+    out = np.empty(int(body_sizes.sum()) + headers.size, dtype=np.int64)
+    out[starts[:, None] + np.arange(h)[None, :]] = headers
+    owner = np.repeat(np.arange(body_sizes.shape[0]), body_sizes)
+    out[starts[owner] + h + np.arange(body.shape[0]) - _exclusive_cumsum(body_sizes)[owner]] = body
+    return out
+
+
+def split_headers(words: np.ndarray, body_sizes: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`join_headers`: ``(headers (P, h), body)``."""
+    at = _exclusive_cumsum(body_sizes + h)[:, None] + np.arange(h)[None, :]
+    body = np.ones(words.shape[0], dtype=bool)
+    body[at.ravel()] = False
+    return words[at], words[body]
 
 
 def first_of_runs(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

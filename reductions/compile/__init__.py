@@ -13,7 +13,8 @@ from anna.transformer import Transformer
 from mpc_sim import MPCConfig, Protocol, normalize_seed
 
 from .errors import CompileError, RoundBudgetExceeded, UnsupportedProtocol
-from .layers import IdEmbedding, build_embedding, build_layer, build_readout
+from .layers import (ID_FAR, ID_NEAR, IdEmbedding, build_embedding, build_layer, build_readout,
+                     check_id_separation, id_lsh)
 from .layouts import DecodeError, DisjunctLayout, HashedLayout, LAYOUTS
 from .model import CompiledModel, CompiledRun, CompileReport, LayerAlignment
 from .plan import ATTENTIONS, CompilePlan, make_plan
@@ -28,7 +29,7 @@ __all__ = [
 
 def compile_mpc(protocol: Protocol, config: MPCConfig, *, seed: int = 0, rounds: int | None = None,
                 alpha: int | None = None, layout: str = "hashed", attention: str = "ema", lsh: object = None,
-                layout_options: dict | None = None) -> CompiledModel:
+                hash_seed: int | None = None, layout_options: dict | None = None) -> CompiledModel:
     """Compile ``protocol`` running under ``config`` into an ANNA-transformer.
 
     Parameters
@@ -43,9 +44,13 @@ def compile_mpc(protocol: Protocol, config: MPCConfig, *, seed: int = 0, rounds:
         Routing heads per layer; default the protocol's ``fanout_bound`` (one layer per round).
     layout : {"hashed", "disjunct"}
         Packet layout of the routing heads (see :mod:`reductions.compile.layouts`).
+    hash_seed : int, optional
+        Seed of the LSH tables of ``anna`` heads (default ``seed``); each head derives its own.
     attention : {"ema", "anna"}
-        Exact-match heads, or Algorithm 1 on ids embedded as well-separated unit vectors (``lsh``
-        then gives the LSHConfig).
+        Exact-match heads, or Algorithm 1 on ids embedded as well-separated unit vectors: equal ids
+        at distance 0, distinct ids at least ``ID_FAR`` apart (checked). ``lsh`` gives the
+        LSHConfig; by default random hyperplanes with (z, ell) from Theorem 3.4 for
+        ``r = ID_NEAR``, ``c = ID_FAR / ID_NEAR`` and ``n = machines`` (:func:`id_lsh`).
 
     Examples
     --------
@@ -62,7 +67,10 @@ def compile_mpc(protocol: Protocol, config: MPCConfig, *, seed: int = 0, rounds:
     packets = plan.make_layout()
     stream = plan.stream(packets)
     ids = IdEmbedding(attention, seed=plan.seed)
+    if attention == "anna":
+        lsh = lsh if lsh is not None else id_lsh(config.machines, ids)
+        check_id_separation(ids, config.machines)
     layers = tuple(build_layer(protocol, plan, packets, stream, ids, layer, lsh) for layer in range(plan.depth))
     transformer = Transformer(build_embedding(protocol, plan, stream), layers, build_readout(stream),
-                              seed=plan.seed, dim=stream.dim)
+                              seed=plan.seed if hash_seed is None else normalize_seed(hash_seed), dim=stream.dim)
     return CompiledModel(protocol, plan, packets, stream, transformer)

@@ -18,28 +18,78 @@ from .layouts import LIMBS, DecodeError, Layout, Message, limbs_to_words
 from .plan import CompilePlan
 from .stream import StreamLayout, TokenState
 
-__all__ = ["build_embedding", "build_layer", "build_readout", "IdEmbedding"]
+__all__ = ["build_embedding", "build_layer", "build_readout", "IdEmbedding", "id_lsh", "check_id_separation",
+           "ID_NEAR", "ID_FAR", "SOFTMAX_TEMPERATURE"]
+
+ID_NEAR = 0.1
+"""The LSH's near radius r for id vectors: equal ids are at distance 0."""
+ID_FAR = 0.8
+"""Distinct ids are at least this far apart (checked at compile time): the LSH's c * r."""
+SOFTMAX_TEMPERATURE = 400.0
+"""beta of the dense softmax heads: a match scores beta, the null key 0.84 beta, other keys at most
+0.68 beta, so every weight off the matches is below exp(-64): nothing float64 can see."""
+NULL_SCORE = 0.84
 
 
 class IdEmbedding:
     """Machine ids as query/key vectors.
 
     ``ema`` heads use the id itself (a 1-vector: exact match is equality). ``anna`` heads use
-    ``dim`` pseudo-random signs per id scaled to unit norm, so equal ids are at distance 0 and
+    ``signs`` pseudo-random signs per id scaled to unit norm, so equal ids are at distance 0 and
     distinct ids at distance about ``sqrt(2)``; the LSH's (r, c) must separate the two.
+    ``softmax`` heads (dense, the quadratic baseline) use the same unit vectors plus one coordinate:
+    1 in queries, 0 in keys, and a null token whose key is ``NULL_SCORE`` on that coordinate only,
+    so that a receiver nobody addressed attends to the null token (value 0) instead of a stranger.
     """
 
-    def __init__(self, attention: str, dim: int = 32, seed: int = 0):
-        self.attention, self.dim, self.seed = attention, (1 if attention == "ema" else int(dim)), int(seed)
+    def __init__(self, attention: str, signs: int = 64, seed: int = 0):
+        self.attention, self.signs, self.seed = attention, int(signs), int(seed)
+        self.dim = {"ema": 1, "anna": self.signs, "softmax": self.signs + 1}[attention]
 
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
+    def _unit(self, ids: np.ndarray) -> np.ndarray:
+        from mpc_sim import hash64
+
+        bits = hash64(self.seed, ids[:, None], np.arange(self.signs)[None, :]) >> np.uint64(63)
+        return (bits.astype(np.float64) * 2.0 - 1.0) / np.sqrt(self.signs)
+
+    def __call__(self, ids: np.ndarray, *, query: bool = False) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         if self.attention == "ema":
             return ids.astype(np.float64)[:, None]
-        from mpc_sim import hash64
+        if self.attention == "anna":
+            return self._unit(ids)
+        return np.concatenate([self._unit(ids), np.full((ids.shape[0], 1), 1.0 if query else 0.0)], axis=1)
 
-        bits = hash64(self.seed, ids[:, None], np.arange(self.dim)[None, :]) >> np.uint64(63)
-        return (bits.astype(np.float64) * 2.0 - 1.0) / np.sqrt(self.dim)
+    def null_key(self) -> np.ndarray:
+        key = np.zeros(self.dim)
+        key[-1] = NULL_SCORE
+        return key
+
+
+def id_lsh(machines: int, ids: IdEmbedding):
+    """Random hyperplanes with (z, ell) from Theorem 3.4 for the id vectors of ``machines`` tokens."""
+    from anna.lsh import Hyperplane, theory_parameters
+
+    family = Hyperplane()
+    return theory_parameters(max(2, machines), ID_NEAR, ID_FAR / ID_NEAR, family).config(family)
+
+
+def check_id_separation(ids: IdEmbedding, machines: int, limit: int = 4096) -> float:
+    """The smallest distance between the vectors of distinct ids a query may meet (the ids
+    ``0..machines-1`` and the sentinels ``-1..-machines``); CompileError below ``ID_FAR``.
+    Skipped (returns nan) above ``limit`` ids, where the check would cost more than the model."""
+    if 2 * machines > limit:
+        return float("nan")
+    vectors = ids._unit(np.arange(-machines, machines))
+    gram = vectors @ vectors.T
+    norms = np.diag(gram)
+    dist2 = norms[:, None] + norms[None, :] - 2.0 * gram
+    np.fill_diagonal(dist2, np.inf)
+    smallest = float(np.sqrt(max(0.0, dist2.min())))
+    if smallest < ID_FAR:
+        raise CompileError(f"id vectors of dimension {ids.dim} are only {smallest:.3f} apart (< {ID_FAR}); "
+                           f"raise the id dimension or change the seed")
+    return smallest
 
 
 def _inbox(messages: list[tuple[int, int, np.ndarray]]) -> Inbox:
@@ -80,7 +130,9 @@ def build_embedding(protocol: Protocol, plan: CompilePlan, stream: StreamLayout)
 
     def embed(inputs: np.ndarray) -> np.ndarray:
         rows = np.zeros((inputs.shape[0], stream.dim), dtype=np.float64)
-        for machine in range(inputs.shape[0]):
+        for machine in range(plan.config.machines, inputs.shape[0]):   # the null token of softmax models
+            rows[machine] = stream.encode(TokenState(-1, halted=True))
+        for machine in range(min(inputs.shape[0], plan.config.machines)):
             length = int(inputs[machine, 0])
             memory = limbs_to_words(inputs[machine, 1:1 + LIMBS * length].reshape(length, LIMBS))
             state = TokenState(machine, memory=_as_protocol_words(protocol, memory))
@@ -108,6 +160,8 @@ def build_layer(protocol: Protocol, plan: CompilePlan, layout: Layout, stream: S
 
 def _head(plan: CompilePlan, ids: IdEmbedding, lsh: object | None, **maps) -> Head:
     kind = plan.attention
+    if kind == "softmax":
+        return Head(kind, dim=ids.dim, temperature=SOFTMAX_TEMPERATURE, **maps)
     return Head(kind, dim=ids.dim, lsh=lsh if kind == "anna" else None, **maps)
 
 
@@ -116,12 +170,14 @@ def _routing_head(stream: StreamLayout, layout: Layout, ids: IdEmbedding, index:
     count_col, dst_col = _message_columns(stream, index)
 
     def query(x, positions):
-        return ids(x[:, 0])
+        return ids(x[:, 0], query=True)
 
     def key(x, positions):
         has = x[:, count_col] > index
         # machines without an index-th message key a negative id no query asks for
-        return ids(np.where(has, x[:, dst_col], -1.0 - x[:, 0]).astype(np.int64))
+        keys = ids(np.where(has, x[:, dst_col], -1.0 - x[:, 0]).astype(np.int64))
+        keys[x[:, 0] < 0] = ids.null_key()
+        return keys
 
     def value(x, positions):
         out = np.zeros((x.shape[0], layout.width))

@@ -126,7 +126,9 @@ class Layout:
         average = np.asarray(average, dtype=np.float64)
         if average.shape != (self.width,):
             raise DecodeError(f"{self.name}: expected a vector of width {self.width}, got shape {average.shape}")
-        if not np.any(average):
+        # every coordinate of a layout is >= 0 and a non-empty average has a validity >= 1 / max_senders;
+        # dense softmax heads leave weights below exp(-64) on strangers: that is no message either
+        if not np.any(np.abs(average) > 1e-9):
             return []
         messages = self.decode_exact(average)
         if not messages:

@@ -41,6 +41,7 @@ class CompileReport:
     attention: str
     s: int
     machines: int
+    tokens: int
 
     def __post_init__(self) -> None:
         if self.depth != self.rounds * self.layers_per_round:
@@ -63,7 +64,7 @@ class CompileReport:
                 ("routing heads alpha", self.alpha), ("heads per layer H", self.heads_per_layer),
                 ("head width m", self.m), ("width m*H", self.width), ("stream dim d", self.model_dim),
                 ("packet words", self.packet_words), ("slots per head", self.slots), ("s", self.s),
-                ("machines = tokens", self.machines)]
+                ("machines", self.machines), ("tokens", self.tokens)]
         for name, value in rows:
             table.add_row(name, str(value))
         return table
@@ -128,14 +129,14 @@ class CompiledModel:
             layers_per_round=self.plan.layers_per_round, heads_per_layer=heads, alpha=self.plan.alpha,
             fanout=self.plan.fanout, m=layout.width, width=layout.width * heads, model_dim=self.stream.dim,
             layout=layout.name, packet_words=int(packet), slots=int(slots), attention=self.plan.attention,
-            s=self.plan.config.s, machines=self.plan.config.machines)
+            s=self.plan.config.s, machines=self.plan.config.machines, tokens=self.plan.tokens)
 
     def tokens(self, data: object) -> np.ndarray:
         """The model's input: machine ``i``'s initial memory as token ``i`` (length, then limbs)."""
         config, protocol = self.plan.config, self.protocol
         words = protocol.validate_input(config, data)
         state = protocol.initial_state(config, words)
-        tokens = np.zeros((config.machines, 1 + LIMBS * config.s), dtype=np.float64)
+        tokens = np.zeros((self.plan.tokens, 1 + LIMBS * config.s), dtype=np.float64)
         for machine, memory in enumerate(state.to_list()):
             bits = np.ascontiguousarray(memory).view(np.int64)
             tokens[machine, 0] = bits.shape[0]
@@ -145,7 +146,7 @@ class CompiledModel:
     def _memories(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         at = self.stream.memory_at
         out = []
-        for row in x:
+        for row in x[:self.plan.config.machines]:
             length = int(row[at])
             bits = limbs_to_words(row[at + 1:at + 1 + LIMBS * length].reshape(length, LIMBS))
             out.append(bits if self.protocol.word_dtype == np.int64 else bits.view(np.float64))

@@ -11,7 +11,7 @@ from .stream import StreamLayout
 
 __all__ = ["CompilePlan", "make_plan", "ATTENTIONS"]
 
-ATTENTIONS = ("ema", "anna")
+ATTENTIONS = ("ema", "anna", "softmax")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,11 @@ class CompilePlan:
             raise ValueError(f"unknown layout {self.layout!r}; known: {', '.join(LAYOUTS)}")
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+
+    @property
+    def tokens(self) -> int:
+        """Machines, plus the null token of softmax models (see :mod:`reductions.compile.layers`)."""
+        return self.config.machines + (1 if self.attention == "softmax" else 0)
 
     @property
     def layers_per_round(self) -> int:

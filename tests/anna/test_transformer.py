@@ -14,7 +14,7 @@ from rich.console import Console
 
 from anna.attention import anna_attention
 from anna.lsh import CrossPolytope, Hyperplane, LSHConfig
-from anna.reference import ema_attention, normalize_rows
+from anna.reference import ema_attention, lowrank_attention, normalize_rows, softmax_attention
 from anna.transformer import (
     MLP,
     Head,
@@ -220,6 +220,35 @@ def test_softmax_to_ema_head_computes_exact_match_on_normalised_vectors():
     np.testing.assert_array_equal(trace.states[1], x0 + (np.zeros_like(x0) + attended @ head.output.weight))
     np.testing.assert_array_equal(trace.counts[0][0], counts)
     np.testing.assert_array_equal(counts, [2, 2, 2, 2, 1, 1, 2, 2])  # TOKENS = 0 3 1 1 4 2 0 3
+
+
+HEAD_REFERENCES = {
+    "softmax": lambda q, k, v: softmax_attention(q, k, v, temperature=0.7),
+    "ema": lambda q, k, v: ema_attention(q, k, v)[0],
+    "lowrank": lambda q, k, v: lowrank_attention(q, k, v),  # elu + 1
+    "lowrank-identity": lambda q, k, v: lowrank_attention(q, k, v, lambda x: x + 2.0, lambda x: x + 2.0),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HEAD_REFERENCES))
+def test_each_head_kind_adds_its_reference_attention_to_the_stream(kind):
+    model = tiny_model(depth=1, heads=2, mlp=False)
+    if kind == "lowrank-identity":  # identity features of the callables Q + 2, K + 2 = features x + 2
+        heads = tuple(dataclasses.replace(h, kind="lowrank", feature_map="identity", normalize=False,
+                                          query=lambda x, p, w=h.query.weight: x @ w + 2.0,
+                                          key=lambda x, p, w=h.key.weight: x @ w + 2.0)
+                      for h in model.layers[0].heads)
+        model = Transformer(model.embedding, (Layer(heads),), model.readout)
+    else:
+        model = model.with_attention(kind)
+    x0 = model.embedding(TOKENS)
+    update = np.zeros_like(x0)
+    for h in tiny_model(depth=1, heads=2, mlp=False).layers[0].heads:  # the same weights
+        q, k = x0 @ h.query.weight, x0 @ h.key.weight
+        if kind != "lowrank-identity":
+            q, k = normalize_rows(q), normalize_rows(k)
+        update = update + HEAD_REFERENCES[kind](q, k, x0 @ h.value.weight) @ h.output.weight
+    np.testing.assert_allclose(model.run(TOKENS).states[1], x0 + update, rtol=1e-13, atol=1e-13)
 
 
 def test_swap_to_anna_with_one_lsh_config_per_layer():

@@ -17,8 +17,8 @@ CASES = [
 ]
 
 
-def assert_delivery_matches_reference(batch, machines, chunks=None):
-    delivery = route(batch, machines, chunks=chunks)
+def assert_delivery_matches_reference(batch, machines, threads=None):
+    delivery = route(batch, machines, threads=threads)
     expected = reference_route(batch.src, batch.dst, batch.offsets, batch.words, machines)
     assert delivery.machines == machines
     assert delivery.messages.num_messages == batch.num_messages
@@ -51,26 +51,26 @@ def test_case_table_inboxes(messages, machines, inboxes):
 
 
 @given(message_batches(), st.none() | st.integers(1, 7))
-def test_random_batches_are_delivered_like_the_plain_reference_on_any_number_of_chunks(case, chunks):
+def test_random_batches_are_delivered_like_the_plain_reference_on_any_number_of_threads(case, threads):
     batch, machines = case
-    assert_delivery_matches_reference(batch, machines, chunks)
+    assert_delivery_matches_reference(batch, machines, threads)
 
 
-@pytest.mark.parametrize("chunks", [1, 2, 3, 64])
-def test_chunked_sort_is_identical_to_the_one_chunk_sort(chunks):
-    rng = np.random.default_rng(chunks)
+@pytest.mark.parametrize("threads", [1, 2, 3, 64])
+def test_sort_on_several_threads_is_identical_to_the_one_thread_sort(threads):
+    rng = np.random.default_rng(threads)
     lengths = rng.integers(1, 4, 5000)
     batch = MessageBatch(rng.integers(0, 50, 5000), rng.integers(0, 50, 5000),
                          np.concatenate([[0], np.cumsum(lengths)]), rng.integers(0, 10**9, int(lengths.sum())))
-    one, many = route(batch, 50, chunks=1), assert_delivery_matches_reference(batch, 50, chunks)
+    one, many = route(batch, 50, threads=1), assert_delivery_matches_reference(batch, 50, threads)
     for name in ("src", "dst", "offsets", "words"):
         assert np.array_equal(getattr(one.messages, name), getattr(many.messages, name))
     assert np.array_equal(one.machine_offsets, many.machine_offsets)
 
 
-def test_chunks_must_be_positive():
-    with pytest.raises(ValueError, match="chunks must be >= 1"):
-        route(MessageBatch.from_list([(0, 0, [1])]), 1, chunks=0)
+def test_threads_must_be_positive():
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        route(MessageBatch.from_list([(0, 0, [1])]), 1, threads=0)
 
 
 def test_float_words_travel_bit_exactly_including_negative_zero_nan_payloads_and_extremes():

@@ -110,3 +110,54 @@ def test_exceeding_the_declared_fanout_is_an_error_not_a_silent_drop():
     protocol, config = Liar(rounds=1, fanout=2), MPCConfig(n=25, eps=0.5, memory_factor=2)
     with pytest.raises(CompileError, match="fan-out bound"):
         compile_mpc(protocol, config)(np.arange(25))
+
+
+def test_lsh_heads_succeed_at_least_as_often_as_theorem_3_4_promises_and_are_exact_when_they_do():
+    from anna.lsh import Hyperplane, theory_parameters
+    from reductions.compile import DecodeError
+    from reductions.compile.layers import ID_FAR, ID_NEAR
+
+    protocol, config = MixingProtocol(rounds=2, fanout=2, salt=2), MPCConfig(n=36, eps=0.5, memory_factor=2)
+    data = np.arange(config.n)
+    expected = _simulate(protocol, config, data).output
+    params = theory_parameters(config.machines, ID_NEAR, ID_FAR / ID_NEAR, Hyperplane())
+    calls = 2 * (protocol.fanout + 1)            # attention calls of one run: layers x heads
+    eta_run = min(1.0, calls * params.eta_bound)
+    seeds = range(8)
+    successes = 0
+    for seed in seeds:
+        model = compile_mpc(protocol, config, attention="anna", hash_seed=seed)
+        try:
+            out = model(data)
+        except DecodeError:
+            continue
+        assert _same_words(out, expected)
+        successes += 1
+    assert successes / len(seeds) >= 1.0 - eta_run - 1e-12
+
+
+def test_too_few_tables_make_lsh_routing_fail_loudly_never_silently():
+    from anna.lsh import Hyperplane, LSHConfig
+    from reductions.compile import DecodeError
+
+    protocol, config = MixingProtocol(rounds=2, fanout=2, salt=4), MPCConfig(n=36, eps=0.5, memory_factor=2)
+    data = np.arange(config.n)
+    expected = _simulate(protocol, config, data).output
+    outcomes = []
+    for seed in range(6):
+        model = compile_mpc(protocol, config, attention="anna", lsh=LSHConfig(Hyperplane(), z=1, ell=1), hash_seed=seed)
+        try:
+            outcomes.append(_same_words(model(data), expected))
+        except DecodeError:
+            outcomes.append("detected")
+    assert "detected" in outcomes          # one hyperplane per table: far ids collide half the time
+    assert False not in outcomes           # and a wrong output is never returned
+
+
+def test_dense_softmax_heads_with_a_null_token_route_exactly_too():
+    protocol, config = MixingProtocol(rounds=2, fanout=2, salt=6), MPCConfig(n=36, eps=0.5, memory_factor=2)
+    data = np.arange(config.n)
+    model = compile_mpc(protocol, config, attention="softmax")
+    assert model.report.tokens == config.machines + 1
+    assert _same_words(model(data), _simulate(protocol, config, data).output)
+    assert model.align(data).all_match

@@ -27,7 +27,8 @@ from mpc_sim.state import ClusterState, MessageBatch
 from mpc_sim.trace import OutputStats, RoundStats, Trace, Violation
 
 __all__ = [
-    "Schedule", "ScriptedProtocol", "ExpectedRun", "expected_run", "make_schedule", "inject_violation",
+    "Schedule", "ScriptedProtocol", "MachineOnly", "BatchOnly", "ExpectedRun", "expected_run", "make_schedule",
+    "inject_violation",
     "random_words", "configs", "small_configs", "schedules", "round_stats", "traces", "message_batches",
     "reference_route", "SPECIAL_FLOATS",
 ]
@@ -237,12 +238,12 @@ def make_schedule(config: MPCConfig, rounds: int, seed: int, dtype=np.int64, *, 
     memories, messages = [], []
     for r in range(rounds + 1):
         final = r == rounds
-        if tight:
+        if loose:
+            kept_sizes = rng.integers(0, s + 2, q)
+        elif tight:
             kept_sizes = np.where(rng.random(q) < 0.5, s, rng.integers(0, s + 1, q))
         else:
             kept_sizes = rng.integers(0, s + 1, q)
-        if loose:
-            kept_sizes = rng.integers(0, s + 2, q)
         msgs: list[tuple[int, int, np.ndarray]] = []
         if not final:
             send_left = np.full(q, s)
