@@ -189,7 +189,10 @@ def _algorithm1(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, see
                 bcount = np.zeros(total, dtype=np.int64)
                 lanes = _split(b - a, min(n_threads, b - a))
                 kernels.bucket_sums(v, buckets.bucket_of[a:b], start, lanes, vsum, bcount)
-                kernels.gather_sums(buckets.bucket_of_query[a:b], start, vsum, bcount, acc, counts, out,
+                # float32 values: gather from the bucket sums rounded once to float32 (half the
+                # cache footprint; the error is one rounding of each bucket sum)
+                gathered = vsum.astype(np.float32) if v.dtype == np.float32 else vsum
+                kernels.gather_sums(buckets.bucket_of_query[a:b], start, gathered, bcount, acc, counts, out,
                                     first, last)
             first = False
 
@@ -328,10 +331,11 @@ def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, 
     out = np.zeros((q.shape[0], v.shape[1]), dtype=v.dtype)
     counts = np.zeros(q.shape[0], dtype=np.int64)
     hq, hk = _hash_pair(q, k)
-    if q.shape[0] and k.shape[0]:
-        _algorithm1(hq, hk, v, lsh, seed, causal, out, counts)
-    if return_stats:
-        return out, counts, _stats(hq, hk, lsh, seed, causal, counts)
+    with kernels.threads_for((q.shape[0] + k.shape[0]) * lsh.ell * (v.shape[1] + 8)):
+        if q.shape[0] and k.shape[0]:
+            _algorithm1(hq, hk, v, lsh, seed, causal, out, counts)
+        if return_stats:
+            return out, counts, _stats(hq, hk, lsh, seed, causal, counts)
     return out, counts
 
 

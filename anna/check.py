@@ -160,7 +160,7 @@ def _check_weights(weights: object, n_q: int, n_k: int) -> np.ndarray:
     bad = ~((np.abs(sums - 1.0) <= _ROW_SUM_TOLERANCE) | (sums == 0.0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"every weights row must sum to 1 (or be all zero), row {i} sums to {sums[i]!r}")
+        raise ValueError(f"every weights row must sum to 1 (or be all zero), row {i} sums to {float(sums[i])!r}")
     return weights.astype(np.float64, copy=False)
 
 

@@ -22,14 +22,21 @@ query), so results do not depend on the number of threads.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
+import numba
 import numpy as np
 from numba import njit, prange
 
 __all__ = [
+    "PARALLEL_WORK",
+    "threads_for",
     "TILE",
     "KIND_E2LSH",
     "KIND_HYPERPLANE",
     "KIND_CROSS_POLYTOPE",
+    "MAX_PADDED_DIM",
     "hash_codes",
     "build_buckets",
     "fill_tables",
@@ -48,22 +55,44 @@ KIND_E2LSH = 0
 KIND_HYPERPLANE = 1
 KIND_CROSS_POLYTOPE = 2
 
+PARALLEL_WORK = 2**20
+"""Below this much work (roughly: scalar operations) kernels run on one thread: waking the pool
+costs tens of microseconds on a quiet machine and milliseconds on a busy one."""
+
 _FIBONACCI = np.uint64(0x9E3779B97F4A7C15)
+
+
+@contextmanager
+def threads_for(work: int) -> Iterator[None]:
+    """Run the numba kernels called inside on one thread if ``work < PARALLEL_WORK``."""
+    if work >= PARALLEL_WORK or numba.get_num_threads() == 1:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 _CLAMP = 4.0e18  # E2LSH cell indices are clamped to +-4e18 (< 2**62) before the int64 cast
 
 
 # ----------------------------------------------------------------------------------- hashing
+# Tiles are flat: row k of a tile lives at [k * TILE, (k + 1) * TILE). Loops index views taken at
+# a row (``v = tile[k * TILE:]``) with literal offsets plus the loop counter, so the compiler sees
+# constant distances between the rows it reads and writes, and indices it can prove non-negative:
+# it vectorises over the tile's rows without aliasing checks (about twice as fast as 2-D indexing).
 @njit(cache=True, fastmath=True)
 def _project_tile(xt, proj, tile):
-    """``tile[f, r] = sum_k proj[k, f] * xt[k, r]``; both padded to multiples of 4."""
+    """``tile[f] = sum_k proj[k, f] * xt[k]`` (rows of TILE); dims padded to multiples of 4."""
     dim4, n_func4 = proj.shape
-    rows = xt.shape[1]
     for f in range(0, n_func4, 4):
-        for r in range(rows):
-            tile[f, r] = 0
-            tile[f + 1, r] = 0
-            tile[f + 2, r] = 0
-            tile[f + 3, r] = 0
+        tv = tile[f * TILE:]
+        for r in range(TILE):
+            tv[r] = 0
+            tv[TILE + r] = 0
+            tv[2 * TILE + r] = 0
+            tv[3 * TILE + r] = 0
         for k in range(0, dim4, 4):
             a00 = proj[k, f]
             a01 = proj[k + 1, f]
@@ -81,152 +110,278 @@ def _project_tile(xt, proj, tile):
             a31 = proj[k + 1, f + 3]
             a32 = proj[k + 2, f + 3]
             a33 = proj[k + 3, f + 3]
-            for r in range(rows):
-                x0 = xt[k, r]
-                x1 = xt[k + 1, r]
-                x2 = xt[k + 2, r]
-                x3 = xt[k + 3, r]
-                tile[f, r] += a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3
-                tile[f + 1, r] += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3
-                tile[f + 2, r] += a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3
-                tile[f + 3, r] += a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3
+            xv = xt[k * TILE:]
+            for r in range(TILE):
+                x0 = xv[r]
+                x1 = xv[TILE + r]
+                x2 = xv[2 * TILE + r]
+                x3 = xv[3 * TILE + r]
+                tv[r] += a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3
+                tv[TILE + r] += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3
+                tv[2 * TILE + r] += a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3
+                tv[3 * TILE + r] += a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3
 
 
 @njit(cache=True, fastmath=True)
 def _linear_codes(tile, offset, mult, z, kind, codes, row0, n_rows, acc):
     """Quantise a projected tile (E2LSH floor or hyperplane sign) and combine per table."""
     n_tables = codes.shape[0]
-    rows = tile.shape[1]
     zero = np.uint64(0)
     for u in range(n_tables):
-        for r in range(rows):
+        for r in range(TILE):
             acc[r] = zero
         for t in range(z):
             f = u * z + t
             m = mult[f]
+            row = tile[f * TILE: (f + 1) * TILE]
             if kind == KIND_E2LSH:
                 o = offset[f]
-                for r in range(rows):
-                    cell = min(max(np.float64(tile[f, r]) + o, -_CLAMP), _CLAMP)
+                for r in range(TILE):
+                    cell = min(max(np.float64(row[r]) + o, -_CLAMP), _CLAMP)
                     acc[r] += np.uint64(np.int64(np.floor(cell))) * m
             else:
-                for r in range(rows):
-                    acc[r] += m if tile[f, r] >= 0 else zero
+                for r in range(TILE):
+                    acc[r] += m if row[r] >= 0 else zero
+        out = codes[u, row0: row0 + n_rows]
         for r in range(n_rows):
-            codes[u, row0 + r] = acc[r]
+            out[r] = acc[r]
+
+
+@njit(cache=True)
+def _transpose_into(x, row0, n_rows, flat):
+    """``flat[k * TILE + r] = x[row0 + r, k]`` for the tile's rows (padding rows stay as they are)."""
+    dim = x.shape[1]
+    full = n_rows - n_rows % 4
+    for r in range(0, full, 4):  # four source rows at a time: 4 stores per destination row
+        a = x[row0 + r]
+        b = x[row0 + r + 1]
+        c = x[row0 + r + 2]
+        d = x[row0 + r + 3]
+        for k in range(dim):
+            out = flat[k * TILE + r:]
+            out[0] = a[k]
+            out[1] = b[k]
+            out[2] = c[k]
+            out[3] = d[k]
+    for r in range(full, n_rows):
+        src = x[row0 + r]
+        for k in range(dim):
+            flat[k * TILE + r] = src[k]
+
+
+# The cross-polytope's tile is flat, row k of the tile at [k * TILE, (k + 1) * TILE): every
+# butterfly below is called with a literal stride, so the compiler sees constant distances between
+# the rows it reads and writes and vectorises over the tile's rows without aliasing checks.
+@njit(cache=True, fastmath=True, inline="always")
+def _radix8(w, base, h):
+    """In place: the 3 butterfly stages of stride h, 2h, 4h on tile rows base + m h (m < 8)."""
+    v = w[base * TILE:]  # a view, so that every index below is a literal offset plus r >= 0
+    for r in range(TILE):
+        a0 = v[r]
+        a1 = v[h * TILE + r]
+        a2 = v[2 * h * TILE + r]
+        a3 = v[3 * h * TILE + r]
+        a4 = v[4 * h * TILE + r]
+        a5 = v[5 * h * TILE + r]
+        a6 = v[6 * h * TILE + r]
+        a7 = v[7 * h * TILE + r]
+        b0 = a0 + a1
+        b1 = a0 - a1
+        b2 = a2 + a3
+        b3 = a2 - a3
+        b4 = a4 + a5
+        b5 = a4 - a5
+        b6 = a6 + a7
+        b7 = a6 - a7
+        c0 = b0 + b2
+        c2 = b0 - b2
+        c1 = b1 + b3
+        c3 = b1 - b3
+        c4 = b4 + b6
+        c6 = b4 - b6
+        c5 = b5 + b7
+        c7 = b5 - b7
+        v[r] = c0 + c4
+        v[4 * h * TILE + r] = c0 - c4
+        v[h * TILE + r] = c1 + c5
+        v[5 * h * TILE + r] = c1 - c5
+        v[2 * h * TILE + r] = c2 + c6
+        v[6 * h * TILE + r] = c2 - c6
+        v[3 * h * TILE + r] = c3 + c7
+        v[7 * h * TILE + r] = c3 - c7
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _radix8_first(src, dst, base, signs):
+    """The first radix-8 pass (stride 1) of a round, reading ``src * signs`` and writing ``dst``."""
+    u = src[base * TILE:]
+    v = dst[base * TILE:]
+    s0 = signs[base]
+    s1 = signs[base + 1]
+    s2 = signs[base + 2]
+    s3 = signs[base + 3]
+    s4 = signs[base + 4]
+    s5 = signs[base + 5]
+    s6 = signs[base + 6]
+    s7 = signs[base + 7]
+    for r in range(TILE):
+        a0 = u[r] * s0
+        a1 = u[TILE + r] * s1
+        a2 = u[2 * TILE + r] * s2
+        a3 = u[3 * TILE + r] * s3
+        a4 = u[4 * TILE + r] * s4
+        a5 = u[5 * TILE + r] * s5
+        a6 = u[6 * TILE + r] * s6
+        a7 = u[7 * TILE + r] * s7
+        b0 = a0 + a1
+        b1 = a0 - a1
+        b2 = a2 + a3
+        b3 = a2 - a3
+        b4 = a4 + a5
+        b5 = a4 - a5
+        b6 = a6 + a7
+        b7 = a6 - a7
+        c0 = b0 + b2
+        c2 = b0 - b2
+        c1 = b1 + b3
+        c3 = b1 - b3
+        c4 = b4 + b6
+        c6 = b4 - b6
+        c5 = b5 + b7
+        c7 = b5 - b7
+        v[r] = c0 + c4
+        v[4 * TILE + r] = c0 - c4
+        v[TILE + r] = c1 + c5
+        v[5 * TILE + r] = c1 - c5
+        v[2 * TILE + r] = c2 + c6
+        v[6 * TILE + r] = c2 - c6
+        v[3 * TILE + r] = c3 + c7
+        v[7 * TILE + r] = c3 - c7
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _radix4(w, base, h):
+    v = w[base * TILE:]
+    for r in range(TILE):
+        a0 = v[r]
+        a1 = v[h * TILE + r]
+        a2 = v[2 * h * TILE + r]
+        a3 = v[3 * h * TILE + r]
+        b0 = a0 + a1
+        b1 = a0 - a1
+        b2 = a2 + a3
+        b3 = a2 - a3
+        v[r] = b0 + b2
+        v[2 * h * TILE + r] = b0 - b2
+        v[h * TILE + r] = b1 + b3
+        v[3 * h * TILE + r] = b1 - b3
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _radix2(w, base, h):
+    v = w[base * TILE:]
+    for r in range(TILE):
+        a0 = v[r]
+        a1 = v[h * TILE + r]
+        v[r] = a0 + a1
+        v[h * TILE + r] = a0 - a1
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _signed_fht(src, w, dim, signs):
+    """``w <- H diag(signs) src``: unnormalised Walsh-Hadamard transform of the tile's columns.
+
+    ``dim = 2**p <= MAX_PADDED_DIM``; ``src`` may be ``w`` (inlined, so the compiler knows).
+    """
+    # radix-8 passes at strides 1, 8, 64, ... (written out: the strides must be literals)
+    if dim >= 8:
+        for g in range(dim // 8):
+            _radix8_first(src, w, 8 * g, signs)
+    else:
+        for k in range(dim):
+            for r in range(TILE):
+                w[k * TILE + r] = src[k * TILE + r] * signs[k]
+    if dim >= 64:
+        for i in range(dim // 64):
+            for j in range(8):
+                _radix8(w, 64 * i + j, 8)
+    if dim >= 512:
+        for i in range(dim // 512):
+            for j in range(64):
+                _radix8(w, 512 * i + j, 64)
+    if dim >= 4096:
+        for i in range(dim // 4096):
+            for j in range(512):
+                _radix8(w, 4096 * i + j, 512)
+    if dim >= 32768:
+        for j in range(4096):
+            _radix8(w, j, 4096)
+    rest = dim
+    while rest >= 8:
+        rest //= 8
+    # the remaining factor 2 or 4, at stride dim / rest (a literal in each branch)
+    if rest == 2:
+        if dim == 2:
+            _radix2(w, 0, 1)
+        elif dim == 16:
+            for j in range(8):
+                _radix2(w, j, 8)
+        elif dim == 128:
+            for j in range(64):
+                _radix2(w, j, 64)
+        elif dim == 1024:
+            for j in range(512):
+                _radix2(w, j, 512)
+        elif dim == 8192:
+            for j in range(4096):
+                _radix2(w, j, 4096)
+    elif rest == 4:
+        if dim == 4:
+            _radix4(w, 0, 1)
+        elif dim == 32:
+            for j in range(8):
+                _radix4(w, j, 8)
+        elif dim == 256:
+            for j in range(64):
+                _radix4(w, j, 64)
+        elif dim == 2048:
+            for j in range(512):
+                _radix4(w, j, 512)
+        elif dim == 16384:
+            for j in range(4096):
+                _radix4(w, j, 4096)
+
+
+MAX_PADDED_DIM = 2**15
+"""Largest cross-polytope dimension D (rows are padded to D = 2**ceil(log2 dim))."""
 
 
 @njit(cache=True, fastmath=True)
-def _signed_copy(src, signs, dst):
-    for k in range(src.shape[0]):
-        s = signs[k]
-        for r in range(src.shape[1]):
-            dst[k, r] = src[k, r] * s
-
-
-@njit(cache=True, fastmath=True)
-def _signed_fht(work, signs):
-    """In place: ``work <- H diag(signs) work`` (unnormalised Walsh-Hadamard over axis 0)."""
-    dim, rows = work.shape
-    for k in range(dim):
-        s = signs[k]
-        for r in range(rows):
-            work[k, r] *= s
-    _fht(work)
-
-
-@njit(cache=True, fastmath=True)
-def _fht(work):
-    """Unnormalised Walsh-Hadamard transform of every column, radix-8 passes then 4 or 2."""
-    dim, rows = work.shape
-    h = 1
-    while 8 * h <= dim:
-        for i in range(0, dim, 8 * h):
-            for j in range(i, i + h):
-                for r in range(rows):
-                    a0 = work[j, r]
-                    a1 = work[j + h, r]
-                    a2 = work[j + 2 * h, r]
-                    a3 = work[j + 3 * h, r]
-                    a4 = work[j + 4 * h, r]
-                    a5 = work[j + 5 * h, r]
-                    a6 = work[j + 6 * h, r]
-                    a7 = work[j + 7 * h, r]
-                    b0 = a0 + a1
-                    b1 = a0 - a1
-                    b2 = a2 + a3
-                    b3 = a2 - a3
-                    b4 = a4 + a5
-                    b5 = a4 - a5
-                    b6 = a6 + a7
-                    b7 = a6 - a7
-                    c0 = b0 + b2
-                    c2 = b0 - b2
-                    c1 = b1 + b3
-                    c3 = b1 - b3
-                    c4 = b4 + b6
-                    c6 = b4 - b6
-                    c5 = b5 + b7
-                    c7 = b5 - b7
-                    work[j, r] = c0 + c4
-                    work[j + 4 * h, r] = c0 - c4
-                    work[j + h, r] = c1 + c5
-                    work[j + 5 * h, r] = c1 - c5
-                    work[j + 2 * h, r] = c2 + c6
-                    work[j + 6 * h, r] = c2 - c6
-                    work[j + 3 * h, r] = c3 + c7
-                    work[j + 7 * h, r] = c3 - c7
-        h *= 8
-    if 4 * h <= dim:
-        for j in range(h):
-            for r in range(rows):
-                a0 = work[j, r]
-                a1 = work[j + h, r]
-                a2 = work[j + 2 * h, r]
-                a3 = work[j + 3 * h, r]
-                b0 = a0 + a1
-                b1 = a0 - a1
-                b2 = a2 + a3
-                b3 = a2 - a3
-                work[j, r] = b0 + b2
-                work[j + 2 * h, r] = b0 - b2
-                work[j + h, r] = b1 + b3
-                work[j + 3 * h, r] = b1 - b3
-    elif 2 * h <= dim:
-        for j in range(h):
-            for r in range(rows):
-                a0 = work[j, r]
-                a1 = work[j + h, r]
-                work[j, r] = a0 + a1
-                work[j + h, r] = a0 - a1
-
-
-@njit(cache=True, fastmath=True)
-def _cross_polytope_codes(xt, signs, mult, z, codes, row0, n_rows, work, best, best_index, acc):
+def _cross_polytope_codes(xt, signs, mult, z, codes, row0, n_rows, work, best_abs, best, best_index, acc):
     """Rotate the tile by ``H D_R ... H D_1`` per function, take the nearest signed basis vector."""
-    n_func, rounds, dim = signs.shape
+    rounds, dim = signs.shape[1], signs.shape[2]
     n_tables = codes.shape[0]
-    rows = xt.shape[1]
     zero = np.uint64(0)
     for u in range(n_tables):
-        for r in range(rows):
+        for r in range(TILE):
             acc[r] = zero
         for t in range(z):
             f = u * z + t
-            _signed_copy(xt, signs[f, 0], work)
-            _fht(work)
+            _signed_fht(xt, work, dim, signs[f, 0])
             for rnd in range(1, rounds):
-                _signed_fht(work, signs[f, rnd])
-            for r in range(rows):
-                best[r] = work[0, r]
-                best_index[r] = 0
-            for k in range(1, dim):
-                for r in range(rows):
-                    if abs(work[k, r]) > abs(best[r]):
-                        best[r] = work[k, r]
+                _signed_fht(work, work, dim, signs[f, rnd])
+            for r in range(TILE):
+                best_abs[r] = -1.0
+            for k in range(dim):  # strict >: the first index wins ties
+                row = work[k * TILE: (k + 1) * TILE]
+                for r in range(TILE):
+                    y = row[r]
+                    if abs(y) > best_abs[r]:
+                        best_abs[r] = abs(y)
+                        best[r] = y
                         best_index[r] = k
             m = mult[f]
-            for r in range(rows):
+            for r in range(TILE):
                 h = 2 * best_index[r] + (1 if best[r] < 0 else 0)
                 acc[r] += np.uint64(h) * m
         for r in range(n_rows):
@@ -254,22 +409,21 @@ def hash_codes(x, kind, proj, offset, signs, mult, z, codes, n_threads):
     else:
         padded = proj.shape[0]
     for chunk in prange(n_chunks):
-        xt = np.zeros((padded, TILE), dtype=x.dtype)
         acc = np.empty(TILE, dtype=np.uint64)
+        xt = np.zeros(padded * TILE, dtype=x.dtype)
         if kind == KIND_CROSS_POLYTOPE:
-            work = np.empty((padded, TILE), dtype=x.dtype)
+            work = np.empty(padded * TILE, dtype=x.dtype)
+            best_abs = np.empty(TILE, dtype=x.dtype)
             best = np.empty(TILE, dtype=x.dtype)
             best_index = np.empty(TILE, dtype=np.int64)
         else:
-            tile = np.empty((proj.shape[1], TILE), dtype=x.dtype)
+            tile = np.empty(proj.shape[1] * TILE, dtype=x.dtype)
         for tile_index in range(chunk * per_chunk, min(n_tiles, (chunk + 1) * per_chunk)):
             row0 = tile_index * TILE
             n_rows = min(n, row0 + TILE) - row0
-            for r in range(n_rows):
-                for k in range(dim):
-                    xt[k, r] = x[row0 + r, k]
+            _transpose_into(x, row0, n_rows, xt)
             if kind == KIND_CROSS_POLYTOPE:
-                _cross_polytope_codes(xt, signs, mult, z, codes, row0, n_rows, work, best,
+                _cross_polytope_codes(xt, signs, mult, z, codes, row0, n_rows, work, best_abs, best,
                                       best_index, acc)
             else:
                 _project_tile(xt, proj, tile)
@@ -393,63 +547,78 @@ def bucket_sums(v, bucket_of, bucket_start, lane_bounds, vsum, bcount):
     ``bucket_of`` (T_run, N_k) holds bucket ids per table, table u's buckets live at rows
     ``bucket_start[u] + id`` of ``vsum`` (B, d_v) float64 / ``bcount`` (B,) int64, which must
     arrive zeroed. Tables are split into lanes by ``lane_bounds``; a lane walks the keys in
-    blocks and visits its tables per block, so values are read from memory once per lane.
+    blocks and visits its tables per block, so values are read from memory once per lane. Keys
+    are added in index order in every bucket, whatever the number of lanes.
     """
-    n_keys, dim_v = v.shape
-    block = 256
+    n_keys = v.shape[0]
+    block = 2048
     for lane in prange(lane_bounds.shape[0] - 1):
         for lo in range(0, n_keys, block):
             hi = min(n_keys, lo + block)
             for u in range(lane_bounds[lane], lane_bounds[lane + 1]):
                 start = bucket_start[u]
-                for j in range(lo, hi):
-                    b = start + bucket_of[u, j]
+                ids = bucket_of[u, lo:hi]
+                for j in range(hi - lo):
+                    b = start + ids[j]
                     bcount[b] += 1
-                    for c in range(dim_v):
-                        vsum[b, c] += v[j, c]
+                    _add_row(vsum[b], v[lo + j])
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _add_row(dst, src):
+    for c in range(dst.shape[0]):
+        dst[c] += src[c]
 
 
 @njit(parallel=True, cache=True)
 def gather_sums(bucket_of_query, bucket_start, vsum, bcount, acc, counts, out, first, last):
     """Add the sums and counts of each query's buckets over the tables of a run.
 
-    With ``first and last`` (a single run) the result goes straight to ``out`` / ``counts``;
-    otherwise ``acc`` (N_q, d_v) float64 / ``counts`` carry running sums across runs (Algorithm 2)
-    and ``last`` divides into ``out``. Queries with count 0 get a zero row.
+    Queries go in blocks whose float64 running sums stay in cache; within a block the tables
+    are visited one at a time (their bucket rows are then a small, hot working set). ``vsum``
+    may be float32 (the rounded float64 bucket sums) to halve that working set. With ``first
+    and last`` (a single run) the result goes straight to ``out`` / ``counts``; otherwise ``acc``
+    (N_q, d_v) float64 / ``counts`` carry running sums across runs (Algorithm 2) and ``last``
+    divides into ``out``. Queries with count 0 get a zero row. Per query, tables are added in
+    order, whatever the blocking.
     """
     n_tables, n = bucket_of_query.shape
     dim_v = vsum.shape[1]
-    block = 256
+    block = 512
     n_blocks = (n + block - 1) // block
     for blk in prange(n_blocks):
-        row = np.empty(dim_v, dtype=np.float64)
-        for i in range(blk * block, min(n, (blk + 1) * block)):
-            if first:
-                total = 0
-                for c in range(dim_v):
-                    row[c] = 0.0
-            else:
-                total = counts[i]
-                for c in range(dim_v):
-                    row[c] = acc[i, c]
-            for u in range(n_tables):
-                b = bucket_of_query[u, i]
+        lo = blk * block
+        size = min(n, lo + block) - lo
+        rows = np.empty((size, dim_v), dtype=np.float64)
+        totals = np.empty(size, dtype=np.int64)
+        if first:
+            rows[:] = 0.0
+            totals[:] = 0
+        else:
+            for i in range(size):
+                totals[i] = counts[lo + i]
+                rows[i] = acc[lo + i]
+        for u in range(n_tables):
+            start = bucket_start[u]
+            ids = bucket_of_query[u, lo: lo + size]
+            for i in range(size):
+                b = ids[i]
                 if b >= 0:
-                    b += bucket_start[u]
-                    total += bcount[b]
-                    for c in range(dim_v):
-                        row[c] += vsum[b, c]
-            counts[i] = total
+                    totals[i] += bcount[start + b]
+                    _add_row(rows[i], vsum[start + b])
+        for i in range(size):
+            counts[lo + i] = totals[i]
             if last:
-                if total > 0:
+                target = out[lo + i]
+                if totals[i] > 0:
+                    inverse = 1.0 / totals[i]
                     for c in range(dim_v):
-                        out[i, c] = row[c] / total
+                        target[c] = rows[i, c] * inverse
                 else:
                     for c in range(dim_v):
-                        out[i, c] = 0.0
+                        target[c] = 0.0
             else:
-                for c in range(dim_v):
-                    acc[i, c] = row[c]
+                acc[lo + i] = rows[i]
 
 
 @njit(parallel=True, cache=True)

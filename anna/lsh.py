@@ -227,6 +227,22 @@ class CrossPolytopeParams(_ParamsBase):
 Params = Union[E2LSHParams, HyperplaneParams, CrossPolytopeParams]
 
 
+def _sample(family, dim: object, z: object, ell: object, seed: object):
+    dim, z, ell = _check_positive_int("dim", dim), _check_positive_int("z", z), _check_positive_int("ell", ell)
+    return _cached_draw(family, dim, z, ell, normalize_seed(seed))
+
+
+@lru_cache(maxsize=64)
+def _cached_draw(family, dim: int, z: int, ell: int, seed: int):
+    """Sampling is pure, so repeated calls (a transformer head per forward pass) share one draw;
+    the arrays are made read-only so that sharing is safe."""
+    params = family._draw(dim, z, ell, seed)
+    for value in vars(params).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    return params
+
+
 def _padded_power_of_two(dim: int) -> int:
     return 1 << max(0, (int(dim) - 1).bit_length())
 
@@ -247,8 +263,10 @@ def _linear_kernel_args(directions: np.ndarray, scale: float, dtype: np.dtype) -
 def _run_hash(x: np.ndarray, kind: int, proj: np.ndarray, offset: np.ndarray, signs: np.ndarray,
               multipliers: np.ndarray, z: int, ell: int) -> np.ndarray:
     codes = np.empty((ell, x.shape[0]), dtype=np.uint64)
-    kernels.hash_codes(x, kind, proj, offset, signs, np.ascontiguousarray(multipliers.reshape(-1)), z, codes,
-                       numba.get_num_threads())
+    per_row = proj.size if kind != kernels.KIND_CROSS_POLYTOPE else signs.size * 3
+    with kernels.threads_for(x.shape[0] * per_row):
+        kernels.hash_codes(x, kind, proj, offset, signs, np.ascontiguousarray(multipliers.reshape(-1)), z, codes,
+                           numba.get_num_threads())
     return codes
 
 
@@ -283,8 +301,9 @@ class E2LSH:
 
     def sample(self, dim: int, z: int, ell: int, seed: int | None = 0) -> E2LSHParams:
         """Draw ``ell`` tables of ``z`` functions for rows of length ``dim``."""
-        dim, z, ell = _check_positive_int("dim", dim), _check_positive_int("z", z), _check_positive_int("ell", ell)
-        seed = normalize_seed(seed)
+        return _sample(self, dim, z, ell, seed)
+
+    def _draw(self, dim: int, z: int, ell: int, seed: int) -> E2LSHParams:
         directions = _rng(seed, _STREAM_DIRECTIONS).standard_normal((ell, z, dim))
         offsets = _rng(seed, _STREAM_OFFSETS).uniform(0.0, self.width, size=(ell, z))
         return E2LSHParams(dim, z, ell, _multipliers(seed, ell, z), self.width, directions, offsets)
@@ -345,8 +364,9 @@ class Hyperplane:
 
     def sample(self, dim: int, z: int, ell: int, seed: int | None = 0) -> HyperplaneParams:
         """Draw ``ell`` tables of ``z`` hyperplanes through the origin in dimension ``dim``."""
-        dim, z, ell = _check_positive_int("dim", dim), _check_positive_int("z", z), _check_positive_int("ell", ell)
-        seed = normalize_seed(seed)
+        return _sample(self, dim, z, ell, seed)
+
+    def _draw(self, dim: int, z: int, ell: int, seed: int) -> HyperplaneParams:
         directions = _rng(seed, _STREAM_DIRECTIONS).standard_normal((ell, z, dim))
         return HyperplaneParams(dim, z, ell, _multipliers(seed, ell, z), directions)
 
@@ -408,11 +428,13 @@ class CrossPolytope:
 
     def sample(self, dim: int, z: int, ell: int, seed: int | None = 0) -> CrossPolytopeParams:
         """Draw the random signs of ``ell * z`` pseudo-random rotations of R^D."""
-        dim, z, ell = _check_positive_int("dim", dim), _check_positive_int("z", z), _check_positive_int("ell", ell)
-        seed = normalize_seed(seed)
-        padded = _padded_power_of_two(dim)
-        bits = _rng(seed, _STREAM_SIGNS).integers(0, 2, size=(ell, z, self.rotations, padded), dtype=np.int8)
-        return CrossPolytopeParams(dim, z, ell, _multipliers(seed, ell, z), (2 * bits - 1).astype(np.int8))
+        return _sample(self, dim, z, ell, seed)
+
+    def _draw(self, dim: int, z: int, ell: int, seed: int) -> CrossPolytopeParams:
+        if _padded_power_of_two(dim) > kernels.MAX_PADDED_DIM:
+            raise ValueError(f"dim must be at most {kernels.MAX_PADDED_DIM} for the cross-polytope, got {dim}")
+        signs = np.stack([_cross_polytope_table(seed, u, dim, z, self.rotations) for u in range(ell)])
+        return CrossPolytopeParams(dim, z, ell, _multipliers(seed, ell, z), signs)
 
     def hash(self, x: np.ndarray, params: CrossPolytopeParams, *, table_major: bool = False) -> np.ndarray:
         """Codes of the rows of ``x``: (N, ell) uint64, or (ell, N) with ``table_major``."""
@@ -431,9 +453,7 @@ class CrossPolytope:
         """The dense rotations, (ell, z, D, D) float64: ``H D_r ... H D_1`` (unnormalised ``H``)."""
         _check_params(params, CrossPolytopeParams)
         padded = params.padded_dim
-        hadamard = np.ones((1, 1))
-        while hadamard.shape[0] < padded:
-            hadamard = np.block([[hadamard, hadamard], [hadamard, -hadamard]])
+        hadamard = _hadamard(padded)
         mats = np.broadcast_to(np.eye(padded), (params.ell, params.z, padded, padded)).copy()
         for rnd in range(params.signs.shape[2]):
             mats = hadamard @ (params.signs[:, :, rnd, :, None].astype(np.float64) * mats)
@@ -460,6 +480,52 @@ class CrossPolytope:
 
 
 _CP_SAMPLES = 2**17
+_CP_REDRAWS = 100
+
+
+def _hadamard(size: int) -> np.ndarray:
+    h = np.ones((1, 1))
+    while h.shape[0] < size:
+        h = np.block([[h, h], [h, -h]])
+    return h
+
+
+def _tied_coordinates(signs: np.ndarray, dim: int) -> np.ndarray:
+    """Per function (signs: (z, rounds, D)): do two rotated coordinates agree up to sign on R^dim?
+
+    With ``dim < D`` the rotation's rows restricted to the first ``dim`` coordinates can coincide
+    up to sign; those two coordinates then tie on every input and rounding would pick the winner.
+    Exact: the restricted rows are small integers.
+    """
+    z, rounds, padded = signs.shape
+    hadamard = _hadamard(padded)
+    rows = np.broadcast_to(np.eye(dim, padded), (z, dim, padded)).copy()  # rows[f, a, i] = M_f[i, a]
+    for rnd in range(rounds):
+        rows = (rows * signs[:, None, rnd, :]) @ hadamard
+    rows = np.rint(rows).astype(np.int64).transpose(0, 2, 1)  # (z, D, dim): restricted rows of M_f
+    tied = np.zeros(z, dtype=bool)
+    for f in range(z):
+        nonzero = rows[f][np.any(rows[f] != 0, axis=1)]
+        first = nonzero[np.arange(nonzero.shape[0]), np.argmax(nonzero != 0, axis=1)]
+        canonical = nonzero * np.sign(first)[:, None]
+        tied[f] = np.unique(canonical, axis=0).shape[0] < canonical.shape[0]
+    return tied
+
+
+def _cross_polytope_table(seed: int, table: int, dim: int, z: int, rounds: int) -> np.ndarray:
+    """Signs (z, rounds, D) of one table from its own stream; tie-prone functions are redrawn."""
+    padded = _padded_power_of_two(dim)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM_SIGNS, table]))
+    signs = (2 * rng.integers(0, 2, size=(z, rounds, padded), dtype=np.int8) - 1).astype(np.int8)
+    if dim == padded:
+        return signs  # M_f is invertible with orthogonal rows: no two coincide up to sign
+    for _ in range(_CP_REDRAWS):
+        tied = _tied_coordinates(signs, dim)
+        if not tied.any():
+            break
+        redraw = 2 * rng.integers(0, 2, size=(int(tied.sum()), rounds, padded), dtype=np.int8) - 1
+        signs[tied] = redraw.astype(np.int8)
+    return signs
 
 
 @lru_cache(maxsize=256)
@@ -652,7 +718,7 @@ def _pairs_at(rng: np.random.Generator, count: int, dim: int, distance: float, a
 
 def _collision_trials(family: LSHFamily, params, points: np.ndarray) -> np.ndarray:
     """Trial t hashes pair t with table t only (all trials independent)."""
-    chunk = 64
+    chunk = 256
     hits = np.empty(params.ell, dtype=bool)
     for lo in range(0, params.ell, chunk):
         hi = min(params.ell, lo + chunk)

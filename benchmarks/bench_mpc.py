@@ -188,12 +188,13 @@ def measure_per_machine(n: int, eps: float, hops: int = 3, repeats: int = 1) -> 
 # --- report -----------------------------------------------------------------------------------------
 def run(quick: bool) -> dict:
     sizes = QUICK if quick else FULL
+    load_before = os.getloadavg()[0]
     routing = [measure_routing(n, sizes["baseline_max_messages"], sizes["repeats"]) for n in sizes["routing_sizes"]]
     sort = measure_sort(sizes["sort_n"])
     machine = measure_per_machine(sizes["machine_n"], sizes["machine_eps"], repeats=sizes["repeats"])
     largest = routing[-1]
     return {
-        "quick": quick, "cpus": os.cpu_count(),
+        "quick": quick, "cpus": os.cpu_count(), "load_average": [load_before, os.getloadavg()[0]],
         "routing": routing, "sort": sort, "per_machine": machine,
         "routing_words_per_s": largest["route_words_per_s"],
         "round_words_per_s": largest["round_words_per_s"],
@@ -239,7 +240,9 @@ def render(result: dict, console: Console) -> None:
                   f"{pm['machine_steps']} machine-steps in {pm['seconds']:.2f} s")
     console.print(table)
     console.print(f"route() vs baseline: {result['routing_speedup']:.0f}x (vs list baseline "
-                  f"{result['routing_speedup_vs_lists']:.0f}x); {result['cpus']} CPUs; shared machine, timings noisy.")
+                  f"{result['routing_speedup_vs_lists']:.0f}x); {result['cpus']} CPUs, load average "
+                  f"{result['load_average'][0]:.1f} before / {result['load_average'][1]:.1f} after: shared machine, "
+                  "timings noisy.")
 
 
 def main(argv: list[str] | None = None) -> int:

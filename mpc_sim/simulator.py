@@ -129,6 +129,7 @@ class Simulator:
             words = words.copy()    # protocols may overwrite their memory in place: never the caller's array
         state = protocol.initial_state(config, words)
         _check_state(state, config, protocol, round=0)
+        del words           # the state holds the input now: do not keep a second copy alive
         compute = self._compute(protocol, mode)
         limits = _Limits(config.s, self.strict)
         delivery = Delivery.empty(config.machines, protocol.word_dtype)
@@ -140,8 +141,8 @@ class Simulator:
             limits.check("memory", r, holding)
             state, batch = _step_result(compute(RoundContext(r, config, seed), state, delivery), protocol, round=r)
             _check_state(state, config, protocol, round=r)
-            if record_states:
-                states.append(state)
+            if record_states:      # a copy: a protocol may overwrite its memory in place next round
+                states.append(ClusterState(state.words.copy(), state.offsets.copy()))
             if batch.num_messages == 0:
                 kept = state.sizes()
                 limits.check("memory", r, kept)
@@ -160,6 +161,7 @@ class Simulator:
                                int(received.max(initial=0)), batch.num_words, batch.num_messages, active,
                                time.perf_counter() - start)
             rounds.append(stats)
+            batch = None        # delivered: only the routed copy is needed by the next round
             if self.on_round is not None:
                 self.on_round(stats)
         output = protocol.output(config, state)

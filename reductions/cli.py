@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     mpc_cli.register(sub)
     commands.register(sub)
+    from anna.experiments import cli as experiment_cli
+    experiment_cli.register(sub)
     return parser
 
 

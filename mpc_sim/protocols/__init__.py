@@ -24,6 +24,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "khop": ("mpc_sim.protocols.khop", "KHop"),
     "match2": ("mpc_sim.protocols.match2", "Match2"),
     "connectivity": ("mpc_sim.protocols.connectivity", "Connectivity"),
+    "threesum": ("mpc_sim.protocols.threesum", "ThreeSum"),
 }
 
 

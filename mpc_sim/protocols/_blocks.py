@@ -1,9 +1,11 @@
 """Record blocks for the graph protocols: message packing, relayouts and a bitonic block sort.
 
 Shared by :mod:`~mpc_sim.protocols.khop`, :mod:`~mpc_sim.protocols.match2` and
-:mod:`~mpc_sim.protocols.connectivity`. Every helper comes in two flavours with the same result:
-``*_local`` works on one machine's data (per-machine style), ``*_batch`` on the whole cluster at
-once (batch style). A record is a row of a 2-D int64 array (``width`` words).
+:mod:`~mpc_sim.protocols.connectivity`. The communication helpers come in two flavours with the
+same result: ``*_local`` works on one machine's data (per-machine style), ``*_batch`` on the whole
+cluster at once (batch style). A record is a row of a 2-D int64 array (``width`` words). Memories
+with a fixed-size header are built and split by :func:`join_headers` / :func:`split_headers`;
+:func:`smallest_config` finds the constants a protocol's ``default_config`` reports.
 
 Message order is part of the contract (inboxes list messages in the order they were sent, and a
 protocol may decode an inbox by position): a machine sends one message per destination, in

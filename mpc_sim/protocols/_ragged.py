@@ -19,7 +19,7 @@ import numpy as np
 
 from ..state import ClusterState, ragged_offsets
 
-__all__ = ["concat_memories", "sort_segments", "segment_ids"]
+__all__ = ["concat_memories", "sort_segments"]
 
 
 @nb.njit(cache=True)
@@ -60,14 +60,3 @@ def sort_segments(words: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     _sort_segments_kernel(out, np.ascontiguousarray(offsets, dtype=np.int64))
     return out
 
-
-def segment_ids(offsets: np.ndarray) -> np.ndarray:
-    """For every word, the index of the segment holding it.
-
-    Examples
-    --------
-    >>> segment_ids(np.array([0, 2, 2, 3])).tolist()
-    [0, 0, 2]
-    """
-    sizes = np.diff(offsets)
-    return np.repeat(np.arange(sizes.shape[0], dtype=np.int64), sizes)

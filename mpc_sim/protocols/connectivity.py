@@ -1,54 +1,60 @@
-"""Connected components by min-label propagation with shortcutting, hot spots handled by sorting.
+"""Connected components in ``O(log V)`` hook blocks: min-root hooking and pointer jumping.
 
-Input: ``n = 2E`` words, edge ``e`` being ``(u_e, v_e) = (words[2e], words[2e + 1])``, vertices
-``0 .. V-1`` with ``V`` the protocol's field ``vertices`` (so isolated vertices exist and the
-output size is known to every machine). Self-loops and repeated edges are allowed. Output: ``V``
-words, word ``v`` the smallest vertex of ``v``'s component, on the first ``ceil(V / s)`` machines.
+Input: ``n = 2E`` words, edge ``e`` being ``(words[2e], words[2e + 1])``, vertices ``0 .. V-1``
+with ``V`` the protocol's field ``vertices`` (so isolated vertices exist and every machine knows
+the output size), by default ``V = n / 2`` (as many vertices as edges). Self-loops and repeated edges are allowed. Output: ``V`` words, word ``v`` the
+smallest vertex of ``v``'s component, on the first ``ceil(V / s)`` machines.
 
 Algorithm
 ---------
-Labels start as ``ℓ(v) = v``; one *iteration* does
+A parent pointer ``p(v) <= v`` per vertex, initially ``p(v) = v``: a forest of *stars* (every
+vertex points at its tree's root, the tree's smallest vertex). The protocol alternates blocks,
+a coordinator choosing the next one from the "changed" flags (the rounds it costs are counted):
 
-1. propagation: ``ℓ'(v) = min(ℓ(v), min over neighbours u of ℓ(u))``;
-2. shortcut (pointer jumping): ``ℓ''(v) = ℓ'(ℓ'(v))``;
-3. stop when no label changed (decided by a coordinator and broadcast back, rounds counted).
+* **hook**: every vertex takes ``nm(v) = min(p(v), min over neighbours u of p(u))``; every root
+  ``r`` takes ``m(r) = min nm(v)`` over its star and, if ``m(r) < r``, hooks: ``p(r) = m(r)``.
+  Nothing hooked: stop. Otherwise
+* **jump** (repeated until nothing changes): ``p(v) = p(p(v))``, which makes the trees stars again.
 
-Labels only decrease and ``ℓ(w) <= w``; after ``t`` iterations ``ℓ(v)`` is at most the smallest
-vertex within distance ``t`` of ``v`` (the shortcut never increases it), so labels are final after
-``D`` iterations, ``D`` the largest diameter of a component, and the ``D + 1``-st changes nothing:
-**at most D + 1 <= V iterations**. At a fixed point labels are constant on components and the
-component minimum ``m`` keeps ``ℓ(m) = m``. Shortcutting makes far fewer iterations typical
-(a path of ``V`` increasing ids needs ``O(log V)``).
+Bounds. (a) Hooks go to smaller roots, so every tree's root is its minimum and the final stars are
+the components. (b) After two hook blocks every tree contains at least two of the trees of before:
+a root that neither hooked nor was hooked onto had only neighbours whose roots hooked lower, so it
+hooks in the next block. Hence at most ``2L + 1`` hook blocks, ``L = ceil(log2 V)``. (c) The
+component minimum's tree grows by at least one hop per hook block, so also at most ``D + 1`` (``D``
+the largest diameter of a component). (d) A hook block leaves trees of depth ``< V``, flattened by
+``ceil(log2 V)`` jumps plus one that detects no change: at most ``L + 1`` jump blocks per hook.
 
-Machines have roles (contiguous id ranges):
+Machines have roles (contiguous id ranges), every role keeping a header ``[block, first round]``:
 
 * *arc machines* ``[0, Pa)``: every edge gives two arcs ``(u, v, 2e)``, ``(v, u, 2e + 1)``, and every
   vertex a self-loop edge ``E + v`` (so every vertex has arcs). Arcs are sorted twice by a bitonic
-  block sort (:mod:`._blocks`): by ``(target, source, arc ^ 1)``, where each arc notes its slot,
-  which is where its reverse arc lands in the second sort, by ``(source, target, arc)``. Then each
-  vertex's arcs are contiguous and every arc knows its reverse arc's slot.
-* *table machines*: ``ℓ`` for ``Bv`` consecutive vertices each.
-* *sort machines*: the shortcut's requests ``(ℓ'(v), v)``, sorted by the bitonic block sort.
-* one *coordinator* ORs the "changed" flags and broadcasts the decision.
+  block sort (:mod:`._blocks`): by ``(target, source, arc ^ 1)``, each arc noting its slot, which is
+  where its reverse arc lands in the second sort, by ``(source, target, arc)``. Then each vertex's
+  arcs are contiguous and every arc knows its reverse arc's slot; neighbour minima are a fixed
+  permutation of slots (one word per arc, no addresses: both sides know the order).
+* *table machines*: ``p`` for ``Bv`` consecutive vertices each, and the block's "changed" flag.
+* *sort machines*: per vertex ``(p(v), value)`` sorted by the bitonic block sort, so all records of
+  one root are contiguous: a hook takes the first value of each run; a jump fetches ``p(root)``
+  once per run and machine.
+* a *coordinator*: ORs the flags, broadcasts the next block.
 
-Hot spots (a vertex of high degree, a label shared by many vertices) never meet a single
-machine: a machine asks the table once per distinct vertex (or label) it holds, and the ones a
-table machine serves form a contiguous run of sorted arcs (requests), so it gets at most
-``Bv + Pa - 1`` (``Bv + Ps - 1``) asks. Reverse arcs make propagation a fixed permutation of
-slots (one word per arc, no addresses: both sides know the order).
+Hot spots (a vertex of high degree, a root with a huge star) never meet one machine: a machine
+asks a table machine once per distinct vertex (root) it holds, and the ones a table machine
+serves form a contiguous run of sorted arcs (records), so it gets at most ``Bv + Pa - 1``
+(``Bv + Ps - 1``) asks.
 
-Rounds: ``1 + 2 Ta`` setup (distribute edges, two arc sorts; ``Ta = t(t+1)/2``, ``t =
-ceil(log2 Pa)``), ``I (10 + Ts)`` for ``I`` iterations (``Ts`` the request sort's stages), and one
-output round::
+Rounds: ``1 + 2 Ta`` setup (distribute edges, two arc sorts; ``Ta = t(t+1)/2``, ``t = ceil(log2
+Pa)``), ``8 + Ts`` per hook block, ``6 + Ts`` per jump block (``Ts`` the record sort's stages), one
+output round. With ``H = min(D, 2L)``::
 
-    R = 2 + 2 Ta + I (10 + Ts),   I <= D + 1 <= V
+    R <= 2 + 2 Ta + (H + 1)(8 + Ts) + H (L + 1)(6 + Ts)
 
-:meth:`Connectivity.rounds_bound` uses ``I = V``; :meth:`Connectivity.rounds_for_diameter` the
-bound ``D + 1`` for a graph of known diameter, and :func:`graph_diameter` measures ``D``.
+:meth:`Connectivity.rounds_for_diameter` is this bound, :meth:`Connectivity.rounds_bound` the
+same with ``D = V - 1``, and :func:`graph_diameter` measures ``D``.
 
-Requirements (``check_config``): ``n`` even, ``s >= 32`` (a machine holds two sort blocks of
-``Ba >= 4`` arcs of 4 words), ``Pa + Pv <= s`` (the coordinator's broadcast), ``2 Bv + Ps <= s``,
-and ``Pa + Pv + Ps + 1 <= machines``.
+Requirements (``check_config``): ``n`` even, ``s >= 32`` (two sort blocks of ``Ba >= 4`` arcs of
+4 words), ``Pa + Pv + Ps + 1 <= s`` (the broadcast), ``Bv = floor((s - 1 - 2 max(Pa, Ps)) / 3)
+>= 1`` and ``Pa + Pv + Ps + 1 <= machines``.
 """
 from __future__ import annotations
 
@@ -66,6 +72,8 @@ from ._blocks import (bitonic_stages, build_state, delivery_records, first_of_ru
                       sort_round_batch, sort_round_local, split_headers)
 
 __all__ = ["Connectivity", "components_reference", "graph_diameter"]
+
+STOP, HOOK, JUMP = 0, 1, 2  # block codes broadcast by the coordinator
 
 
 def components_reference(data: np.ndarray, vertices: int) -> np.ndarray:
@@ -90,7 +98,7 @@ def components_reference(data: np.ndarray, vertices: int) -> np.ndarray:
 
 
 def graph_diameter(data: np.ndarray, vertices: int) -> int:
-    """The largest diameter of a connected component (networkx), ``D`` in the round bound.
+    """The largest diameter of a connected component (networkx): ``D`` in the round bound.
 
     Examples
     --------
@@ -121,7 +129,7 @@ class _Plan:
     Pa: int
     Bv: int   # vertices per table machine
     Pv: int
-    Bs: int   # requests per sort machine
+    Bs: int   # records per sort machine
     Ps: int
     arc_stages: tuple
     sort_stages: tuple
@@ -139,15 +147,16 @@ class _Plan:
         return self.Pa + self.Pv + self.Ps
 
     @property
-    def start(self) -> int:  # round of the first iteration's first step
+    def start(self) -> int:  # the first hook block's first round
         return 2 + 2 * len(self.arc_stages)
 
-    @property
-    def iteration_length(self) -> int:
-        return 10 + len(self.sort_stages)
+    def length(self, block: int) -> int:
+        return (8 if block == HOOK else 6) + len(self.sort_stages)
 
-    def rounds(self, iterations: int) -> int:
-        return self.start + iterations * self.iteration_length
+    def bound(self, diameter: int) -> int:
+        levels = (self.V - 1).bit_length()  # L = ceil(log2 V)
+        hooks = min(diameter, 2 * levels)
+        return self.start + (hooks + 1) * self.length(HOOK) + hooks * (levels + 1) * self.length(JUMP)
 
     def table(self, vertex: np.ndarray) -> np.ndarray:
         return self.table0 + vertex // self.Bv
@@ -159,16 +168,19 @@ class _Plan:
     def table_sizes(self) -> np.ndarray:
         return np.diff(np.minimum(np.arange(self.Pv + 1) * self.Bv, self.V))
 
+    def sort_vertices(self, k: int) -> np.ndarray:
+        return np.arange(k * self.Bs, min(self.V, (k + 1) * self.Bs), dtype=np.int64)
+
     def problems(self) -> list[str]:
         found = []
-        if self.Pa + self.Pv > self.s:
-            found.append(f"the coordinator would send Pa + Pv = {self.Pa} + {self.Pv} words > s = {self.s}")
-        if self.Bv < 1 or 2 * self.Bv + self.Ps > self.s:
-            found.append(f"table machines do not fit: Bv = {self.Bv}, Ps = {self.Ps}, s = {self.s}")
-        need = self.coordinator + 1
-        if need > self.machines:
-            found.append(f"needs {need} machines ({self.Pa} arc, {self.Pv} table, {self.Ps} sort, 1 coordinator), "
-                         f"the cluster has {self.machines} (raise machines_factor)")
+        if self.coordinator + 1 > self.s:
+            found.append(f"the coordinator would send Pa + Pv + Ps + 1 = {self.coordinator + 1} words > s = {self.s}")
+        if self.Bv < 1:
+            found.append(f"no room for table machines: Bv = (s - 1 - 2 max(Pa, Ps)) // 3 = {self.Bv} with "
+                         f"Pa = {self.Pa}, Ps = {self.Ps}, s = {self.s}")
+        if self.coordinator + 1 > self.machines:
+            found.append(f"needs {self.coordinator + 1} machines ({self.Pa} arc, {self.Pv} table, {self.Ps} sort, "
+                         f"1 coordinator), the cluster has {self.machines} (raise machines_factor)")
         return found
 
 
@@ -182,10 +194,11 @@ def _plan(config: MPCConfig, vertices: int) -> _Plan | None:
     while 16 * (-(-E // Pa) + -(-V // Pa)) > s:  # two sort blocks of Ba = 2(b + c) arcs of 4 words
         Pa += 1
     b, c = -(-E // Pa), -(-V // Pa)
-    Bv = (s - 2 * Pa - 1) // 3
-    Bs = s // 4
-    return _Plan(config.n, s, config.machines, V, E, b, c, 2 * (b + c), Pa, Bv, -(-V // max(Bv, 1)), Bs,
-                 -(-V // Bs), bitonic_stages(Pa), bitonic_stages(-(-V // Bs)))
+    Bs = (s - 2) // 4  # header + two blocks of (root, value) records
+    Ps = -(-V // Bs)
+    Bv = (s - 1 - 2 * max(Pa, Ps)) // 3
+    return _Plan(config.n, s, config.machines, V, E, b, c, 2 * (b + c), Pa, Bv, -(-V // max(Bv, 1)), Bs, Ps,
+                 bitonic_stages(Pa), bitonic_stages(Ps))
 
 
 def _by_target(arcs: np.ndarray):  # the first sort: where each arc's reverse will land
@@ -196,8 +209,8 @@ def _by_source(arcs: np.ndarray):
     return arcs[:, 0], arcs[:, 1], arcs[:, 2]
 
 
-def _by_label(requests: np.ndarray):
-    return requests[:, 0], requests[:, 1]
+def _by_root(records: np.ndarray):
+    return records[:, 0], records[:, 1]
 
 
 @dataclass(frozen=True)
@@ -206,8 +219,9 @@ class Connectivity(Protocol):
 
     Parameters
     ----------
-    vertices : int
-        ``V >= 1``; the input's vertex ids must lie in ``0 .. V-1``.
+    vertices : int or None
+        ``V >= 1``; the input's vertex ids must lie in ``0 .. V-1``. ``None`` (the default) means
+        ``V = max(1, n // 2)``: as many vertices as edges.
 
     Examples
     --------
@@ -222,19 +236,25 @@ class Connectivity(Protocol):
     True
     """
 
-    vertices: int
+    vertices: int | None = None
     name = "connectivity"
 
     def __post_init__(self) -> None:
+        if self.vertices is None:
+            return
         if isinstance(self.vertices, bool) or not isinstance(self.vertices, (int, np.integer)) or self.vertices < 1:
-            raise ConfigError(f"connectivity: vertices must be an integer >= 1, got {self.vertices!r}")
+            raise ConfigError(f"connectivity: vertices must be an integer >= 1 or None, got {self.vertices!r}")
         object.__setattr__(self, "vertices", int(self.vertices))
+
+    def vertex_count(self, n: int) -> int:
+        """``V`` for an input of ``n`` words: the field, or ``max(1, n // 2)`` when it is None."""
+        return max(1, n // 2) if self.vertices is None else self.vertices
 
     # --- declared facts ------------------------------------------------------------------------
     def _checked_plan(self, config: MPCConfig) -> _Plan:
         if config.n % 2:
             raise ConfigError(f"connectivity: the input is an edge list of 2 words per edge, but n = {config.n} is odd")
-        plan = _plan(config, self.vertices)
+        plan = _plan(config, self.vertex_count(config.n))
         if plan is None:
             raise ConfigError(f"connectivity needs s >= 32 words per machine (two sort blocks of >= 4 arcs of "
                               f"4 words), got s = {config.s}")
@@ -247,17 +267,12 @@ class Connectivity(Protocol):
         self._checked_plan(config)
 
     def rounds_bound(self, config: MPCConfig) -> int:
-        """``2 + 2 Ta + V (10 + Ts)``: the schedule with the worst case of ``V`` iterations."""
-        return self._checked_plan(config).rounds(self.vertices)
+        """The bound of :meth:`rounds_for_diameter` at ``D = V - 1``: ``O(log^2 V)`` blocks."""
+        return self._checked_plan(config).bound(self.vertex_count(config.n) - 1)
 
     def rounds_for_diameter(self, config: MPCConfig, diameter: int) -> int:
-        """``2 + 2 Ta + (D + 1)(10 + Ts)``: the bound for graphs whose components have diameter <= D."""
-        return self._checked_plan(config).rounds(min(int(diameter) + 1, self.vertices))
-
-    def iterations(self, config: MPCConfig, rounds: int) -> int:
-        """How many iterations a run of ``rounds`` rounds made."""
-        plan = self._checked_plan(config)
-        return (rounds - plan.start) // plan.iteration_length
+        """``2 + 2 Ta + (H + 1)(8 + Ts) + H (L + 1)(6 + Ts)``, ``H = min(D, 2L)``, ``L = ceil(log2 V)``."""
+        return self._checked_plan(config).bound(int(diameter))
 
     def default_config(self, n: int, eps: float) -> MPCConfig:
         """The smallest constants (from 1, 1, growing by 25%) under which this protocol runs."""
@@ -265,41 +280,61 @@ class Connectivity(Protocol):
 
     def validate_input(self, config: MPCConfig, data: object) -> np.ndarray:
         words = super().validate_input(config, data)
-        bad = np.flatnonzero((words < 0) | (words >= self.vertices))
+        vertices = self.vertex_count(config.n)
+        bad = np.flatnonzero((words < 0) | (words >= vertices))
         if bad.size:
             raise InputError(f"connectivity: word {int(bad[0])} (edge {int(bad[0]) // 2}) is vertex "
-                             f"{int(words[bad[0]])}, outside 0 .. {self.vertices - 1}")
+                             f"{int(words[bad[0]])}, outside 0 .. {vertices - 1}")
         return words
 
     def reference(self, data: np.ndarray) -> np.ndarray:
-        return components_reference(data, self.vertices)
+        return components_reference(data, self.vertex_count(np.asarray(data).shape[0]))
 
     def generate_input(self, config: MPCConfig, seed: int = 0) -> np.ndarray:
         """``n / 2`` edges with endpoints uniform over the ``V`` vertices."""
-        return np.random.default_rng(seed).integers(0, self.vertices, size=config.n, dtype=np.int64)
+        return np.random.default_rng(seed).integers(0, self.vertex_count(config.n), size=config.n, dtype=np.int64)
 
     # --- per-machine style ---------------------------------------------------------------------
     def step(self, ctx, machine, memory, inbox):
-        plan, r = _plan(ctx.config, self.vertices), ctx.round
+        plan, r = _plan(ctx.config, self.vertex_count(ctx.config.n)), ctx.round
         if r == 1:  # edges to arc machines, b per machine, in order
             return memory[:0], relayout_local(machine, memory, plan.s, lambda w: (w // 2) // plan.b)
-        if machine < plan.Pa:
-            return self._arc_step(plan, r, machine, memory, inbox)
-        if r < plan.start:
+        if machine < plan.Pa and r < plan.start:
+            return self._arc_setup(plan, r, machine, memory, inbox)
+        if machine < plan.Pa and r == plan.start:
+            memory = self._arc_setup(plan, r, machine, memory, inbox)
+        elif r < plan.start or machine > plan.coordinator:
             return memory, []
-        j = (r - plan.start) % plan.iteration_length
-        first_iteration = r - plan.start < plan.iteration_length
+        elif memory.size == 0:
+            if r > plan.start:  # finished: output machines find their labels in the inbox
+                return inbox.words.copy(), []
+            memory = np.array([HOOK, r], dtype=np.int64)  # the first block is a hook block
+            if plan.table0 <= machine < plan.sort0:  # changed flag, then p(v) = v
+                memory = np.r_[memory, 0, plan.table_vertices(machine)]
+        block, first = int(memory[0]), int(memory[1])
+        if r - first == plan.length(block):  # the coordinator's decision opens a new block
+            block, first = int(inbox.words[0]), r
+            if block == STOP:
+                if plan.table0 <= machine < plan.sort0:
+                    return memory[:0], relayout_local(machine - plan.table0, memory[3:], plan.Bv, lambda v: v // plan.s)
+                return memory[:0], []
+            memory = np.r_[block, first, memory[2:]]
+        j = r - first
+        if machine < plan.table0:
+            return self._arc_step(plan, block, j, memory, inbox)
         if machine < plan.sort0:
-            return self._table_step(plan, j, first_iteration, machine, memory, inbox)
+            return self._table_step(plan, block, j, machine, memory, inbox)
         if machine < plan.coordinator:
-            return self._sort_step(plan, j, machine, memory, inbox)
-        if machine == plan.coordinator and j == 9 + len(plan.sort_stages):
-            decision = np.array([int(inbox.words.any())])
-            return memory[:0], [(m, decision) for m in range(plan.sort0)]
+            return self._sort_step(plan, block, j, machine, memory, inbox)
+        if j == plan.length(block) - 1:  # coordinator: OR the flags, pick the next block
+            changed = bool(inbox.words.any())
+            decision = np.array([JUMP if changed else (STOP if block == HOOK else HOOK)])
+            return memory, [(m, decision) for m in range(plan.coordinator + 1)]
         return memory, []
 
-    # arc machines: setup sorts, then label fetch, reverse-arc exchange, partial minima
-    def _arc_step(self, plan, r, machine, memory, inbox):
+    def _arc_setup(self, plan, r, machine, memory, inbox):
+        """Rounds 2 .. start on an arc machine: two block sorts; at ``start`` the header and arcs
+        ``(source, reverse arc's slot)``; before it ``(memory, messages)``."""
         stages, Ta = plan.arc_stages, len(plan.arc_stages)
         if r <= 2 + Ta:  # first sort (by target); its last round also starts the second
             q = r - 2
@@ -313,37 +348,12 @@ class Connectivity(Protocol):
             block, messages = sort_round_local(block, None, 0, machine, plan.Pa, stages, _by_source)
             if Ta:
                 return block.ravel(), messages
-        elif r <= plan.start:  # second sort (by source)
+        else:  # second sort (by source)
             block, messages = sort_round_local(memory.reshape(plan.Ba, 4), inbox.words, r - 2 - Ta, machine,
                                                plan.Pa, stages, _by_source)
             if r < plan.start:
                 return block.ravel(), messages
-        j = (r - plan.start) % plan.iteration_length
-        if r == plan.start:  # arcs final: (source, reverse arc's slot)
-            arcs = block[:, [0, 3]].copy()
-        elif j == 0:  # the coordinator's decision
-            if not inbox.words[0]:
-                return memory[:0], []
-            arcs = memory.reshape(plan.Ba, 2)
-        elif j == 1 and memory.size == 0:  # finished: the labels are my output
-            return inbox.words.copy(), []
-        else:
-            arcs = memory.reshape(plan.Ba, 2)
-        source, reverse = arcs[:, 0], arcs[:, 1]
-        real = source < plan.V
-        starts = first_of_runs(source, real)
-        vertices = source[starts]
-        if j == 0:  # ask the table for the labels of my vertices
-            return arcs.ravel(), pack_local(plan.table(vertices), vertices)
-        if j == 2:  # labels arrived in the order asked; each arc sends its source's label to its reverse
-            label = inbox.words[np.cumsum(starts[real]) - 1]
-            return arcs.ravel(), pack_local(reverse[real] // plan.Ba, label)
-        if j == 3:  # neighbours' labels arrived, ordered by sending slot = my arcs' reverse slots
-            received = np.empty(int(real.sum()), dtype=np.int64)
-            received[np.argsort(reverse[real])] = inbox.words
-            partial = np.minimum.reduceat(received, np.flatnonzero(starts[real]))
-            return arcs.ravel(), pack_local(plan.table(vertices), np.c_[vertices, partial])
-        return arcs.ravel(), []
+        return np.r_[HOOK, r, block[:, [0, 3]].ravel()]
 
     @staticmethod
     def _new_arcs(plan, machine, edge_words):
@@ -351,166 +361,191 @@ class Connectivity(Protocol):
         edges = edge_words.reshape(-1, 2)
         ids = machine * plan.b + np.arange(edges.shape[0])
         mine = np.arange(machine * plan.c, min(plan.V, (machine + 1) * plan.c), dtype=np.int64)
-        loops = plan.E + mine
-        arcs = np.full((plan.Ba, 3), plan.V, dtype=np.int64)
-        arcs[:, 2] = -1
-        made = np.r_[np.c_[edges[:, 0], edges[:, 1], 2 * ids], np.c_[edges[:, 1], edges[:, 0], 2 * ids + 1],
-                     np.c_[mine, mine, 2 * loops], np.c_[mine, mine, 2 * loops + 1]]
-        order = np.r_[np.arange(edges.shape[0]) * 2, np.arange(edges.shape[0]) * 2 + 1,
-                      2 * edges.shape[0] + np.arange(mine.size) * 2, 2 * edges.shape[0] + np.arange(mine.size) * 2 + 1]
-        arcs[order] = made
+        arcs = np.empty((plan.Ba, 3), dtype=np.int64)
+        arcs[0:2 * ids.size:2] = np.c_[edges[:, 0], edges[:, 1], 2 * ids]
+        arcs[1:2 * ids.size:2] = np.c_[edges[:, 1], edges[:, 0], 2 * ids + 1]
+        loops = 2 * (plan.E + mine)
+        arcs[2 * ids.size:2 * (ids.size + mine.size):2] = np.c_[mine, mine, loops]
+        arcs[2 * ids.size + 1:2 * (ids.size + mine.size):2] = np.c_[mine, mine, loops + 1]
+        arcs[2 * (ids.size + mine.size):] = (plan.V, plan.V, -1)  # padding, sorts last
         return arcs
 
-    # table machines: [changed flag | labels of my vertices]
-    def _table_step(self, plan, j, first_iteration, machine, memory, inbox):
+    # arc machines, hook blocks: fetch p of my vertices, send it along reverse arcs, min per vertex
+    def _arc_step(self, plan, block, j, memory, inbox):
+        if block != HOOK or j not in (0, 2, 3):
+            return memory, []
+        arcs = memory[2:].reshape(plan.Ba, 2)
+        source, reverse = arcs[:, 0], arcs[:, 1]
+        real = source < plan.V
+        starts = first_of_runs(source, real)
+        vertices = source[starts]
+        if j == 0:  # ask the table for p of my vertices
+            return memory, pack_local(plan.table(vertices), vertices)
+        if j == 2:  # answers arrived in the order asked; each arc sends its source's p to its reverse
+            parent = inbox.words[np.cumsum(starts[real]) - 1]
+            return memory, pack_local(reverse[real] // plan.Ba, parent)
+        # neighbours' p arrived ordered by sending slot, i.e. by my arcs' reverse slots
+        received = np.empty(int(real.sum()), dtype=np.int64)
+        received[np.argsort(reverse[real])] = inbox.words
+        partial = np.minimum.reduceat(received, np.flatnonzero(starts[real]))
+        return memory, pack_local(plan.table(vertices), np.c_[vertices, partial])
+
+    # table machines: [block, first round, changed flag | p of my vertices]
+    def _table_step(self, plan, block, j, machine, memory, inbox):
         Ts = len(plan.sort_stages)
+        header, parent = memory[:3].copy(), memory[3:].copy()
         mine = plan.table_vertices(machine)
         if j == 0:
-            if first_iteration or memory.size == 0:
-                return memory, []
-            if inbox.words[0]:
-                return np.r_[0, memory[1:]], []
-            return memory[:0], relayout_local(machine - plan.table0, memory[1:], plan.Bv, lambda v: v // plan.s)
-        if j == 1 and first_iteration:
-            memory = np.r_[0, mine]  # ℓ(v) = v
-        if memory.size == 0:
-            return memory, []
-        flag, label = memory[0], memory[1:].copy()
-        if j in (1, 6 + Ts):  # answer every ask with the labels, in the order asked
+            header[2] = 0
+        if (block, j) in ((HOOK, 1), (JUMP, 2 + Ts)):  # answer every ask with p, in the order asked
             asks = inbox_records(inbox, 1)[:, 0]
             sources = np.repeat(inbox.sources, np.diff(inbox.offsets))
-            return memory, pack_local(sources, label[asks - mine[0]])
-        if j == 4:  # propagation: ℓ' = min(ℓ, neighbours' labels); then ask ℓ'(ℓ'(v)) via the sort
+            return memory, pack_local(sources, parent[asks - mine[0]])
+        if (block, j) == (HOOK, 4):  # nm(v) = min(p(v), neighbours' p); records (p(v), nm(v))
             partial = inbox_records(inbox, 2)
-            old = label.copy()
-            np.minimum.at(label, partial[:, 0] - mine[0], partial[:, 1])
-            flag = int(flag or (label < old).any())
-            return np.r_[flag, label], pack_local(plan.sort0 + mine // plan.Bs, label)
-        if j == 8 + Ts:  # shortcut answers ℓ''(v); report whether anything changed
-            answer = inbox_records(inbox, 2)
-            old = label.copy()
-            label[answer[:, 0] - mine[0]] = answer[:, 1]
-            flag = int(flag or (label < old).any())
-            return np.r_[flag, label], [(plan.coordinator, np.array([flag]))]
-        return memory, []
-
-    # sort machines: sort (ℓ'(v), v) by label, fetch each distinct label's label, answer v
-    def _sort_step(self, plan, j, machine, memory, inbox):
-        Ts, k = len(plan.sort_stages), machine - plan.sort0
-        if 5 <= j <= 5 + Ts:
-            q = j - 5
-            if q == 0:
-                mine = np.arange(k * plan.Bs, min(plan.V, (k + 1) * plan.Bs), dtype=np.int64)
-                block = np.full((plan.Bs, 2), plan.V, dtype=np.int64)
-                block[:mine.size] = np.c_[inbox.words, mine]
+            nearest = parent.copy()
+            np.minimum.at(nearest, partial[:, 0] - mine[0], partial[:, 1])
+            return memory, pack_local(plan.sort0 + mine // plan.Bs, np.c_[parent, nearest])
+        if (block, j) == (JUMP, 0):  # records (p(v), v): v is implicit in the layout
+            return np.r_[header, parent], pack_local(plan.sort0 + mine // plan.Bs, parent)
+        if (block, j) in ((HOOK, 6 + Ts), (JUMP, 4 + Ts)):  # hooks of my roots / p(p(v)) of my vertices
+            update = inbox_records(inbox, 2)
+            old = parent.copy()
+            if block == HOOK:
+                np.minimum.at(parent, update[:, 0] - mine[0], update[:, 1])
             else:
-                block = memory.reshape(plan.Bs, 2)
-            block, messages = sort_round_local(block, inbox.words if q else None, q, k, plan.Ps, plan.sort_stages,
-                                               _by_label)
+                parent[update[:, 0] - mine[0]] = update[:, 1]
+            header[2] = int((parent != old).any())
+            return np.r_[header, parent], [(plan.coordinator, header[2:3])]
+        return np.r_[header, parent], []
+
+    # sort machines: [block, first round | records (root, value) sorted by the block sort]
+    def _sort_step(self, plan, block, j, machine, memory, inbox):
+        Ts, k = len(plan.sort_stages), machine - plan.sort0
+        begin = 5 if block == HOOK else 1
+        header = memory[:2]
+        if begin <= j <= begin + Ts:
+            q = j - begin
+            if q == 0:
+                mine = plan.sort_vertices(k)
+                received = inbox_records(inbox, 2 if block == HOOK else 1)
+                records = np.full((plan.Bs, 2), plan.V, dtype=np.int64)
+                records[:mine.size] = received if block == HOOK else np.c_[received[:, 0], mine]
+            else:
+                records = memory[2:].reshape(plan.Bs, 2)
+            records, messages = sort_round_local(records, inbox.words if q else None, q, k, plan.Ps,
+                                                 plan.sort_stages, _by_root)
             if q < Ts:
-                return block.ravel(), [(plan.sort0 + d, p) for d, p in messages]
-            keys = block[first_of_runs(block[:, 0], block[:, 1] < plan.V), 0]
-            return block.ravel(), pack_local(plan.table(keys), keys)
-        if j == 7 + Ts:
-            block = memory.reshape(plan.Bs, 2)
-            real = block[:, 1] < plan.V
-            starts = first_of_runs(block[:, 0], real)
-            shortcut = inbox.words[np.cumsum(starts[real]) - 1]
-            return memory[:0], pack_local(plan.table(block[real, 1]), np.c_[block[real, 1], shortcut])
+                return np.r_[header, records.ravel()], [(plan.sort0 + d, p) for d, p in messages]
+            starts = first_of_runs(records[:, 0], records[:, 0] < plan.V)
+            roots = records[starts, 0]
+            if block == HOOK:  # each run's first value is its minimum: hook the root there
+                return header.copy(), pack_local(plan.table(roots), np.c_[roots, records[starts, 1]])
+            return np.r_[header, records.ravel()], pack_local(plan.table(roots), roots)
+        if (block, j) == (JUMP, 3 + Ts):  # p(root) arrived per run, in the order asked
+            records = memory[2:].reshape(plan.Bs, 2)
+            real = records[:, 0] < plan.V
+            grand = inbox.words[np.cumsum(first_of_runs(records[:, 0], real)[real]) - 1]
+            return header.copy(), pack_local(plan.table(records[real, 1]), np.c_[records[real, 1], grand])
         return memory, []
 
     # --- batch style ---------------------------------------------------------------------------
     def batch_step(self, ctx, state, delivery):
-        plan, r, machines = _plan(ctx.config, self.vertices), ctx.round, ctx.config.machines
-        Ta, Ts = len(plan.arc_stages), len(plan.sort_stages)
+        plan, r, machines = _plan(ctx.config, self.vertex_count(ctx.config.n)), ctx.round, ctx.config.machines
+        Ts = len(plan.sort_stages)
+        empty = MessageBatch.empty(np.int64)
         if r == 1:
             return ClusterState.empty(machines), relayout_batch(state.words, plan.s, lambda w: (w // 2) // plan.b)
         if r < plan.start:
             return self._batch_arc_sorts(plan, r, machines, state, delivery)
-        j = (r - plan.start) % plan.iteration_length
-        first_iteration = r - plan.start < plan.iteration_length
-        offsets = state.offsets
-        table_words = state.words[offsets[plan.table0]:offsets[plan.sort0]]
-        sort_words = state.words[offsets[plan.sort0]:offsets[plan.coordinator]]
-        if r == plan.start:  # the last arc sort round: arcs (source, reverse slot) are final
+        sizes, offsets = state.sizes(), state.offsets
+        records = None
+        if r == plan.start:
             arcs = self._batch_arc_sorts(plan, r, machines, state, delivery)
+            parent, flags = np.arange(plan.V, dtype=np.int64), np.zeros(plan.Pv, dtype=np.int64)
+            block, first = HOOK, r
         else:
-            arc_words = state.words[:offsets[plan.Pa]]
-            arcs = arc_words.reshape(plan.Pa, plan.Ba, 2) if arc_words.size else None
-        flags = labels = blocks = None
-        if table_words.size:
-            headers, labels = split_headers(table_words, plan.table_sizes(), 1)
-            flags = headers[:, 0]
-        if sort_words.size:
-            blocks = sort_words.reshape(plan.Ps, plan.Bs, 2)
-        batch = MessageBatch.empty(np.int64)
-        if arcs is None and j == 1 and not first_iteration:  # finished: labels are the output
-            return delivery.inbox_state(), batch
-        if j == 0:
-            if not first_iteration:
-                if not delivery.messages.words[0]:
-                    return ClusterState.empty(machines), relayout_batch(labels, plan.Bv, lambda v: v // plan.s,
+            if sizes[plan.coordinator] == 0:  # finished
+                return delivery.inbox_state(), empty
+            block, first = (int(w) for w in state.memory(plan.coordinator)[:2])
+            arcs = state.words[:offsets[plan.Pa]].reshape(plan.Pa, 2 * plan.Ba + 2)[:, 2:].reshape(plan.Pa, plan.Ba, 2)
+            headers, parent = split_headers(state.words[offsets[plan.table0]:offsets[plan.sort0]],
+                                            plan.table_sizes(), 3)
+            flags = headers[:, 2]
+            if sizes[plan.sort0] > 2:
+                records = (state.words[offsets[plan.sort0]:offsets[plan.coordinator]]
+                           .reshape(plan.Ps, 2 * plan.Bs + 2)[:, 2:].reshape(plan.Ps, plan.Bs, 2))
+            if r - first == plan.length(block):
+                block, first = int(delivery.messages.words[0]), r
+                if block == STOP:
+                    return ClusterState.empty(machines), relayout_batch(parent, plan.Bv, lambda v: v // plan.s,
                                                                         plan.table0)
-                flags = np.zeros(plan.Pv, dtype=np.int64)
-            batch = self._batch_fetch_labels(plan, arcs)
-        elif j in (1, 6 + Ts):
-            if j == 1 and first_iteration:
-                flags, labels = np.zeros(plan.Pv, dtype=np.int64), np.arange(plan.V, dtype=np.int64)
-            askers_table, askers, asks = delivery_records(delivery, 1)
-            batch = pack_batch(askers_table, askers, labels[asks[:, 0]])
-        elif j == 2:
+        j = r - first
+        if j == 0:
+            flags = np.zeros(plan.Pv, dtype=np.int64)
+        batch = empty
+        begin = 5 if block == HOOK else 1
+        if block == HOOK and j == 0:
+            batch = self._batch_fetch(plan, arcs)
+        elif (block, j) in ((HOOK, 1), (JUMP, 2 + Ts)):
+            table_of, askers, asks = delivery_records(delivery, 1)
+            batch = pack_batch(table_of, askers, parent[asks[:, 0]])
+        elif block == HOOK and j == 2:
             batch = self._batch_exchange(plan, arcs, delivery.messages.words)
-        elif j == 3:
+        elif block == HOOK and j == 3:
             batch = self._batch_partials(plan, arcs, delivery.messages.words)
-        elif j == 4:
+        elif (block, j) == (HOOK, 4):
             _, _, partial = delivery_records(delivery, 2)
-            old = labels
-            labels = labels.copy()
-            np.minimum.at(labels, partial[:, 0], partial[:, 1])
-            flags = flags | self._changed(plan, labels < old)
+            nearest = parent.copy()
+            np.minimum.at(nearest, partial[:, 0], partial[:, 1])
             vertex = np.arange(plan.V)
-            batch = pack_batch(plan.table(vertex), plan.sort0 + vertex // plan.Bs, labels)
-        elif 5 <= j <= 5 + Ts:
-            q = j - 5
-            if q == 0:
-                blocks = np.full((plan.Ps * plan.Bs, 2), plan.V, dtype=np.int64)
-                blocks[:plan.V] = np.c_[delivery.messages.words, np.arange(plan.V)]
-                blocks = blocks.reshape(plan.Ps, plan.Bs, 2)
-            blocks, batch = sort_round_batch(blocks, q, plan.sort_stages, _by_label, plan.sort0)
-            if q == Ts:
-                starts = first_of_runs(blocks[:, :, 0], blocks[:, :, 1] < plan.V)
-                holder, slot = np.nonzero(starts)
-                keys = blocks[holder, slot, 0]
-                batch = pack_batch(plan.sort0 + holder, plan.table(keys), keys)
-        elif j == 7 + Ts:
-            real = blocks[:, :, 1] < plan.V
-            starts = first_of_runs(blocks[:, :, 0], real)
-            shortcut = delivery.messages.words[np.cumsum(starts[real]) - 1]
-            holder = np.nonzero(real)[0]
-            vertex = blocks[:, :, 1][real]
-            batch = pack_batch(plan.sort0 + holder, plan.table(vertex), np.c_[vertex, shortcut])
-            blocks = None
-        elif j == 8 + Ts:
-            _, _, answer = delivery_records(delivery, 2)
-            old = labels
-            labels = labels.copy()
-            labels[answer[:, 0]] = answer[:, 1]
-            flags = flags | self._changed(plan, labels < old)
+            batch = pack_batch(plan.table(vertex), plan.sort0 + vertex // plan.Bs, np.c_[parent, nearest])
+        elif (block, j) == (JUMP, 0):
+            vertex = np.arange(plan.V)
+            batch = pack_batch(plan.table(vertex), plan.sort0 + vertex // plan.Bs, parent)
+        elif begin <= j <= begin + Ts:
+            records, batch = self._batch_sort_round(plan, block, j - begin, records, delivery)
+        elif (block, j) == (JUMP, 3 + Ts):
+            real = records[:, :, 0] < plan.V
+            grand = delivery.messages.words[np.cumsum(first_of_runs(records[:, :, 0], real)[real]) - 1]
+            vertex = records[:, :, 1][real]
+            batch = pack_batch(plan.sort0 + np.nonzero(real)[0], plan.table(vertex), np.c_[vertex, grand])
+            records = None
+        elif (block, j) in ((HOOK, 6 + Ts), (JUMP, 4 + Ts)):
+            _, _, update = delivery_records(delivery, 2)
+            old = parent
+            parent = parent.copy()
+            if block == HOOK:
+                np.minimum.at(parent, update[:, 0], update[:, 1])
+            else:
+                parent[update[:, 0]] = update[:, 1]
+            flags = (np.bincount(np.arange(plan.V) // plan.Bv, weights=parent != old, minlength=plan.Pv) > 0)
+            flags = flags.astype(np.int64)
             batch = pack_batch(plan.table0 + np.arange(plan.Pv), np.full(plan.Pv, plan.coordinator), flags)
-        elif j == 9 + Ts:
-            decision = int(delivery.messages.words.any())
-            receivers = np.arange(plan.sort0)
+        elif j == plan.length(block) - 1:
+            changed = bool(delivery.messages.words.any())
+            decision = JUMP if changed else (STOP if block == HOOK else HOOK)
+            receivers = np.arange(plan.coordinator + 1)
             batch = pack_batch(np.full(receivers.size, plan.coordinator), receivers, np.full(receivers.size, decision))
+        return self._batch_state(plan, machines, block, first, arcs, flags, parent, records), batch
 
-        parts = [(0, np.full(plan.Pa, 2 * plan.Ba), arcs)]
-        if labels is not None:
-            parts.append((plan.table0, plan.table_sizes() + 1, join_headers(flags[:, None], labels, plan.table_sizes())))
-        if blocks is not None:
-            parts.append((plan.sort0, np.full(plan.Ps, 2 * plan.Bs), blocks))
-        return build_state(machines, parts), batch
+    @staticmethod
+    def _batch_state(plan, machines, block, first, arcs, flags, parent, records):
+        header = np.array([block, first], dtype=np.int64)
+        arc_memory = np.c_[np.tile(header, (plan.Pa, 1)), arcs.reshape(plan.Pa, -1)]
+        table_memory = join_headers(np.c_[np.tile(header, (plan.Pv, 1)), flags], parent, plan.table_sizes())
+        parts = [(0, np.full(plan.Pa, 2 * plan.Ba + 2), arc_memory),
+                 (plan.table0, plan.table_sizes() + 3, table_memory)]
+        if records is None:
+            parts.append((plan.sort0, np.full(plan.Ps + 1, 2), np.tile(header, plan.Ps + 1)))
+        else:
+            parts.append((plan.sort0, np.full(plan.Ps, 2 * plan.Bs + 2),
+                          np.c_[np.tile(header, (plan.Ps, 1)), records.reshape(plan.Ps, -1)]))
+            parts.append((plan.coordinator, [2], header))
+        return build_state(machines, parts)
 
     def _batch_arc_sorts(self, plan, r, machines, state, delivery):
-        """Setup rounds 2 .. start on the arc machines; at ``start`` (with no stages) the arcs."""
+        """Setup rounds 2 .. start on the arc machines; at ``start`` the arcs (source, reverse slot)."""
         Ta = len(plan.arc_stages)
         if r <= 2 + Ta:
             q = r - 2
@@ -531,39 +566,36 @@ class Connectivity(Protocol):
     @staticmethod
     def _batch_new_arcs(plan, edge_words):
         edges = edge_words.reshape(-1, 2)
-        edge = np.arange(plan.E)
-        vertex = np.arange(plan.V)
+        edge, vertex = np.arange(plan.E), np.arange(plan.V)
         edge_machine, vertex_machine = edge // plan.b, vertex // plan.c
         edges_on = np.bincount(edge_machine, minlength=plan.Pa)
-        arcs = np.full((plan.Pa, plan.Ba, 3), plan.V, dtype=np.int64)
-        arcs[:, :, 2] = -1
+        arcs = np.empty((plan.Pa, plan.Ba, 3), dtype=np.int64)
+        arcs[:] = (plan.V, plan.V, -1)
         at = 2 * (edge - edge_machine * plan.b)
         arcs[edge_machine, at] = np.c_[edges[:, 0], edges[:, 1], 2 * edge]
         arcs[edge_machine, at + 1] = np.c_[edges[:, 1], edges[:, 0], 2 * edge + 1]
         at = 2 * edges_on[vertex_machine] + 2 * (vertex - vertex_machine * plan.c)
-        loop = plan.E + vertex
-        arcs[vertex_machine, at] = np.c_[vertex, vertex, 2 * loop]
-        arcs[vertex_machine, at + 1] = np.c_[vertex, vertex, 2 * loop + 1]
+        loops = 2 * (plan.E + vertex)
+        arcs[vertex_machine, at] = np.c_[vertex, vertex, loops]
+        arcs[vertex_machine, at + 1] = np.c_[vertex, vertex, loops + 1]
         return arcs
 
     @staticmethod
-    def _batch_fetch_labels(plan, arcs):
+    def _batch_fetch(plan, arcs):
         holder, slot = np.nonzero(first_of_runs(arcs[:, :, 0], arcs[:, :, 0] < plan.V))
         vertices = arcs[holder, slot, 0]
         return pack_batch(holder, plan.table(vertices), vertices)
 
     @staticmethod
-    def _batch_exchange(plan, arcs, labels_in_order):
+    def _batch_exchange(plan, arcs, parents_in_order):
         real = arcs[:, :, 0] < plan.V
-        starts = first_of_runs(arcs[:, :, 0], real)
-        label = labels_in_order[np.cumsum(starts[real]) - 1]
-        return pack_batch(np.nonzero(real)[0], arcs[:, :, 1][real] // plan.Ba, label)
+        parent = parents_in_order[np.cumsum(first_of_runs(arcs[:, :, 0], real)[real]) - 1]
+        return pack_batch(np.nonzero(real)[0], arcs[:, :, 1][real] // plan.Ba, parent)
 
     @staticmethod
     def _batch_partials(plan, arcs, received_in_order):
         real = arcs[:, :, 0] < plan.V
-        holder = np.nonzero(real)[0]
-        reverse = arcs[:, :, 1][real]
+        holder, reverse = np.nonzero(real)[0], arcs[:, :, 1][real]
         received = np.empty(reverse.size, dtype=np.int64)
         received[np.lexsort((reverse, holder))] = received_in_order
         starts = first_of_runs(arcs[:, :, 0], real)[real]
@@ -572,5 +604,21 @@ class Connectivity(Protocol):
         return pack_batch(holder[starts], plan.table(vertices), np.c_[vertices, partial])
 
     @staticmethod
-    def _changed(plan, decreased):
-        return np.bincount(np.arange(plan.V) // plan.Bv, weights=decreased, minlength=plan.Pv).astype(np.int64) > 0
+    def _batch_sort_round(plan, block, q, records, delivery):
+        if q == 0:
+            if block == HOOK:
+                _, _, received = delivery_records(delivery, 2)
+            else:
+                received = np.c_[delivery.messages.words, np.arange(plan.V)]
+            flat = np.full((plan.Ps * plan.Bs, 2), plan.V, dtype=np.int64)
+            at = np.arange(plan.V)  # sort machine k holds vertices k Bs .. (k+1) Bs - 1 in order
+            flat[at] = received
+            records = flat.reshape(plan.Ps, plan.Bs, 2)
+        records, batch = sort_round_batch(records, q, plan.sort_stages, _by_root, plan.sort0)
+        if q < len(plan.sort_stages):
+            return records, batch
+        holder, slot = np.nonzero(first_of_runs(records[:, :, 0], records[:, :, 0] < plan.V))
+        roots = records[holder, slot, 0]
+        if block == HOOK:
+            return None, pack_batch(plan.sort0 + holder, plan.table(roots), np.c_[roots, records[holder, slot, 1]])
+        return records, pack_batch(plan.sort0 + holder, plan.table(roots), roots)

@@ -177,7 +177,7 @@ class KHop(Protocol):
     Parameters
     ----------
     k : int
-        Number of hops, ``>= 0``.
+        Number of hops, ``>= 0``; default 1 (induction heads, the paper's test task).
     bottom : int
         The word written for ⊥ (no such position); the input may not contain it.
 
@@ -193,7 +193,7 @@ class KHop(Protocol):
     (True, [])
     """
 
-    k: int
+    k: int = 1
     bottom: int = -1
     name = "khop"
 

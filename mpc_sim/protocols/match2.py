@@ -122,7 +122,7 @@ class Match2(Protocol):
     Parameters
     ----------
     modulus : int
-        ``M >= 1``.
+        ``M >= 1``; default 37, the paper's Match2 experiment (THEORY §6).
 
     Examples
     --------
@@ -135,7 +135,7 @@ class Match2(Protocol):
     (True, [])
     """
 
-    modulus: int
+    modulus: int = 37
     name = "match2"
 
     def __post_init__(self) -> None:

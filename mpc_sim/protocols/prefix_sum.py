@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from ..config import MPCConfig
@@ -197,11 +198,9 @@ class PrefixSum(Protocol):
         prefixes and has just received its one-word ``X``."""
         word_offsets = delivery.word_offsets()
         x = delivery.messages.words[word_offsets[first]:word_offsets[first + count]]
-        sizes = state.sizes()[first:first + count] + 1
-        ends = np.repeat(x, sizes)
-        inner = np.ones(ends.shape[0], dtype=bool)
-        inner[np.cumsum(sizes) - 1] = False
-        ends[inner] += state.words[state.offsets[first]:state.offsets[first + count]]
+        offsets = state.offsets[first:first + count + 1]
+        ends = np.empty(offsets[-1] - offsets[0] + count, dtype=np.int64)
+        _ends_kernel(state.words, offsets, x, ends)
         return ends
 
     # --- input and output --------------------------------------------------------------------
@@ -212,16 +211,36 @@ class PrefixSum(Protocol):
         return np.random.default_rng(seed).integers(-10**9, 10**9, size=config.n, dtype=np.int64)
 
 
+@nb.njit(cache=True)
+def _relative_prefixes_kernel(values, offsets, relative, totals):  # pragma: no cover - compiled
+    for i in range(offsets.shape[0] - 1):
+        lo, hi, out = offsets[i], offsets[i + 1], offsets[i] - i
+        running = 0
+        for j in range(lo, hi):
+            running += values[j]                  # int64: wraps modulo 2**64
+            if j < hi - 1:
+                relative[out + j - lo] = running
+        totals[i] = running
+        for j in range(out, out + hi - lo - 1):
+            relative[j] -= running
+
+
 def _segmented_relative_prefixes(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_relative_prefixes` of every (non-empty) segment, concatenated; and the totals."""
-    sums = np.cumsum(values)
-    last = offsets[1:] - 1
-    before = np.where(offsets[:-1] > 0, sums[np.maximum(offsets[:-1] - 1, 0)], 0)
-    totals = sums[last] - before
-    relative = sums - np.repeat(sums[last], np.diff(offsets))
-    keep = np.ones(values.shape[0], dtype=bool)
-    keep[last] = False
-    return relative[keep], totals
+    segments = offsets.shape[0] - 1
+    relative = np.empty(values.shape[0] - segments, dtype=np.int64)
+    totals = np.empty(segments, dtype=np.int64)
+    _relative_prefixes_kernel(values, offsets, relative, totals)
+    return relative, totals
+
+
+@nb.njit(cache=True)
+def _ends_kernel(relative, offsets, x, ends):  # pragma: no cover - compiled
+    for i in range(offsets.shape[0] - 1):
+        out = offsets[i] - offsets[0] + i
+        for j in range(offsets[i], offsets[i + 1]):
+            ends[out + j - offsets[i]] = relative[j] + x[i]
+        ends[out + offsets[i + 1] - offsets[i]] = x[i]
 
 
 def _splice(state: ClusterState, first: int, stop: int, words: np.ndarray, sizes: np.ndarray) -> ClusterState:
@@ -229,4 +248,6 @@ def _splice(state: ClusterState, first: int, stop: int, words: np.ndarray, sizes
     lo, hi = state.offsets[first], state.offsets[stop]
     new_sizes = state.sizes()
     new_sizes[first:stop] = sizes
-    return ClusterState(np.concatenate([state.words[:lo], words, state.words[hi:]]), ragged_offsets(new_sizes))
+    if lo > 0 or hi < state.words.shape[0]:
+        words = np.concatenate([state.words[:lo], words, state.words[hi:]])
+    return ClusterState(words, ragged_offsets(new_sizes))

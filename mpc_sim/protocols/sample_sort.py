@@ -1,32 +1,41 @@
 """Sample sort: the input sorted, spread ``s`` words per machine over the first ``ceil(n / s)`` machines.
 
-One sampling level, ``5 + T`` rounds where ``T`` is the depth of the tree that spreads the
-splitters (THEORY.md section 1: sorting in O(1/eps) rounds; here ``T = ceil(log_g(machines))``).
+One sampling level: ``5 + T`` rounds, ``T`` being the depth of the tree that spreads the
+splitters (``T <= ceil(log_g(machines))``, O(1/eps) as in THEORY.md section 1). One level suffices
+when ``s**2 >~ 60 n`` (see below): for eps >= 1/2 with a constant ``memory_factor``. The O(1/eps)
+sort for eps < 1/2 with constant factors needs several sampling levels; this module has one.
 
 Elements are ordered by (value, input position), so duplicates are spread over buckets like
 distinct values and buckets stay balanced on any input. Positions are never stored: an element's
 position follows from where it sits until it is assigned its bucket.
 
-The plan (:class:`SortPlan`, a function of ``n``, ``s`` and ``machines`` only) fixes ``k`` buckets,
-a sample of ``S = k * r`` elements and a data load ``L = s - 2(k - 1)``; the leader is machine
-``I = ceil(n / s)`` (the first empty one), the coordinator machine ``k``. Rounds:
+The plan (:class:`SortPlan`, a function of ``n``, ``s`` and ``machines`` only) fixes ``k`` buckets
+(machines ``0 .. k - 1``), a sample of ``S = k * r`` elements and a data load
+``L = s - 2(k - 1)`` per data machine; the leader is machine ``I = ceil(n / s)`` (the first empty
+one), the coordinator machine ``k``. Rounds:
 
-1. every input machine sends the values of its sampled positions to the leader. The sample is
-   stratified and public: position ``j`` of the sample is drawn uniformly in the ``j``-th of ``S``
-   equal slices of the input from the run's seed (:func:`sample_positions`, counter-based), so the
-   leader knows the sampled positions without receiving them, and the values arrive in position
-   order;
-2. input machines move their words to ``D = ceil(n / L)`` data machines, ``L`` per machine, in
-   input order (room for the splitters); the leader sorts the sample by (value, position) and
-   takes every ``r``-th element as a splitter (``k - 1`` of them, ``2(k - 1)`` words);
-3. .. ``T + 1``: the splitters flow down the in-place radix tree of degree
-   ``g = floor(s / (2(k - 1))) + 1`` over machines ``0 .. max(D, I + 1) - 1``, rooted at the leader;
-``T + 2``: every data machine finds each element's bucket (the number of splitters below it) and
-   sends it to bucket machine ``0 .. k - 1``;
-``T + 3``: every bucket machine sends its size to the coordinator;
-``T + 4``: the coordinator sends each bucket machine the number of elements in earlier buckets;
-``T + 5``: bucket machines sort their bucket and send it to its final place, ``s`` per machine;
-then the final local computation (no messages).
+====================  ==========================================================================
+round                 what happens
+====================  ==========================================================================
+1                     every input machine sends the values at its sampled positions to the
+                      leader. The sample is stratified and public: sample ``j`` is a uniform
+                      position of the ``j``-th of ``S`` equal slices of the input, drawn from
+                      the run's seed (:func:`sample_positions`, counter-based), so the leader
+                      knows the positions without receiving them
+2                     input machines move their words to ``D = ceil(n / L)`` data machines,
+                      ``L`` each, in input order (room for the splitters); the leader sorts the
+                      sample by (value, position), keeps every ``r``-th element as a splitter
+                      (``k - 1`` of them, ``2(k - 1)`` words) and starts spreading them
+2 .. T + 1            the splitters flow down the in-place radix tree of degree
+                      ``g = floor(s / (2(k - 1))) + 1`` over machines ``0 .. max(D, I + 1) - 1``,
+                      rooted at the leader
+T + 2                 every data machine sends each element to its bucket: the number of
+                      splitters below it
+T + 3                 every bucket machine sends its size to the coordinator
+T + 4                 the coordinator sends each bucket machine the size of the earlier buckets
+T + 5                 bucket machines sort their bucket and send it to its final place
+T + 6                 the final local computation (no messages)
+====================  ==========================================================================
 
 Round bound (exact): ``R = 5 + T`` with ``T = ceil(log_g(max(D, I + 1)))``; ``R = 0`` when
 ``n <= s`` (one machine sorts locally).
@@ -252,79 +261,76 @@ def bucket_ids(values: np.ndarray, positions: np.ndarray, splitter_values: np.nd
 
 
 @nb.njit(cache=True)
-def _bucket_kernel(words, offsets, data_len, load, splitter_values, splitter_positions, buckets):  # pragma: no cover
-    count = splitter_values.shape[0]
-    for m in range(data_len.shape[0]):
-        base = offsets[m]
-        for t in range(data_len[m]):
-            x = words[base + t]
-            position = m * load + t
-            lo, hi = 0, count                   # first splitter value >= x
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if splitter_values[mid] < x:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            if lo < count and splitter_values[lo] == x:
-                # ties: splitters of equal value are ordered by position; count those before the element
-                run_end = lo
-                hi = count
-                while run_end < hi:             # first splitter value > x
-                    mid = (run_end + hi) >> 1
-                    if splitter_values[mid] <= x:
-                        run_end = mid + 1
-                    else:
-                        hi = mid
-                hi = run_end
-                while lo < hi:                  # first splitter of the run at a position >= the element's
-                    mid = (lo + hi) >> 1
-                    if splitter_positions[mid] < position:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-            buckets[position] = lo
+def _bucket_of(x, position, splitter_values, splitter_positions):  # pragma: no cover - compiled
+    """:func:`bucket_ids` of one element, by binary searches."""
+    lo, hi = 0, splitter_values.shape[0]
+    while lo < hi:                              # first splitter value >= x
+        mid = (lo + hi) >> 1
+        if splitter_values[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < splitter_values.shape[0] and splitter_values[lo] == x:
+        # ties: splitters of equal value are ordered by position; count those before the element
+        run_end, hi = lo, splitter_values.shape[0]
+        while run_end < hi:                     # first splitter value > x
+            mid = (run_end + hi) >> 1
+            if splitter_values[mid] <= x:
+                run_end = mid + 1
+            else:
+                hi = mid
+        hi = run_end
+        while lo < hi:                          # first splitter of the run at a position >= the element's
+            mid = (lo + hi) >> 1
+            if splitter_positions[mid] < position:
+                lo = mid + 1
+            else:
+                hi = mid
+    return lo
 
 
-@nb.njit(cache=True)
-def _group_kernel(words, offsets, data_len, load, buckets, k, out):  # pragma: no cover - compiled
-    """Each machine's data regrouped by bucket (stably) into ``out[m * load:]``; the messages."""
+@nb.njit(cache=True, parallel=True)
+def _to_buckets_kernel(words, starts, data_len, load, splitter_values, splitter_positions, k, out):  # pragma: no cover
+    """Machine ``m``'s data is ``words[starts[m]:starts[m] + data_len[m]]`` (positions ``m * load + t``).
+    Writes it regrouped by bucket, stably, to ``out[m * load:]`` and returns the messages
+    ``(src, dst, offsets)`` in (machine, bucket) order. ``out`` first holds the bucket ids."""
     machines = data_len.shape[0]
-    counts = np.zeros(k, dtype=np.int64)
-    messages = 0
-    for m in range(machines):
-        for t in range(data_len[m]):
-            b = buckets[m * load + t]
-            if counts[b] == 0:
-                messages += 1
-            counts[b] += 1
-        for t in range(data_len[m]):
-            counts[buckets[m * load + t]] = 0
-    src = np.empty(messages, dtype=np.int64)
-    dst = np.empty(messages, dtype=np.int64)
-    msg_offsets = np.empty(messages + 1, dtype=np.int64)
-    cursor = np.zeros(k, dtype=np.int64)
-    j = 0
-    for m in range(machines):
+    distinct = np.zeros(machines, dtype=np.int64)
+    for m in nb.prange(machines):                         # bucket ids, and buckets per machine
+        counts = np.zeros(k, dtype=np.int64)
         base = m * load
         for t in range(data_len[m]):
-            counts[buckets[base + t]] += 1
-        start = base
+            b = _bucket_of(words[starts[m] + t], base + t, splitter_values, splitter_positions)
+            out[base + t] = b
+            if counts[b] == 0:
+                distinct[m] += 1
+            counts[b] += 1
+    first_message = np.zeros(machines + 1, dtype=np.int64)
+    first_message[1:] = np.cumsum(distinct)
+    messages = first_message[machines]
+    src = np.empty(messages, dtype=np.int64)
+    dst = np.empty(messages, dtype=np.int64)
+    offsets = np.empty(messages + 1, dtype=np.int64)
+    offsets[messages] = out.shape[0]
+    for m in nb.prange(machines):                         # the words, grouped: machines write disjoint ranges
+        base = m * load
+        buckets = out[base:base + data_len[m]].copy()
+        counts = np.zeros(k, dtype=np.int64)
+        for t in range(buckets.shape[0]):
+            counts[buckets[t]] += 1
+        cursor = np.zeros(k, dtype=np.int64)
+        j, start = first_message[m], base
         for b in range(k):
             if counts[b] > 0:
-                src[j] = m
-                dst[j] = b
-                msg_offsets[j] = start
+                src[j], dst[j], offsets[j] = m, b, start
                 cursor[b] = start
                 start += counts[b]
-                counts[b] = 0
                 j += 1
-        for t in range(data_len[m]):
-            b = buckets[base + t]
-            out[cursor[b]] = words[offsets[m] + t]
+        for t in range(buckets.shape[0]):
+            b = buckets[t]
+            out[cursor[b]] = words[starts[m] + t]
             cursor[b] += 1
-    msg_offsets[messages] = out.shape[0]
-    return src, dst, msg_offsets
+    return src, dst, offsets
 
 
 # --------------------------------------------------------------------------------------------------
@@ -498,11 +504,11 @@ class SampleSort(Protocol):
             return self._move_batch(plan, state, delivery, ctx.seed)
         if r <= classify:
             inbox = delivery.inbox_state()
-            held = concat_memories(inbox, state) if r == 3 else concat_memories(state, inbox)
             if r < classify:
+                held = concat_memories(inbox, state) if r == 3 else concat_memories(state, inbox)
                 leader = held.memory(plan.leader)
                 return held, self._tree_batch(plan, r, leader[int(plan.data_len(plan.leader)):])
-            return ClusterState.empty(state.machines), self._bucket_batch(plan, held)
+            return ClusterState.empty(state.machines), self._bucket_batch(plan, r, state, inbox)
         if r == classify + 1:
             buckets = delivery.inbox_state()
             k = plan.buckets
@@ -547,17 +553,20 @@ class SampleSort(Protocol):
                                         np.broadcast_to(splitters, (order.shape[0], splitters.shape[0])))
 
     @staticmethod
-    def _bucket_batch(plan: SortPlan, held: ClusterState) -> MessageBatch:
+    def _bucket_batch(plan: SortPlan, r: int, state: ClusterState, inbox: ClusterState) -> MessageBatch:
+        # data comes first in each machine's words: in its inbox if it arrived in the previous
+        # round (round 3), else in its kept memory; classified where it lies, without a copy
+        data = inbox if r == 3 else state
+        leader_parts = [inbox.memory(plan.leader), state.memory(plan.leader)]
+        leader = np.concatenate(leader_parts if r == 3 else leader_parts[::-1])
+        # every machine holds an identical copy of the splitters (the per-machine style uses its
+        # own; the tests check both styles agree): the leader's serves the vectorised step
+        splitters = leader[int(plan.data_len(plan.leader)):]
         count = plan.buckets - 1
-        # every machine holds an identical copy of the splitters (checked by the per-machine style's
-        # agreement in the tests); the leader's serves the whole cluster's classification
-        leader = held.memory(plan.leader)[int(plan.data_len(plan.leader)):]
-        data_len = plan.data_len(np.arange(plan.data_machines))
-        buckets = np.empty(plan.n, dtype=np.int64)
-        _bucket_kernel(held.words, held.offsets, data_len, plan.load, leader[:count], leader[count:], buckets)
         grouped = np.empty(plan.n, dtype=np.int64)
-        src, dst, offsets = _group_kernel(held.words, held.offsets, data_len, plan.load, buckets,
-                                          plan.buckets, grouped)
+        src, dst, offsets = _to_buckets_kernel(data.words, data.offsets[:plan.data_machines],
+                                               plan.data_len(np.arange(plan.data_machines)), plan.load,
+                                               splitters[:count], splitters[count:], plan.buckets, grouped)
         return MessageBatch(src, dst, offsets, grouped)
 
     @staticmethod

@@ -22,7 +22,7 @@ from mpc_sim.protocols._trees import RadixTree, tree_depth
 from mpc_sim.protocols.aggregate import Aggregate
 from mpc_sim.protocols.broadcast import Broadcast
 from mpc_sim.protocols.prefix_sum import PrefixSum
-from mpc_sim.protocols.sample_sort import (SampleSort, SortPlan, _bucket_kernel, bucket_ids, overflow_bound,
+from mpc_sim.protocols.sample_sort import (SampleSort, SortPlan, _to_buckets_kernel, bucket_ids, overflow_bound,
                                            sample_positions)
 
 INT64 = np.iinfo(np.int64)
@@ -111,7 +111,7 @@ def independent_rounds(protocol, config: MPCConfig) -> int:
             r += 1
         return r
 
-    inputs = math.ceil(config.n / config.s)
+    inputs = -(-config.n // config.s)
     if isinstance(protocol, Broadcast):
         return smallest_power(config.s // protocol.width + 1, config.machines)
     if isinstance(protocol, Aggregate):
@@ -121,7 +121,7 @@ def independent_rounds(protocol, config: MPCConfig) -> int:
     plan = protocol.plan(config)
     if config.n <= config.s:
         return 0
-    leaves = max(math.ceil(config.n / plan.load), inputs + 1)
+    leaves = max(-(-config.n // plan.load), inputs + 1)
     return 5 + smallest_power(config.s // (2 * (plan.buckets - 1)) + 1, leaves)
 
 
@@ -222,7 +222,7 @@ def test_no_machine_sends_more_messages_than_the_declared_fanout(pid, case):
 @st.composite
 def runnable(draw, protocol, max_n=1000, memory_factors=(1.0, 1.5, 2.0, 4.0), eps_values=(0.2, 0.3, 0.5, 0.75, 0.9)):
     n = draw(st.integers(1, max_n) | st.integers(max_n // 3, max_n))      # not only tiny inputs
-    config = MPCConfig(n=n, eps=draw(st.sampled_from(eps_values)),
+    config = MPCConfig(n=n, eps=draw(st.sampled_from(eps_values)), gamma=draw(st.sampled_from([0.0, 0.0, 0.1])),
                        memory_factor=draw(st.sampled_from(memory_factors)),
                        machines_factor=draw(st.sampled_from([1.0, 1.5, 2.0, 4.0])))
     try:
@@ -431,12 +431,24 @@ def test_bucket_kernel_matches_the_numpy_bucketing_under_heavy_ties(values, spli
     # brute force: the number of (value, position) splitters below each element
     brute = [sum((sv, sp) < (int(v), i) for sv, sp in zip(splitter_values, positions)) for i, v in enumerate(values)]
     assert expected.tolist() == brute
+    # the batch kernel: each machine's data regrouped by bucket, stably, one message per bucket
     machines = -(-n // load)
     data_len = np.clip(n - np.arange(machines) * load, 0, load)
-    offsets = np.concatenate([[0], np.cumsum(data_len)]).astype(np.int64)
-    got = np.empty(n, dtype=np.int64)
-    _bucket_kernel(values, offsets, data_len, load, splitter_values, positions.astype(np.int64), got)
-    assert np.array_equal(got, expected)
+    gaps = rng.integers(0, 3, machines)                  # data need not be contiguous in the state
+    starts = (np.concatenate([[0], np.cumsum(data_len + gaps)[:-1]]) + gaps).astype(np.int64)
+    words = np.full(int(starts[-1] + data_len[-1]), 99, dtype=np.int64)
+    for m in range(machines):
+        words[starts[m]:starts[m] + data_len[m]] = values[m * load:m * load + data_len[m]]
+    grouped = np.empty(n, dtype=np.int64)
+    src, dst, offsets = _to_buckets_kernel(words, starts, data_len, load, splitter_values,
+                                           positions.astype(np.int64), splitter_values.shape[0] + 1, grouped)
+    order = np.lexsort((expected, np.arange(n) // load))            # by machine, then bucket, stably
+    assert np.array_equal(grouped, values[order])
+    pairs = np.unique(np.stack([np.arange(n) // load, expected]), axis=1)
+    assert np.array_equal(src, pairs[0]) and np.array_equal(dst, pairs[1])
+    assert offsets[0] == 0 and offsets[-1] == n
+    for j in range(src.shape[0]):
+        assert np.all(expected[order][offsets[j]:offsets[j + 1]] == dst[j])
 
 
 def test_stratified_sample_takes_one_position_per_slice():

@@ -1,0 +1,93 @@
+"""``anna-mpc experiment match2|induction``: the paper's experiments (THEORY.md §6).
+
+Without ``--train`` the shipped weights are evaluated (minutes); ``--train`` retrains with torch
+first. Prints the error grid and the paper's numbers beside ours; ``--json`` writes the grid,
+``--plots`` the figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .evaluate import FAMILIES
+from .report import grid_tables, paper_table
+from .run import run_experiment
+from .specs import EXPERIMENTS
+
+__all__ = ["register", "cmd_experiment"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="the paper's experiments: trained surrogate, then ANNA with LSH over a grid")
+    p.add_argument("task", choices=sorted(EXPERIMENTS), help="match2 or induction (1-hop induction heads)")
+    p.add_argument("--train", action="store_true", help="retrain the surrogate with torch first (optional extra 'train')")
+    p.add_argument("--weights", metavar="DIR", default=None,
+                   help="weights directory to read (default: shipped) or, with --train, to write "
+                        "(default: ./experiment-weights)")
+    p.add_argument("--family", choices=sorted(FAMILIES), default=None,
+                   help="angular LSH family (default: the experiment's, hyperplane)")
+    p.add_argument("--seeds", type=int, default=None, help="hashing seeds per cell (default 10)")
+    p.add_argument("--quick", action="store_true", help="a small grid with fewer seeds")
+    p.add_argument("--steps", type=int, default=None, help="training steps (with --train; default: the schedule)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for training (default 1)")
+    p.add_argument("--json", metavar="PATH", default=None, help="write the grid as JSON")
+    p.add_argument("--plots", metavar="DIR", default=None, help="write the figure (PNG) into DIR")
+    p.set_defaults(func=cmd_experiment)
+
+
+def cmd_experiment(args: argparse.Namespace, console: Console) -> int:
+    experiment = EXPERIMENTS[args.task]
+    if args.quick:
+        experiment = experiment.quick()
+    changes = {}
+    if args.family is not None:
+        changes["family"] = args.family
+    if args.seeds is not None:
+        changes["seeds"] = args.seeds
+    if changes:
+        from dataclasses import replace
+        experiment = replace(experiment, **changes)
+
+    def on_log(step: int, loss: float) -> None:
+        console.print(f"  step {step}: loss {loss:.4f}")
+
+    console.rule(f"experiment {experiment.task}: {experiment.cells} cells x {experiment.seeds} seeds, "
+                 f"{experiment.family} LSH{', retraining' if args.train else ', shipped weights'}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("evaluating the grid", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        run = run_experiment(experiment, train=args.train, weights_dir=args.weights, steps=args.steps,
+                             threads=args.threads, on_log=on_log, progress=progress)
+    result = run.result
+    if run.record is not None:
+        r = run.record
+        console.print(f"weights {result.weights}: trained {r.steps} steps in {r.seconds / 60:.1f} min "
+                      f"({r.threads} thread(s), torch {r.torch_version}), β = {r.setup.get('temperature')}, "
+                      f"final loss {r.losses[-1][1] if r.losses else float('nan'):.4f}")
+    for beta, beta_result in run.betas:
+        mean = sum(c.error for c in beta_result.cells) / len(beta_result.cells)
+        console.print(f"  β = {beta:g}: softmax error {beta_result.softmax_error:.3f}, mean ANNA error over the "
+                      f"grid {mean:.3f}")
+    for table in grid_tables(result):
+        console.print(table)
+    console.print(paper_table(result))
+    console.print(f"evaluated {len(result.cells)} cells x {experiment.seeds} seeds on {result.test_rows} test rows "
+                  f"in {result.seconds:.1f} s")
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result.to_json(), indent=1))
+        console.print(f"wrote {path}")
+    if args.plots:
+        from .plots import plot_grid
+        name = "match2_error_vs_ell.png" if result.task == "match2" else "induction_heatmap.png"
+        console.print(f"wrote {plot_grid(result, Path(args.plots) / name)}")
+    return 0

@@ -1,0 +1,388 @@
+"""Batched evaluation of a trained model with Algorithm 1 heads over an (ℓ per layer, z) grid.
+
+For one hashing seed ``s`` and one ``z``, the model
+``model.with_attention("anna", lsh=[LSHConfig(family, z, ℓ_1), ..., LSHConfig(family, z, ℓ_L)], seed=s)``
+is run on every test row for every combination of the ℓ values of the grid. Done one row and one
+cell at a time that is ``rows x cells x seeds`` forward passes; here it is done in one sweep:
+
+- every row of a batch shares the head's hash functions (they depend on the seed only), so queries
+  and keys of all rows are hashed at once, with the largest ℓ of the layer;
+- the first ℓ' tables of a sample with ℓ tables are a sample with ℓ' tables
+  (:mod:`anna.lsh`), so the collision counts ``c_ij`` for every ℓ of the grid are running sums over
+  tables, built in increasing ℓ; ``w_ij = c_ij / Σ_j c_ij`` (``j <= i`` when causal; an all-zero
+  row gives the zero output, the empty-neighbourhood convention of :mod:`anna.attention`) is the
+  definition Algorithm 1 computes (:func:`anna.attention.anna_weights`);
+- layer ``l`` runs once per combination of the ℓ values of layers ``1 .. l``, and later layers
+  reuse its output.
+
+:func:`anna_logits` is the same computation for a single cell; the tests check it against
+``Transformer.with_attention("anna", ...)`` row by row, and the grid against single cells.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import math
+
+import numba
+import numpy as np
+
+from ..lsh import CrossPolytope, Hyperplane, LSHConfig
+from ..reference import normalize_rows
+from ..train.loop import token_errors
+from ..transformer import MLP, Head, Linear, Transformer, derive_head_seed
+
+__all__ = [
+    "FAMILIES",
+    "GridCell",
+    "GridResult",
+    "anna_logits",
+    "evaluate_grid",
+    "softmax_logits",
+]
+
+FAMILIES = {"hyperplane": Hyperplane(), "cross_polytope": CrossPolytope()}
+"""The angular LSH families offered for the experiments, by CLI name."""
+
+Progress = Callable[[int, int], None]
+
+
+# ------------------------------------------------------------------------------ results
+@dataclass(frozen=True)
+class GridCell:
+    """The test error of one grid cell, averaged over hashing seeds.
+
+    Attributes
+    ----------
+    ells : tuple of int
+        ℓ of every layer (``(ℓ,)`` for Match2, ``(ℓ_1, ℓ_2)`` for induction heads).
+    z : int
+    error : float
+        Mean over seeds of the fraction of wrongly predicted tokens.
+    seeds : int
+    error_std : float
+        Standard deviation of the per-seed errors.
+    """
+
+    ells: tuple[int, ...]
+    z: int
+    error: float
+    seeds: int
+    error_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ells", tuple(int(e) for e in self.ells))
+        if not self.ells or min(self.ells) < 1 or self.z < 1 or self.seeds < 1:
+            raise ValueError(f"bad cell: ells={self.ells}, z={self.z}, seeds={self.seeds}")
+        if not (0.0 <= self.error <= 1.0 and self.error_std >= 0.0):
+            raise ValueError(f"error must be in [0, 1] and std >= 0, got {self.error}, {self.error_std}")
+
+    def to_json(self) -> dict:
+        keys = ["ell"] if len(self.ells) == 1 else [f"ell{i + 1}" for i in range(len(self.ells))]
+        return {**dict(zip(keys, self.ells)), "z": self.z, "error": self.error, "seeds": self.seeds,
+                "error_std": self.error_std}
+
+    @classmethod
+    def from_json(cls, data: dict) -> GridCell:
+        if "ell" in data:
+            ells = (data["ell"],)
+        else:
+            ells = tuple(data[f"ell{i + 1}"] for i in range(sum(key.startswith("ell") for key in data)))
+        return cls(ells, data["z"], data["error"], data["seeds"], data.get("error_std", 0.0))
+
+
+@dataclass(frozen=True)
+class GridResult:
+    """An evaluated grid: cells, the surrogate's softmax error, and the paper's numbers.
+
+    Examples
+    --------
+    >>> r = GridResult("match2", "hyperplane", (GridCell((8,), 1, 0.0, 10),), 0.01, 256, {"zero_from_ell": 8})
+    >>> r.error((8,), 1), GridResult.from_json(r.to_json()) == r
+    (0.0, True)
+    """
+
+    task: str
+    family: str
+    cells: tuple[GridCell, ...]
+    softmax_error: float
+    test_rows: int
+    paper: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    weights: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cells", tuple(self.cells))
+        keys = [(c.ells, c.z) for c in self.cells]
+        if len(set(keys)) != len(keys):
+            raise ValueError("grid cells must be distinct (ells, z) pairs")
+        if not 0.0 <= self.softmax_error <= 1.0 or self.test_rows < 1:
+            raise ValueError(f"softmax_error must be in [0, 1] and test_rows >= 1, got {self.softmax_error}, "
+                             f"{self.test_rows}")
+
+    def error(self, ells: Sequence[int], z: int) -> float:
+        """The error of cell ``(ells, z)``; KeyError if it is not in the grid."""
+        ells = tuple(int(e) for e in ells)
+        for cell in self.cells:
+            if cell.ells == ells and cell.z == z:
+                return cell.error
+        raise KeyError(f"no cell ells={ells}, z={z} in the grid")
+
+    @property
+    def zs(self) -> tuple[int, ...]:
+        return tuple(sorted({c.z for c in self.cells}))
+
+    def layer_ells(self, layer: int) -> tuple[int, ...]:
+        return tuple(sorted({c.ells[layer] for c in self.cells}))
+
+    def to_json(self) -> dict:
+        return {"task": self.task, "family": self.family, "grid": [c.to_json() for c in self.cells],
+                "paper": self.paper, "softmax_error": self.softmax_error, "test_rows": self.test_rows,
+                "seconds": self.seconds, "weights": self.weights}
+
+    @classmethod
+    def from_json(cls, data: dict) -> GridResult:
+        return cls(data["task"], data["family"], tuple(GridCell.from_json(c) for c in data["grid"]),
+                   data["softmax_error"], data["test_rows"], data.get("paper", {}), data.get("seconds", 0.0),
+                   data.get("weights", ""))
+
+
+# ------------------------------------------------------------------------------ forward pieces
+def _check_model(model: Transformer) -> None:
+    if model.mode != "trained" or not all(isinstance(h.query, Linear) for layer in model.layers for h in layer.heads):
+        raise ValueError("batched evaluation needs a trained-mode transformer (weight matrices only)")
+
+
+def _check_rows(inputs: np.ndarray, targets: np.ndarray | None = None) -> np.ndarray:
+    inputs = np.asarray(inputs)
+    if inputs.ndim != 2 or not np.issubdtype(inputs.dtype, np.integer) or inputs.shape[0] < 1:
+        raise ValueError(f"inputs must be a non-empty (rows, N) integer array, got {inputs.shape} {inputs.dtype}")
+    if targets is not None and np.shape(targets) != inputs.shape:
+        raise ValueError(f"targets must have the inputs' shape {inputs.shape}, got {np.shape(targets)}")
+    return inputs
+
+
+def _embed(model: Transformer, inputs: np.ndarray) -> np.ndarray:
+    """``tokens[inputs] + positions[:N]`` for every row (what TokenEmbedding does to one row)."""
+    embedding = model.embedding
+    if inputs.min() < 0 or inputs.max() >= embedding.vocab_size:
+        raise ValueError(f"inputs must be token ids in [0, {embedding.vocab_size}), got values in "
+                         f"[{inputs.min()}, {inputs.max()}]")
+    if embedding.max_len is not None and inputs.shape[1] > embedding.max_len:
+        raise ValueError(f"rows have length {inputs.shape[1]}, longer than max_len {embedding.max_len}")
+    x = embedding.tokens[inputs]
+    return x if embedding.positions is None else x + embedding.positions[: inputs.shape[1]]
+
+
+def _tokenwise(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Apply a token-wise map to ``(rows, N, d)`` as one ``(rows·N, d)`` matrix (one BLAS call)."""
+    rows, n, _ = x.shape
+    return f(x.reshape(rows * n, -1)).reshape(rows, n, -1)
+
+
+def _qkv(head: Head, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    q, k, v = _tokenwise(head.query, x), _tokenwise(head.key, x), _tokenwise(head.value, x)
+    if head.normalize:
+        q, k = _tokenwise(normalize_rows, q), _tokenwise(normalize_rows, k)
+    return q, k, v
+
+
+def _weighted(weights: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.matmul(weights, v.astype(np.float64)).astype(v.dtype)
+
+
+def _count_average(counts: np.ndarray, v: np.ndarray, causal: bool) -> np.ndarray:
+    """``Σ_j c_ij v_j / Σ_j c_ij`` per row (zero where no key collides); ``counts`` already causal."""
+    totals = counts.sum(axis=2, keepdims=True)
+    weights = counts / np.maximum(totals, 1)
+    return _weighted(weights, v)
+
+
+def _softmax_average(head: Head, q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool) -> np.ndarray:
+    scores = head.temperature * np.matmul(q.astype(np.float64), k.astype(np.float64).transpose(0, 2, 1))
+    if causal:
+        scores = np.where(np.tril(np.ones(scores.shape[1:], dtype=bool)), scores, -np.inf)
+    scores -= scores.max(axis=2, keepdims=True)
+    weights = np.exp(scores)
+    weights /= weights.sum(axis=2, keepdims=True)
+    return _weighted(weights, v)
+
+
+@numba.njit(parallel=True, cache=True)
+def _gelu_inplace_f32(h: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``h <- 0.5 h (1 + erf(h / √2))`` in float32, the same operations as ``anna.transformer.gelu``."""
+    flat = h.reshape(-1)
+    root2 = np.float32(math.sqrt(2.0))
+    for i in numba.prange(flat.size):
+        v = flat[i]
+        flat[i] = np.float32(0.5) * v * (np.float32(1.0) + np.float32(math.erf(v / root2)))
+
+
+def _mlp(mlp: MLP, y: np.ndarray) -> np.ndarray:
+    """``mlp(y)``; float32 uses one fused in-place GeLU pass (the grid's hot spot), bit-identical."""
+    hidden = np.ascontiguousarray(mlp.hidden(y))
+    if hidden.dtype != np.float32:
+        return mlp(y)
+    _gelu_inplace_f32(hidden)
+    return mlp.output(hidden)
+
+
+def _finish_layer(model: Transformer, l: int, x: np.ndarray, attended: Sequence[np.ndarray]) -> np.ndarray:
+    layer = model.layers[l]
+    update = np.zeros_like(x)
+    for head, a in zip(layer.heads, attended):
+        update = update + _tokenwise(head.output, a)
+    y = x + update
+    if layer.mlp is None:
+        return y
+    return y + _tokenwise(lambda t: _mlp(layer.mlp, t) if isinstance(layer.mlp, MLP) else layer.mlp(t, None), y)
+
+
+def _codes(family, q: np.ndarray, k: np.ndarray, z: int, ell: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, n, m = q.shape
+    if q.dtype != k.dtype:
+        q, k = q.astype(np.float64), k.astype(np.float64)
+    params = family.sample(m, z, ell, seed)
+    qc = family.hash(np.ascontiguousarray(q.reshape(rows * n, m)), params).reshape(rows, n, ell)
+    kc = family.hash(np.ascontiguousarray(k.reshape(rows * n, m)), params).reshape(rows, n, ell)
+    return qc, kc
+
+
+def _add_collisions(counts: np.ndarray, qc: np.ndarray, kc: np.ndarray, lo: int, hi: int, causal: bool,
+                    chunk: int = 16) -> None:
+    """``counts[r, i, j] += #{u in [lo, hi) : qc[r, i, u] == kc[r, j, u]}`` (``j <= i`` when causal)."""
+    for a in range(lo, hi, chunk):
+        b = min(hi, a + chunk)
+        counts += (qc[:, :, None, a:b] == kc[:, None, :, a:b]).sum(axis=3, dtype=counts.dtype)
+    if causal:
+        counts *= np.tril(np.ones(counts.shape[1:], dtype=counts.dtype))
+
+
+# ------------------------------------------------------------------------------ public API
+def softmax_logits(model: Transformer, inputs: np.ndarray) -> np.ndarray:
+    """Logits ``(rows, N, outputs)`` of a trained-mode model whose heads are all softmax, batched.
+
+    Equals ``np.stack([model(row) for row in inputs])`` up to float rounding (tested).
+    """
+    _check_model(model)
+    inputs = _check_rows(inputs)
+    x = _embed(model, inputs)
+    for l, layer in enumerate(model.layers):
+        attended = []
+        for head in layer.heads:
+            if head.kind != "softmax":
+                raise ValueError(f"softmax_logits needs softmax heads, layer {l} has a {head.kind} head")
+            q, k, v = _qkv(head, x)
+            attended.append(_softmax_average(head, q, k, v, layer.causal))
+        x = _finish_layer(model, l, x, attended)
+    return _tokenwise(model.readout, x)
+
+
+def anna_logits(model: Transformer, inputs: np.ndarray, lsh: Sequence[LSHConfig], seed: int) -> np.ndarray:
+    """Logits of ``model.with_attention("anna", lsh=lsh, seed=seed)`` on every row, batched.
+
+    ``lsh`` holds one LSHConfig per layer; head ``h`` of layer ``l`` hashes with
+    ``derive_head_seed(seed, l, h)``, as :meth:`~anna.transformer.Transformer.with_attention` sets.
+    """
+    _check_model(model)
+    inputs = _check_rows(inputs)
+    if len(lsh) != len(model.layers) or not all(isinstance(c, LSHConfig) for c in lsh):
+        raise ValueError(f"lsh must hold one LSHConfig per layer ({len(model.layers)}), got {lsh!r}")
+    x = _embed(model, inputs)
+    for l, (layer, config) in enumerate(zip(model.layers, lsh)):
+        attended = []
+        for h, head in enumerate(layer.heads):
+            q, k, v = _qkv(head, x)
+            qc, kc = _codes(config.family, q, k, config.z, config.ell, derive_head_seed(seed, l, h))
+            counts = np.zeros((x.shape[0], x.shape[1], x.shape[1]), dtype=np.int32)
+            _add_collisions(counts, qc, kc, 0, config.ell, layer.causal)
+            attended.append(_count_average(counts, v, layer.causal))
+        x = _finish_layer(model, l, x, attended)
+    return _tokenwise(model.readout, x)
+
+
+def _sweep(model: Transformer, x: np.ndarray, targets: np.ndarray, ells: Sequence[Sequence[int]], family, z: int,
+           seed: int, l: int, prefix: tuple[int, ...], out: dict) -> None:
+    layer = model.layers[l]
+    layer_ells = sorted(ells[l])
+    per_head = []
+    for h, head in enumerate(layer.heads):
+        q, k, v = _qkv(head, x)
+        qc, kc = _codes(family, q, k, z, layer_ells[-1], derive_head_seed(seed, l, h))
+        per_head.append((qc, kc, v, np.zeros((x.shape[0], x.shape[1], x.shape[1]), dtype=np.int32)))
+    done = 0
+    for ell in layer_ells:
+        attended = []
+        for qc, kc, v, counts in per_head:
+            _add_collisions(counts, qc, kc, done, ell, layer.causal)
+            attended.append(_count_average(counts, v, layer.causal))
+        done = ell
+        y = _finish_layer(model, l, x, attended)
+        if l + 1 == len(model.layers):
+            out[prefix + (ell,)] = token_errors(_tokenwise(model.readout, y), targets)
+        else:
+            _sweep(model, y, targets, ells, family, z, seed, l + 1, prefix + (ell,), out)
+
+
+def evaluate_grid(model: Transformer, inputs: np.ndarray, targets: np.ndarray, ells: Sequence[Sequence[int]],
+                  zs: Sequence[int], *, family: str = "hyperplane", seeds: int = 10, task: str = "",
+                  paper: dict | None = None, weights: str = "", batch_rows: int = 64,
+                  progress: Progress | None = None) -> GridResult:
+    """Test error of ``model`` with Algorithm 1 heads on every cell of the grid.
+
+    Parameters
+    ----------
+    model : Transformer
+        Trained mode (its heads' kind does not matter: the grid swaps them all).
+    inputs, targets : ndarray (rows, N)
+        Token ids and class ids; targets equal to :data:`anna.train.IGNORE` are not counted.
+    ells : sequence of sequences of int
+        The ℓ values of every layer; the grid is their product with ``zs``.
+    zs : sequence of int
+    family : {"hyperplane", "cross_polytope"}
+    seeds : int
+        Hashing seeds ``0 .. seeds-1`` (model seeds of ``with_attention``).
+    batch_rows : int
+        Rows per batch (memory: ``batch_rows * N**2 * 16`` bytes of collision counts).
+    progress : callable ``(done, total)``, optional
+        Called after every (z, seed, batch) unit of work.
+    """
+    _check_model(model)
+    inputs = _check_rows(inputs, targets)
+    targets = np.asarray(targets)
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+    if len(ells) != len(model.layers) or any(len(e) == 0 or min(e) < 1 for e in ells):
+        raise ValueError(f"ells must give positive ℓ values for each of the {len(model.layers)} layers, got {ells!r}")
+    if not zs or min(zs) < 1 or seeds < 1 or batch_rows < 1:
+        raise ValueError(f"need z >= 1, seeds >= 1, batch_rows >= 1; got zs={zs!r}, seeds={seeds}, "
+                         f"batch_rows={batch_rows}")
+    began = time.perf_counter()
+    fam = FAMILIES[family]
+    batches = [(a, min(inputs.shape[0], a + batch_rows)) for a in range(0, inputs.shape[0], batch_rows)]
+    embedded = [_embed(model, inputs[a:b]) for a, b in batches]
+    total, done = len(zs) * seeds * len(batches), 0
+    per_seed: dict[tuple[tuple[int, ...], int], list[float]] = {}
+    for z in zs:
+        for seed in range(seeds):
+            tallies: dict[tuple[int, ...], list[int]] = {}
+            for (a, b), x in zip(batches, embedded):
+                out: dict[tuple[int, ...], tuple[int, int]] = {}
+                _sweep(model, x, targets[a:b], ells, fam, int(z), seed, 0, (), out)
+                for key, (wrong, counted) in out.items():
+                    tally = tallies.setdefault(key, [0, 0])
+                    tally[0] += wrong
+                    tally[1] += counted
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            for key, (wrong, counted) in tallies.items():
+                per_seed.setdefault((key, int(z)), []).append(wrong / counted)
+    cells = tuple(GridCell(key, z, float(np.mean(errors)), len(errors), float(np.std(errors)))
+                  for (key, z), errors in sorted(per_seed.items(), key=lambda item: (item[0][1], item[0][0])))
+    softmax = np.concatenate([softmax_logits(model.with_attention("softmax"), inputs[a:b]) for a, b in batches])
+    wrong, counted = token_errors(softmax, targets)
+    return GridResult(task, family, cells, wrong / counted, int(inputs.shape[0]), dict(paper or {}),
+                      time.perf_counter() - began, weights)

@@ -1,0 +1,121 @@
+"""Run an experiment end to end: (re)train or load the weights, evaluate the grid.
+
+Without training the shipped weights (:data:`~anna.experiments.specs.WEIGHTS_DIR`) are evaluated;
+training needs torch (:mod:`anna.train`). Match2 trains one surrogate per ``β ∈ {0.1, 1, 10}``,
+evaluates each, and keeps the one with the lowest mean error over the grid as ``match2``
+(the paper picks β the same way and reports 0.1 as best).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from ..transformer import Transformer
+from .evaluate import GridResult, Progress, evaluate_grid
+from .specs import MATCH2_BETAS, WEIGHTS_DIR, Experiment
+from .training import TrainingRecord, record_path
+
+__all__ = ["ExperimentRun", "evaluate_experiment", "load_weights", "load_record", "run_experiment"]
+
+
+@dataclass(frozen=True)
+class ExperimentRun:
+    """The evaluated grid, where the weights came from, and (Match2 retrained) every β's grid."""
+
+    result: GridResult
+    weights: Path
+    record: TrainingRecord | None
+    betas: tuple[tuple[float, GridResult], ...] = ()
+
+
+def load_weights(task: str, directory: str | Path = WEIGHTS_DIR) -> Transformer:
+    """The trained model ``<directory>/<task>.npz/.json`` (no torch needed)."""
+    path = Path(directory) / task
+    if not path.with_name(path.name + ".npz").exists():
+        raise FileNotFoundError(f"no weights for {task!r} in {directory} (expected {path}.npz and .json); "
+                                f"train them with `anna-mpc experiment {task} --train`")
+    return Transformer.load(path)
+
+
+def load_record(task: str, directory: str | Path = WEIGHTS_DIR) -> TrainingRecord | None:
+    """The training record next to the weights, if there is one."""
+    path = record_path(Path(directory) / task)
+    return TrainingRecord.from_json(json.loads(path.read_text())) if path.exists() else None
+
+
+def evaluate_experiment(experiment: Experiment, model: Transformer, *, weights: str = "",
+                        progress: Progress | None = None) -> GridResult:
+    """The grid of ``experiment`` on its test set (seeded by the setup, so always the same rows)."""
+    inputs, targets = experiment.setup().test_set()
+    return evaluate_grid(model, inputs, targets, experiment.ells, experiment.zs, family=experiment.family,
+                         seeds=experiment.seeds, task=experiment.task, paper=experiment.paper, weights=weights,
+                         progress=progress)
+
+
+def _train(experiment: Experiment, directory: Path, steps: int | None, threads: int,
+           on_log: Callable[[int, float], None] | None,
+           progress: Progress | None) -> tuple[TrainingRecord, tuple[tuple[float, GridResult], ...]]:
+    from .training import train_to_file  # needs torch only here
+
+    if experiment.task == "induction":
+        setup = experiment.setup(**({} if steps is None else {"steps": steps}))
+        record = train_to_file(setup, directory / "induction", threads=threads,
+                               checkpoint=directory / "induction.ckpt", on_log=on_log)
+        return record, ()
+    results = []
+    for beta in MATCH2_BETAS:
+        setup = experiment.setup(temperature=beta, **({} if steps is None else {"steps": steps}))
+        stem = directory / f"match2_beta{beta:g}"
+        record = train_to_file(setup, stem, threads=threads, checkpoint=stem.with_name(stem.name + ".ckpt"),
+                               on_log=on_log)
+        result = evaluate_experiment(experiment, Transformer.load(stem), weights=str(stem), progress=progress)
+        results.append((beta, result, record, stem))
+    beta, _, record, stem = min(results, key=lambda item: sum(c.error for c in item[1].cells))
+    for suffix in (".npz", ".json", ".train.json"):
+        shutil.copyfile(stem.with_name(stem.name + suffix), directory / f"match2{suffix}")
+    return record, tuple((b, r) for b, r, _, _ in results)
+
+
+def run_experiment(experiment: Experiment, *, train: bool = False, weights_dir: str | Path | None = None,
+                   steps: int | None = None, threads: int = 1,
+                   on_log: Callable[[int, float], None] | None = None,
+                   progress: Progress | None = None) -> ExperimentRun:
+    """Evaluate ``experiment`` on the shipped weights, or retrain first (``train=True``).
+
+    Parameters
+    ----------
+    weights_dir : path, optional
+        Where to read (default: the shipped weights) or, with ``train``, write the weights
+        (default: ``./experiment-weights``).
+    steps : int, optional
+        Training steps (default: the setup's schedule).
+    threads : int
+        torch threads for training.
+    """
+    betas: tuple[tuple[float, GridResult], ...] = ()
+    if train:
+        directory = Path(weights_dir if weights_dir is not None else "experiment-weights")
+        directory.mkdir(parents=True, exist_ok=True)
+        _, betas = _train(experiment, directory, steps, threads, on_log, progress)
+    else:
+        directory = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    model = load_weights(experiment.task, directory)
+    weights = directory / experiment.task
+    chosen = [r for b, r in betas if b == model.layers[0].heads[0].temperature]
+    if chosen:  # the kept β's grid was evaluated during training
+        result = chosen[0]
+    else:
+        result = evaluate_experiment(experiment, model, weights=str(weights), progress=progress)
+    return ExperimentRun(replace(result, weights=_label(weights)), weights, load_record(experiment.task, directory),
+                         betas)
+
+
+def _label(path: Path) -> str:
+    """The weights path relative to the package for shipped files (stable across checkouts)."""
+    try:
+        return str(path.resolve().relative_to(WEIGHTS_DIR.parent.parent.parent))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,107 @@
+"""Train a setup's surrogate and write the weights plus a record of the run (needs torch).
+
+``train_to_file(setup, path)`` writes ``<path>.npz`` + ``<path>.json`` (the transformer, loadable
+with :meth:`anna.transformer.Transformer.load` without torch) and ``<path>.train.json`` (the
+:class:`TrainingRecord`: schedule, wall time, loss curve, surrogate test error).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..train import InductionSetup, Match2Setup, TorchSurrogate, token_errors, train_surrogate
+from ..train._torch import require_torch
+
+__all__ = ["TrainingRecord", "train_to_file", "record_path"]
+
+Setup = Match2Setup | InductionSetup
+
+
+def record_path(path: str | Path) -> Path:
+    """``<path>.train.json`` for a weights path given with or without suffix.
+
+    Examples
+    --------
+    >>> record_path("weights/match2.npz").name
+    'match2.train.json'
+    """
+    path = Path(path)
+    if path.suffix in (".npz", ".json"):
+        path = path.with_suffix("")
+    return path.with_name(path.name + ".train.json")
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How shipped weights were made: the setup, seed, steps, time and the surrogate's test error.
+
+    Examples
+    --------
+    >>> r = TrainingRecord("match2", {"steps": 10}, 0, 10, 1.5, ((10, 0.3),), 0.25, 1, "2.13.0")
+    >>> TrainingRecord.from_json(r.to_json()) == r
+    True
+    """
+
+    task: str
+    setup: dict
+    seed: int
+    steps: int
+    seconds: float
+    losses: tuple[tuple[int, float], ...]
+    softmax_test_error: float
+    threads: int
+    torch_version: str
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.seconds < 0 or not 0.0 <= self.softmax_test_error <= 1.0:
+            raise ValueError(f"inconsistent record: steps={self.steps}, seconds={self.seconds}, "
+                             f"error={self.softmax_test_error}")
+        object.__setattr__(self, "losses", tuple((int(s), float(v)) for s, v in self.losses))
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["losses"] = [list(x) for x in self.losses]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainingRecord:
+        return cls(**{**data, "losses": tuple(tuple(x) for x in data["losses"])})
+
+
+def _setup_json(setup: Setup) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(setup).items()}
+
+
+def train_to_file(setup: Setup, path: str | Path, *, seed: int = 0, threads: int = 1,
+                  checkpoint: str | Path | None = None,
+                  on_log: Callable[[int, float], None] | None = None) -> TrainingRecord:
+    """Train ``setup``'s surrogate from ``setup.template(seed)``; write weights and record.
+
+    ``checkpoint`` makes the run resumable (see :func:`anna.train.train_surrogate`); ``on_log``
+    defaults to one line per logged step on stderr.
+    """
+    torch = require_torch()
+    if on_log is None:
+        def on_log(step: int, loss: float) -> None:
+            print(f"[{setup.name}] step {step}/{setup.steps} loss {loss:.4f}", file=sys.stderr, flush=True)
+    surrogate = TorchSurrogate(setup.template(seed))
+    log = train_surrogate(surrogate, setup.batches(seed), setup.train_config(threads), checkpoint=checkpoint,
+                          on_log=on_log)
+    model = surrogate.to_transformer()
+    inputs, targets = setup.test_set()
+    with torch.no_grad():
+        logits = np.concatenate([surrogate(inputs[i:i + 64]).numpy() for i in range(0, inputs.shape[0], 64)])
+    wrong, counted = token_errors(logits, targets)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    record = TrainingRecord(setup.name, _setup_json(setup), seed, log.steps, log.seconds, log.losses,
+                            wrong / counted, threads, torch.__version__.split("+")[0])
+    record_path(path).write_text(json.dumps(record.to_json(), indent=1))
+    return record

@@ -1,0 +1,171 @@
+"""The torch softmax surrogate: the forward pass of :class:`anna.transformer.Transformer`, batched.
+
+:class:`TorchSurrogate` holds one torch tensor per weight array of a trained-mode transformer
+(same names as :mod:`anna.transformer.serialize` uses) and computes, for a batch of token rows
+``inputs`` of shape ``(B, N)``, exactly the forward pass of the package docstring of
+:mod:`anna.transformer` with every head a softmax head::
+
+    x = tokens[inputs] + positions[:N]
+    per layer:  x = x + Σ_h  softmax(β q̂ k̂ᵀ [+ causal mask]) v  W_h ,   q̂ = q / max(‖q‖, 1e-12)
+                x = x + GeLU(x W1 + b1) W2 + b2
+    logits = x W_ψ + b_ψ
+
+(``F.normalize(eps=1e-12)`` is :func:`anna.reference.normalize_rows`, ``F.gelu`` is the exact erf
+GeLU of :func:`anna.transformer.gelu`.) :meth:`TorchSurrogate.to_transformer` copies the trained
+tensors back into the template's structure unchanged, so the numpy model computes the same logits
+(tested to float tolerance); ``with_attention("anna", ...)`` then swaps the attention.
+
+torch is imported when a surrogate is built, not when this module is imported.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ..transformer import MLP, Linear, TokenEmbedding, Transformer
+from ._torch import require_torch
+
+__all__ = ["TorchSurrogate", "weight_arrays"]
+
+
+def _linear_arrays(prefix: str, f: Linear, out: dict[str, np.ndarray]) -> None:
+    out[f"{prefix}.weight"] = f.weight
+    if f.bias is not None:
+        out[f"{prefix}.bias"] = f.bias
+
+
+def weight_arrays(model: Transformer) -> dict[str, np.ndarray]:
+    """Every weight array of a trained-mode model, by the names :mod:`anna.transformer.serialize` uses.
+
+    Examples
+    --------
+    >>> from anna.transformer import init_transformer
+    >>> model = init_transformer(vocab_size=3, dim=4, n_outputs=2, depth=1, max_len=5)
+    >>> sorted(weight_arrays(model))[:3]
+    ['embedding.positions', 'embedding.tokens', 'layers.0.heads.0.key.weight']
+    """
+    if model.mode != "trained":
+        raise ValueError("a surrogate needs a trained-mode transformer (weight matrices only), got a theory-mode one")
+    arrays: dict[str, np.ndarray] = {"embedding.tokens": model.embedding.tokens}
+    if model.embedding.positions is not None:
+        arrays["embedding.positions"] = model.embedding.positions
+    for l, layer in enumerate(model.layers):
+        for h, head in enumerate(layer.heads):
+            for name, f in head.maps.items():
+                _linear_arrays(f"layers.{l}.heads.{h}.{name}", f, arrays)
+        if layer.mlp is not None:
+            _linear_arrays(f"layers.{l}.mlp.hidden", layer.mlp.hidden, arrays)
+            _linear_arrays(f"layers.{l}.mlp.output", layer.mlp.output, arrays)
+    _linear_arrays("readout", model.readout, arrays)
+    return arrays
+
+
+class TorchSurrogate:
+    """A trainable torch copy of a trained-mode :class:`Transformer` whose heads are all softmax.
+
+    Parameters
+    ----------
+    template : Transformer
+        Trained mode, every head ``kind="softmax"`` (the surrogate's ``β`` and ``normalize`` are
+        the heads'). Its weights are the initial values.
+    dtype : torch dtype, optional
+        Default: the template's weight dtype.
+
+    Attributes
+    ----------
+    params : dict of str to torch.Tensor
+        Leaf tensors with ``requires_grad=True``, keyed as :func:`weight_arrays`.
+    """
+
+    def __init__(self, template: Transformer, dtype: Any = None) -> None:
+        torch = require_torch()
+        arrays = weight_arrays(template)
+        kinds = {head.kind for layer in template.layers for head in layer.heads}
+        if kinds - {"softmax"}:
+            raise ValueError(f"the surrogate trains softmax heads only; the template has heads of kind {sorted(kinds)} "
+                             "(use template.with_attention('softmax') first)")
+        if any(layer.mlp is not None and not isinstance(layer.mlp, MLP) for layer in template.layers):
+            raise ValueError("every layer's MLP must be a trained MLP (or None)")
+        self.template = template
+        dtype = dtype if dtype is not None else getattr(torch, str(template.embedding.tokens.dtype))
+        self.params = {name: torch.tensor(np.array(a), dtype=dtype, requires_grad=True) for name, a in arrays.items()}
+
+    # -- forward ------------------------------------------------------------------------------
+    def _linear(self, prefix: str, x):
+        y = x @ self.params[f"{prefix}.weight"]
+        bias = self.params.get(f"{prefix}.bias")
+        return y if bias is None else y + bias
+
+    def forward(self, inputs):
+        """Logits ``(B, N, n_outputs)`` of the token rows ``inputs`` (``(B, N)`` integer tensor or array)."""
+        torch = require_torch()
+        functional = torch.nn.functional
+        inputs = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
+        if inputs.ndim != 2 or inputs.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"inputs must be a (B, N) integer array, got {tuple(inputs.shape)} {inputs.dtype}")
+        vocab = self.params["embedding.tokens"].shape[0]
+        if inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= vocab):
+            raise ValueError(f"inputs must be token ids in [0, {vocab}), got values in "
+                             f"[{int(inputs.min())}, {int(inputs.max())}]")
+        n = inputs.shape[1]
+        x = self.params["embedding.tokens"][inputs.long()]
+        positions = self.params.get("embedding.positions")
+        if positions is not None:
+            if n > positions.shape[0]:
+                raise ValueError(f"inputs has length {n}, longer than max_len {positions.shape[0]}")
+            x = x + positions[:n]
+        causal_mask = torch.ones(n, n, dtype=torch.bool).triu(1)
+        for l, layer in enumerate(self.template.layers):
+            update = torch.zeros_like(x)
+            for h, head in enumerate(layer.heads):
+                prefix = f"layers.{l}.heads.{h}"
+                q, k, v = (self._linear(f"{prefix}.{name}", x) for name in ("query", "key", "value"))
+                if head.normalize:
+                    q, k = functional.normalize(q, dim=-1, eps=1e-12), functional.normalize(k, dim=-1, eps=1e-12)
+                scores = head.temperature * (q @ k.transpose(-1, -2))
+                if layer.causal:
+                    scores = scores.masked_fill(causal_mask, float("-inf"))
+                update = update + self._linear(f"{prefix}.output", torch.softmax(scores, dim=-1) @ v)
+            x = x + update
+            if layer.mlp is not None:
+                x = x + self._linear(f"layers.{l}.mlp.output",
+                                     functional.gelu(self._linear(f"layers.{l}.mlp.hidden", x)))
+        return self._linear("readout", x)
+
+    __call__ = forward
+
+    # -- export -------------------------------------------------------------------------------
+    def numpy_arrays(self) -> dict[str, np.ndarray]:
+        """The current weights as numpy arrays (copies)."""
+        return {name: p.detach().cpu().numpy().copy() for name, p in self.params.items()}
+
+    def to_transformer(self) -> Transformer:
+        """The template with the trained weights, unchanged (same dtype, same structure)."""
+        arrays = self.numpy_arrays()
+
+        def linear(prefix: str) -> Linear:
+            return Linear(arrays[f"{prefix}.weight"], arrays.get(f"{prefix}.bias"))
+
+        model = self.template
+        layers = []
+        for l, layer in enumerate(model.layers):
+            heads = tuple(dataclasses.replace(head, **{name: linear(f"layers.{l}.heads.{h}.{name}")
+                                                        for name in ("query", "key", "value", "output")})
+                          for h, head in enumerate(layer.heads))
+            mlp = None if layer.mlp is None else MLP(linear(f"layers.{l}.mlp.hidden"), linear(f"layers.{l}.mlp.output"))
+            layers.append(dataclasses.replace(layer, heads=heads, mlp=mlp))
+        embedding = TokenEmbedding(arrays["embedding.tokens"], arrays.get("embedding.positions"))
+        return dataclasses.replace(model, embedding=embedding, layers=tuple(layers), readout=linear("readout"))
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Overwrite the weights in place (names and shapes must match)."""
+        torch = require_torch()
+        if sorted(arrays) != sorted(self.params):
+            raise ValueError(f"arrays {sorted(arrays)} do not match the surrogate's {sorted(self.params)}")
+        with torch.no_grad():
+            for name, p in self.params.items():
+                if tuple(arrays[name].shape) != tuple(p.shape):
+                    raise ValueError(f"array {name} has shape {arrays[name].shape}, expected {tuple(p.shape)}")
+                p.copy_(torch.as_tensor(np.asarray(arrays[name]), dtype=p.dtype))

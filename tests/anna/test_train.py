@@ -1,0 +1,176 @@
+"""anna.train: the torch surrogate mirrors the numpy transformer; training runs, resumes and exports.
+
+Tests that need torch take the ``torch`` fixture, which skips them (with the reason) when the
+optional extra ``train`` is not installed; the rest run everywhere.
+"""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from anna.train import (
+    IGNORE,
+    InductionSetup,
+    Match2Setup,
+    TorchMissing,
+    TrainConfig,
+    encode_khop_targets,
+    require_torch,
+    token_errors,
+)
+from anna.tasks import hop_k, match2_labels
+from anna.transformer import init_transformer
+
+
+@pytest.fixture
+def torch():
+    module = pytest.importorskip("torch", reason="training needs torch, the optional extra 'train' "
+                                                 "(pip install torch==2.13.0); CI installs .[dev] only")
+    module.set_num_threads(1)
+    return module
+
+
+# ------------------------------------------------------------------ without torch
+def test_require_torch_names_the_pinned_install_command_when_torch_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    with pytest.raises(TorchMissing, match=r"pip install torch==2\.13\.0"):
+        require_torch()
+    from anna.train import TorchSurrogate
+    with pytest.raises(ImportError, match="torch"):
+        TorchSurrogate(init_transformer(vocab_size=3, dim=4, n_outputs=2, depth=1, max_len=None))
+
+
+def test_match2_batches_are_rows_of_the_training_set_and_depend_only_on_the_step():
+    setup = Match2Setup(train_size=50, batch_size=8)
+    inputs, labels = setup.training_set()
+    batches = setup.batches(seed=3)
+    x, y = batches(7)
+    assert x.shape == y.shape == (8, 32)
+    rows = {tuple(r) for r in inputs.tolist()}
+    assert all(tuple(r) in rows for r in x.tolist())
+    assert all((y[i] == match2_labels(x[i], 37)).all() for i in range(8))
+    again = setup.batches(seed=3)(7)
+    assert (again[0] == x).all() and not (batches(8)[0] == x).all()
+
+
+def test_induction_batches_mix_hop_counts_and_align_targets_with_inputs():
+    setup = InductionSetup(batch_size=40)
+    inputs, targets = setup.batches(seed=0)(0)
+    assert inputs.shape == targets.shape == (40, 101)
+    assert (targets[:, 0] == IGNORE).all()
+    assert set((inputs[:, 0] - 4).tolist()) == {0, 1}
+    for row, target in zip(inputs, targets):
+        expected = hop_k(row[1:], int(row[0]) - 4)
+        assert (encode_khop_targets(expected[None], 4)[0] == target).all()
+
+
+def test_encode_khop_targets_maps_bottom_to_class_alphabet_size():
+    assert encode_khop_targets(np.array([[-1, 0, 3]]), 4).tolist() == [[IGNORE, 4, 0, 3]]
+    with pytest.raises(ValueError, match="targets"):
+        encode_khop_targets(np.array([1, 2]), 4)
+
+
+def test_token_errors_skip_ignored_tokens():
+    logits = np.array([[[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])
+    assert token_errors(logits, np.array([[1, 1, IGNORE]])) == (1, 2)
+    with pytest.raises(ValueError, match="disagree"):
+        token_errors(logits, np.array([[1, 1]]))
+
+
+@pytest.mark.parametrize("bad", [{"steps": 0}, {"steps": 5, "learning_rate": -1.0}, {"steps": 5, "batch_size": 1.5}])
+def test_train_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def test_setups_reject_bad_values():
+    with pytest.raises(ValueError, match="temperature"):
+        Match2Setup(temperature=0.0)
+    with pytest.raises(ValueError, match="train_ks"):
+        InductionSetup(train_ks=(0,), test_k=1)
+
+
+# ------------------------------------------------------------------ with torch
+@pytest.mark.parametrize("setup", [Match2Setup(test_size=5), InductionSetup(test_size=3)], ids=["match2", "induction"])
+def test_torch_forward_equals_numpy_forward_with_softmax_heads(torch, setup):
+    from anna.train import TorchSurrogate
+
+    template = setup.template(seed=4)
+    surrogate = TorchSurrogate(template)
+    # move the weights away from the template so the export is what is compared
+    rng = np.random.default_rng(0)
+    surrogate.load_arrays({k: (v + 0.1 * rng.standard_normal(v.shape)).astype(v.dtype)
+                           for k, v in surrogate.numpy_arrays().items()})
+    model = surrogate.to_transformer()
+    inputs, _ = setup.test_set()
+    with torch.no_grad():
+        ours = surrogate(inputs).numpy()
+    reference = np.stack([model(row) for row in inputs])
+    assert ours.dtype == reference.dtype == np.float32
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
+    assert (ours.argmax(-1) == reference.argmax(-1)).mean() > 0.99
+
+
+def test_surrogate_refuses_non_softmax_heads_and_bad_inputs(torch):
+    from anna.train import TorchSurrogate
+
+    model = init_transformer(vocab_size=3, dim=4, n_outputs=2, depth=1, max_len=4)
+    with pytest.raises(ValueError, match="softmax"):
+        TorchSurrogate(model.with_attention("ema"))
+    surrogate = TorchSurrogate(model)
+    with pytest.raises(ValueError, match="token ids"):
+        surrogate(np.array([[0, 3]]))
+    with pytest.raises(ValueError, match="max_len"):
+        surrogate(np.zeros((1, 5), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"\(B, N\)"):
+        surrogate(np.array([0, 1]))
+
+
+def test_a_few_training_steps_lower_the_loss_and_the_export_keeps_the_logits(torch):
+    from anna.train import TorchSurrogate, train_surrogate
+
+    setup = Match2Setup(train_size=256)
+    surrogate = TorchSurrogate(setup.template(seed=0))
+    log = train_surrogate(surrogate, setup.batches(0), TrainConfig(steps=60, log_every=10))
+    assert log.steps == 60 and len(log.losses) == 6 and log.resumed_from == 0
+    assert log.losses[-1][1] < log.losses[0][1]
+    inputs, _ = setup.test_set()
+    with torch.no_grad():
+        logits = surrogate(inputs[:8]).numpy()
+    exported = surrogate.to_transformer()
+    np.testing.assert_allclose(np.stack([exported(r) for r in inputs[:8]]), logits, rtol=1e-4, atol=1e-4)
+
+
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_run(torch, tmp_path):
+    from anna.train import TorchSurrogate, train_surrogate
+
+    setup = InductionSetup(n=12, dim=16, batch_size=4)
+    straight = TorchSurrogate(setup.template(seed=1))
+    train_surrogate(straight, setup.batches(0), TrainConfig(steps=6, log_every=2))
+    resumed = TorchSurrogate(setup.template(seed=1))
+    checkpoint = tmp_path / "run.ckpt"
+    train_surrogate(resumed, setup.batches(0), TrainConfig(steps=3, log_every=2, checkpoint_every=3),
+                    checkpoint=checkpoint)
+    fresh = TorchSurrogate(setup.template(seed=1))  # starts from the template; the checkpoint restores it
+    log = train_surrogate(fresh, setup.batches(0), TrainConfig(steps=6, log_every=2, checkpoint_every=3),
+                          checkpoint=checkpoint)
+    assert log.resumed_from == 3 and log.steps == 6
+    for name, value in straight.numpy_arrays().items():
+        np.testing.assert_array_equal(fresh.numpy_arrays()[name], value, err_msg=name)
+
+
+def test_train_to_file_writes_weights_loadable_without_torch_and_a_record(torch, tmp_path):
+    from anna.experiments.training import TrainingRecord, record_path, train_to_file
+    from anna.transformer import Transformer
+
+    setup = Match2Setup(train_size=64, test_size=8, steps=5)
+    record = train_to_file(setup, tmp_path / "m", seed=2, on_log=lambda step, loss: None)
+    model = Transformer.load(tmp_path / "m")
+    assert model.layers[0].heads[0].temperature == setup.temperature
+    saved = TrainingRecord.from_json(json.loads(record_path(tmp_path / "m").read_text()))
+    assert saved == record and saved.steps == 5 and saved.setup["temperature"] == 0.1
+    inputs, targets = setup.test_set()
+    logits = np.stack([model(r) for r in inputs])
+    wrong, counted = token_errors(logits, targets)
+    assert abs(wrong / counted - record.softmax_test_error) <= 2 / counted

@@ -1,0 +1,401 @@
+"""k-hop, Match2 and connectivity protocols: plain references, MPC limits, both styles, round bounds.
+
+Every run goes through :func:`run_both`: the batch and the per-machine styles must produce the
+same output and the same trace counts, within every limit (strict mode) and the declared bound.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mpc_sim import ConfigError, InputError, MPCConfig, Simulator, make_protocol
+from mpc_sim.protocols._blocks import bitonic_stages, sort_round_batch, sort_round_local, stage_partner
+from mpc_sim.protocols.connectivity import Connectivity, components_reference, graph_diameter
+from mpc_sim.protocols.khop import KHop, hop_k_reference
+from mpc_sim.protocols.match2 import Match2, match2_reference
+
+INT64 = np.iinfo(np.int64)
+
+
+def run_both(protocol, config, data, seed=0):
+    """Batch and per-machine runs agree exactly and respect every limit; returns the batch run."""
+    batch = Simulator(config, mode="batch").run(protocol, data, seed=seed)
+    machine = Simulator(config, mode="machine").run(protocol, data, seed=seed)
+    assert np.array_equal(batch.output, machine.output)
+    assert batch.trace.counts() == machine.trace.counts()
+    assert batch.trace.check() == []
+    sizes, s = batch.state.sizes(), config.s
+    out = batch.output.size
+    assert sizes.tolist() == [min(s, out - i * s) for i in range(-(-out // s))] + [0] * (sizes.size - -(-out // s))
+    return batch
+
+
+def roomy(protocol, n):
+    """Three times the smallest memory factor the protocol accepts (fewer, fuller machines)."""
+    tight = protocol.default_config(n, 0.5)
+    config = MPCConfig(n=n, eps=0.5, memory_factor=3 * tight.memory_factor, machines_factor=tight.machines_factor)
+    protocol.check_config(config)
+    return config
+
+
+CONFIGS = {"tight": lambda protocol, n: protocol.default_config(n, 0.5), "roomy": roomy}
+
+
+# --- oracles written from the definitions (THEORY.md §5) -----------------------------------------
+def hop_k_bruteforce(tokens, k, bottom=-1):
+    """1-indexed: find¹(i) = max({0} ∪ {j <= i : X_{j-1} = X_i}), find^k = find¹ ∘ find^{k-1}."""
+    X = [None, *[int(t) for t in tokens]]
+
+    def find1(i):
+        return max([0] + [j for j in range(2, i + 1) if X[j - 1] == X[i]])
+
+    out = []
+    for i in range(1, len(tokens) + 1):
+        f = i
+        for _ in range(k):
+            f = find1(f) if f else 0
+        out.append(X[f] if f else bottom)
+    return np.array(out, dtype=np.int64)
+
+
+def networkx_labels(data, vertices):
+    graph = nx.Graph()
+    graph.add_nodes_from(range(vertices))
+    graph.add_edges_from(zip(data[0::2].tolist(), data[1::2].tolist()))
+    labels = np.arange(vertices)
+    for component in nx.connected_components(graph):
+        labels[list(component)] = min(component)
+    return labels
+
+
+# --- the block sort every protocol builds on -----------------------------------------------------
+@pytest.mark.parametrize("machines", range(1, 14))
+@pytest.mark.parametrize("block", [1, 3])
+def test_block_sort_sorts_any_number_of_machines_in_both_styles(machines, block):
+    rng = np.random.default_rng(machines * 10 + block)
+    records = np.c_[rng.integers(0, 4, machines * block), np.arange(machines * block)]
+    keys = lambda r: (r[:, 0], r[:, 1])  # noqa: E731
+    stages = bitonic_stages(machines)
+    assert len(stages) == (machines - 1).bit_length() * ((machines - 1).bit_length() + 1) // 2
+    batch = records.reshape(machines, block, 2)
+    local = list(batch.copy())
+    sent: dict[tuple[int, int], np.ndarray] = {}
+    for q in range(len(stages) + 1):
+        batch, _ = sort_round_batch(batch, q, stages, keys)
+        outgoing = {}
+        for m in range(machines):
+            received = sent.get((int(stage_partner(m, stages[q - 1])), m)) if q else None
+            local[m], messages = sort_round_local(local[m], received, q, m, machines, stages, keys)
+            outgoing.update({(m, d): p for d, p in messages})
+        sent = outgoing
+    expected = records[np.lexsort((records[:, 1], records[:, 0]))]
+    assert np.array_equal(batch.reshape(-1, 2), expected)
+    assert np.array_equal(np.concatenate(local), expected)
+
+
+# --- k-hop --------------------------------------------------------------------------------------
+AABCBABCA = [0, 0, 1, 2, 1, 0, 1, 2, 0]
+KHOP_CASES = {
+    "theory example aabcbabca, k=1": (AABCBABCA, 1),
+    "theory example aabcbabca, k=2": (AABCBABCA, 2),
+    "k=0 is the identity": (AABCBABCA, 0),
+    "k=3 (two set bits)": (AABCBABCA * 2, 3),
+    "n=1": ([7], 1),
+    "negative tokens": ([-3, -1, -3, 5, -1, -3, 5, -1], 3),
+    "k larger than n": ([0, 1, 1, 0, 1, 0, 0, 1, 0], 50),
+    "immediate repeats are fixed points": ([2, 2, 2, 1, 1, 2, 2], 6),
+    "all tokens distinct": (list(range(11)), 2),
+    "n not a multiple of s": ([int(t) for t in np.random.default_rng(5).integers(0, 3, 29)], 5),
+    "int64 extremes": ([INT64.max, INT64.min, INT64.max, 0, INT64.min, INT64.max], 2),
+}
+
+
+@pytest.mark.parametrize("kind", CONFIGS)
+@pytest.mark.parametrize("case", KHOP_CASES)
+def test_khop_output_matches_reference_and_definition_on_case_table(case, kind):
+    tokens, k = KHOP_CASES[case]
+    data = np.array(tokens, dtype=np.int64)
+    protocol = KHop(k=k, bottom=-10**9)
+    config = CONFIGS[kind](protocol, data.size)
+    run = run_both(protocol, config, data)
+    assert np.array_equal(run.output, hop_k_reference(data, k, -10**9))
+    assert np.array_equal(run.output, hop_k_bruteforce(tokens, k, -10**9))
+    assert run.trace.num_rounds == protocol.rounds_bound(config)
+
+
+def test_khop_theory_example_gives_b_then_a_at_position_9():
+    data = np.array(AABCBABCA)
+    config = KHop(k=1).default_config(9, 0.5)
+    assert run_both(KHop(k=1), config, data).output[8] == 1  # b
+    assert run_both(KHop(k=2), config, data).output[8] == 0  # a
+
+
+def test_khop_every_k_from_0_to_64_matches_definition_within_the_log_k_formula():
+    tokens = [int(t) for t in np.random.default_rng(0).integers(0, 3, 13)]
+    data = np.array(tokens)
+    config = KHop(k=1).default_config(13, 0.5)
+    B = (config.s - 1) // 7
+    t = (-(-13 // B) - 1).bit_length()
+    for k in range(65):
+        protocol = KHop(k=k)
+        run = Simulator(config, mode="batch").run(protocol, data)
+        assert np.array_equal(run.output, hop_k_bruteforce(tokens, k)), k
+        assert run.trace.check() == []
+        k_eff = min(k, 13)
+        assert run.trace.num_rounds <= (0 if k_eff == 0 else 6 + t * (t + 1) // 2 + 2 * (k_eff.bit_length()))
+
+
+def test_khop_rounds_grow_by_two_per_doubling_of_k_and_stop_growing_at_n():
+    n = 40
+    data = KHop(k=1).generate_input(MPCConfig(n=n, eps=0.5), seed=1)
+    config = KHop(k=1).default_config(n, 0.5)
+    rounds = {k: Simulator(config).run(KHop(k=k), data).trace.num_rounds for k in (1, 2, 4, 8, 16, 32, 40, 41, 1000)}
+    assert [rounds[2 * k] - rounds[k] for k in (1, 2, 4, 8, 16)] == [2] * 5
+    assert rounds[41] == rounds[1000] == rounds[40]
+
+
+def test_khop_uses_the_same_convention_as_the_anna_task_module():
+    from anna.tasks.khop import hop_k
+
+    data = KHop(k=1).generate_input(MPCConfig(n=30, eps=0.5), seed=3)
+    config = KHop(k=1).default_config(30, 0.5)
+    for k in (1, 2, 5):
+        assert np.array_equal(Simulator(config).run(KHop(k=k), data).output, hop_k(data, k))
+
+
+@settings(max_examples=20)
+@given(tokens=st.lists(st.integers(-3, 3), min_size=1, max_size=30), k=st.integers(0, 70),
+       kind=st.sampled_from(sorted(CONFIGS)))
+def test_khop_matches_reference_on_random_sequences(tokens, k, kind):
+    data = np.array(tokens, dtype=np.int64)
+    protocol = KHop(k=k, bottom=-100)
+    run = run_both(protocol, CONFIGS[kind](protocol, data.size), data)
+    assert np.array_equal(run.output, hop_k_reference(data, k, -100))
+    assert run.trace.num_rounds == run.trace.rounds_bound
+
+
+def test_khop_is_deterministic_per_seed():
+    data = KHop(k=1).generate_input(MPCConfig(n=25, eps=0.5), seed=2)
+    config = KHop(k=1).default_config(25, 0.5)
+    first, again = (Simulator(config).run(KHop(k=5), data, seed=7) for _ in range(2))
+    assert np.array_equal(first.output, again.output) and first.trace.counts() == again.trace.counts()
+
+
+def test_khop_refuses_what_it_cannot_run():
+    with pytest.raises(ConfigError, match="s >= 8"):
+        KHop(k=1).check_config(MPCConfig(n=100, eps=0.3))
+    with pytest.raises(ConfigError, match="working machines"):
+        KHop(k=1).check_config(MPCConfig(n=100, eps=0.5, memory_factor=1))
+    with pytest.raises(ConfigError, match="k must be"):
+        KHop(k=-1)
+    config = KHop(k=1).default_config(4, 0.5)
+    with pytest.raises(InputError, match="equals bottom"):
+        Simulator(config).run(KHop(k=1), np.array([0, -1, 2, 3]))
+    run = Simulator(config).run(KHop(k=1, bottom=-99), np.array([-1, 0, -1, 0]))
+    assert run.output.tolist() == [-99, -99, 0, -1]
+    KHop(k=0).check_config(MPCConfig(n=100, eps=0.3))  # nothing to compute: any cluster will do
+
+
+# --- Match2 ------------------------------------------------------------------------------------
+def _with_partners(values, modulus):
+    """``values`` plus the complements of half of them, shuffled: many positive labels."""
+    words = np.r_[values, (-values[: values.size // 2]) % modulus + modulus]
+    return [int(w) for w in np.random.default_rng(0).permutation(words)]
+
+
+MATCH2_CASES = {
+    "theory sizes N=32, M=37": (Match2(modulus=37).generate_input(MPCConfig(n=32, eps=0.5), seed=4).tolist(), 37),
+    "negative words": ([-1, 1, -5, 9, 4, -4, 13, 2], 7),
+    "n=1 pairs with itself": ([3], 6),
+    "n=1 without partner": ([1], 6),
+    "M=1: everything matches": ([5, -2, 0], 1),
+    "M=2": ([1, 3, 2, 5, 7], 2),
+    "large M needs several bitmap words": (_with_partners(np.random.default_rng(1).integers(0, 500, 40), 500), 500),
+    "n not a multiple of s": ([int(v) for v in np.random.default_rng(2).integers(-50, 50, 47)], 11),
+}
+
+
+@pytest.mark.parametrize("kind", CONFIGS)
+@pytest.mark.parametrize("case", MATCH2_CASES)
+def test_match2_output_matches_reference_on_case_table(case, kind):
+    words, modulus = MATCH2_CASES[case]
+    data = np.array(words, dtype=np.int64)
+    protocol = Match2(modulus=modulus)
+    config = CONFIGS[kind](protocol, data.size)
+    run = run_both(protocol, config, data)
+    expected = [int(any((a + b) % modulus == 0 for b in words)) for a in words]
+    assert run.output.tolist() == expected == match2_reference(data, modulus).tolist()
+    assert run.trace.num_rounds == protocol.rounds_bound(config)
+
+
+@pytest.mark.parametrize("n", [1, 9, 64, 200])
+@pytest.mark.parametrize("eps", [0.3, 0.5, 0.7])
+@pytest.mark.parametrize("modulus", [2, 37, 300])
+def test_match2_rounds_follow_the_tree_formula(n, eps, modulus):
+    protocol = Match2(modulus=modulus)
+    try:
+        config = MPCConfig(n=n, eps=eps, memory_factor=4, machines_factor=4)
+        protocol.check_config(config)
+    except ConfigError:
+        config = protocol.default_config(n, eps)
+    s = config.s
+    B, W = s // 2, -(-modulus // 64)
+    P, fan_in = -(-n // B), (s - B) // W
+    depth = 0
+    while fan_in ** depth < P:
+        depth += 1
+    run = Simulator(config).run(protocol, protocol.generate_input(config, seed=n))
+    assert run.trace.num_rounds == 2 + 2 * depth == protocol.rounds_bound(config)
+    assert np.array_equal(run.output, protocol.reference(protocol.generate_input(config, seed=n)))
+
+
+def test_match2_rounds_do_not_grow_with_n_at_fixed_eps():
+    protocol = Match2(modulus=37)
+    rounds = []
+    for n in (64, 256, 1024, 4096, 16384):
+        config = MPCConfig(n=n, eps=0.5, memory_factor=2, machines_factor=4)
+        rounds.append(Simulator(config).run(protocol, protocol.generate_input(config, seed=0)).trace.num_rounds)
+    assert rounds == [4] * 5
+
+
+@settings(max_examples=20)
+@given(words=st.lists(st.integers(-300, 300), min_size=1, max_size=40), modulus=st.integers(1, 400),
+       kind=st.sampled_from(sorted(CONFIGS)))
+def test_match2_matches_reference_on_random_words(words, modulus, kind):
+    data = np.array(words, dtype=np.int64)
+    protocol = Match2(modulus=modulus)
+    run = run_both(protocol, CONFIGS[kind](protocol, data.size), data)
+    assert np.array_equal(run.output, match2_reference(data, modulus))
+
+
+def test_match2_words_beyond_the_modulus_range_are_reduced():
+    protocol = Match2(modulus=7)
+    data = np.array([INT64.max, INT64.min, 10**15, -(10**15), 3])
+    run = run_both(protocol, protocol.default_config(5, 0.5), data)
+    assert run.output.tolist() == [int(any((int(a) + int(b)) % 7 == 0 for b in data)) for a in data]
+
+
+def test_match2_refuses_a_modulus_too_large_for_its_bitmap_tree():
+    with pytest.raises(ConfigError, match="M may be at most 128"):
+        Match2(modulus=1000).check_config(MPCConfig(n=100, eps=0.5, machines_factor=4))
+    with pytest.raises(ConfigError, match="modulus"):
+        Match2(modulus=0)
+
+
+# --- connectivity ------------------------------------------------------------------------------
+def _path(ids):
+    return np.c_[ids[:-1], ids[1:]].ravel()
+
+
+_GNP = nx.gnp_random_graph(16, 0.15, seed=3)
+GRAPHS = {
+    "path, increasing ids": (10, _path(np.arange(10))),
+    "path, random ids": (12, _path(np.random.default_rng(0).permutation(12))),
+    "cycle": (9, np.r_[_path(np.arange(9)), 8, 0]),
+    "star, centre 0": (12, np.c_[np.zeros(11, int), np.arange(1, 12)].ravel()),
+    "star, centre V-1": (12, np.c_[np.full(11, 11), np.arange(11)].ravel()),
+    "forest of three trees": (11, np.array([0, 1, 1, 2, 3, 4, 4, 5, 4, 6, 7, 8, 9, 8, 10, 9])),
+    "G(16, 0.15)": (16, np.array(list(_GNP.edges()) or [(0, 0)]).ravel()),
+    "isolated vertices": (10, np.array([2, 5, 5, 7])),
+    "self-loops only": (4, np.array([0, 0, 2, 2, 3, 3])),
+    "duplicate edges": (5, np.array([1, 3, 3, 1, 1, 3, 4, 4, 1, 3])),
+    "one vertex": (1, np.array([0, 0])),
+    "complete graph K6": (6, np.array([(a, b) for a in range(6) for b in range(a + 1, 6)]).ravel()),
+    "two components, larger ids first": (8, np.array([7, 6, 6, 5, 3, 2, 2, 1])),
+}
+
+
+@pytest.mark.parametrize("kind", CONFIGS)
+@pytest.mark.parametrize("case", GRAPHS)
+def test_connectivity_matches_networkx_on_case_table(case, kind):
+    vertices, data = GRAPHS[case]
+    protocol = Connectivity(vertices=vertices)
+    config = CONFIGS[kind](protocol, data.size)
+    run = run_both(protocol, config, data)
+    expected = networkx_labels(data, vertices)
+    assert np.array_equal(run.output, expected)
+    assert np.array_equal(components_reference(data, vertices), expected)
+    assert run.trace.num_rounds <= protocol.rounds_for_diameter(config, graph_diameter(data, vertices))
+    assert protocol.rounds_for_diameter(config, graph_diameter(data, vertices)) <= protocol.rounds_bound(config)
+
+
+@pytest.mark.parametrize("vertices", [16, 64, 256])
+def test_connectivity_rounds_stay_logarithmic_on_long_paths(vertices):
+    """Random ids defeat plain label propagation (about D iterations of >= 8 rounds each here);
+    hooking stays within min(D, 2 log V) + 1 hook blocks, far fewer rounds than that."""
+    data = _path(np.random.default_rng(vertices).permutation(vertices))
+    protocol = Connectivity(vertices=vertices)
+    config = protocol.default_config(data.size, 0.5)
+    run = Simulator(config).run(protocol, data)
+    assert np.array_equal(run.output, np.zeros(vertices, dtype=np.int64))
+    assert run.trace.check() == []  # includes num_rounds <= rounds_bound, the O(log^2 V)-block bound
+    assert graph_diameter(data, vertices) == vertices - 1
+    if vertices >= 64:
+        assert run.trace.num_rounds < 8 * (vertices - 1)
+
+
+def test_connectivity_star_hot_spot_stays_within_limits_at_the_smallest_config():
+    """A centre of degree 299: every arc machine holds centre arcs, every vertex hooks onto 0."""
+    vertices = 300
+    data = np.c_[np.full(vertices - 1, 0), np.arange(1, vertices)].ravel()
+    protocol = Connectivity(vertices=vertices)
+    config = protocol.default_config(data.size, 0.5)
+    run = Simulator(config).run(protocol, data)
+    assert run.trace.check() == [] and run.trace.max_received <= config.s
+    assert np.array_equal(run.output, np.zeros(vertices, dtype=np.int64))
+
+
+@settings(max_examples=20)
+@given(data=st.integers(1, 20).flatmap(lambda v: st.tuples(
+    st.just(v), st.lists(st.tuples(st.integers(0, v - 1), st.integers(0, v - 1)), min_size=1, max_size=25))))
+def test_connectivity_matches_networkx_on_random_edge_lists(data):
+    vertices, edges = data
+    words = np.array(edges, dtype=np.int64).ravel()
+    protocol = Connectivity(vertices=vertices)
+    run = run_both(protocol, protocol.default_config(words.size, 0.5), words)
+    assert np.array_equal(run.output, networkx_labels(words, vertices))
+    assert run.trace.num_rounds <= protocol.rounds_for_diameter(run.trace.config, graph_diameter(words, vertices))
+
+
+def test_connectivity_is_deterministic_per_seed():
+    protocol = Connectivity(vertices=20)
+    config = protocol.default_config(40, 0.5)
+    data = protocol.generate_input(config, seed=1)
+    first, again = (Simulator(config).run(protocol, data, seed=3) for _ in range(2))
+    assert np.array_equal(first.output, again.output) and first.trace.counts() == again.trace.counts()
+
+
+def test_connectivity_refuses_what_it_cannot_run():
+    with pytest.raises(ConfigError, match="odd"):
+        Connectivity(vertices=3).check_config(MPCConfig(n=5, eps=0.5, memory_factor=20))
+    with pytest.raises(ConfigError, match="s >= 32"):
+        Connectivity(vertices=3).check_config(MPCConfig(n=100, eps=0.5))
+    with pytest.raises(ConfigError, match="vertices"):
+        Connectivity(vertices=0)
+    protocol = Connectivity(vertices=3)
+    with pytest.raises(InputError, match="vertex 3, outside 0 .. 2"):
+        Simulator(protocol.default_config(4, 0.5)).run(protocol, np.array([0, 1, 3, 2]))
+
+
+def test_graph_diameter_is_the_largest_component_diameter():
+    assert graph_diameter(np.r_[_path(np.arange(5)), 6, 7], 9) == 4
+    assert graph_diameter(np.array([0, 0]), 3) == 0
+
+
+def test_connectivity_defaults_to_as_many_vertices_as_edges():
+    protocol = Connectivity()
+    config = protocol.default_config(24, 0.5)
+    data = protocol.generate_input(config, seed=0)
+    assert protocol.vertex_count(24) == 12 and data.max() < 12
+    run = run_both(protocol, config, data)
+    assert np.array_equal(run.output, networkx_labels(data, 12))
+
+
+def test_catalog_names_build_these_protocols():
+    assert make_protocol("khop", k=3) == KHop(k=3)
+    assert make_protocol("match2", modulus=5) == Match2(modulus=5)
+    assert make_protocol("connectivity", vertices=4) == Connectivity(vertices=4)
+    assert (KHop(), Match2(), Connectivity()) == (KHop(k=1), Match2(modulus=37), Connectivity(vertices=None))
