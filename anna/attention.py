@@ -9,16 +9,23 @@ against: ``c_ij`` = number of tables where query ``i`` and key ``j`` share a cod
 How the fast path runs (per chunk of at most 64 tables):
 
 1. hash keys and queries into table-major codes (``uint64``, one per table);
-2. per table, number the distinct key codes (buckets) and look every query up;
-3. split the tables into *runs* whose bucket count totals at most ``N_k`` (``N_k / S`` when
-   causal, with ``S`` position segments), so bucket sums never take more memory than one
+2. per table, number the distinct key codes (buckets), find every query's bucket, and keep only
+   the buckets some query lands in (keys elsewhere cannot reach any output);
+3. split the tables into *runs* whose kept buckets total at most ``N_k`` (``N_k / S`` when
+   causal, with ``S <= 8`` position segments), so bucket sums never take more memory than one
    table's could; a run: add every key's value into its bucket in each table (float64), then
    give every query the sum of its buckets' sums and counts. Queries keep running sums across
    runs (Algorithm 2), and the last run divides.
 
-Memory: the inputs and output, codes and bucket ids for one chunk (12 bytes per row and table,
-at most 64 tables), bucket sums of at most ``N_k`` rows (times ``S <= 8`` when causal) and, when
-there is more than one run, a float64 running sum per query: ``O((N_q + N_k) m)`` for ``ell <= m``.
+Memory: the inputs and output, codes and bucket ids for one chunk (16 bytes per row and table,
+at most 64 tables), bucket sums of at most ``N_k`` rows (``S`` copies of ``N_k / S`` rows when
+causal) and, when there is more than one run, a float64 running sum per query:
+``O((N_q + N_k)(m + min(ell, 64)))``, Algorithm 2's ``O((N_q + N_k) m)`` when ``ell <= m``.
+
+Numerics: bucket sums and counts are float64 / int64; for float32 values the query side reads
+the bucket sums rounded once to float32 and adds its (at most ``ell`` per run) terms in float32,
+so float32 outputs are within about ``(ell + 1) * 2**-24`` of ``W @ v`` relative to ``max |v|``.
+Results do not depend on the number of threads.
 
 Empty neighbourhood (THEORY.md §2, [open]): a query colliding with no key gets the zero row
 and count 0.
@@ -61,7 +68,11 @@ def _check_bool(name: str, value: object) -> bool:
 def _check_finite(name: str, x: np.ndarray) -> None:
     # A finite sum proves every entry finite (inf and NaN propagate); only an overflowing or
     # non-finite sum pays for the element-wise check, which raises with the first bad index.
-    if x.size and not np.isfinite(np.add.reduce(x.reshape(-1))):
+    if not x.size:
+        return
+    with kernels.threads_for(x.size):
+        total = kernels.finite_sum(x.reshape(-1))
+    if not np.isfinite(total):
         check_float_matrix(name, x)
 
 
@@ -115,20 +126,10 @@ class _Buckets:
 
 
 def _build_buckets(key_codes: np.ndarray, query_codes: np.ndarray) -> _Buckets:
-    n_tables, n_keys = key_codes.shape
-    bucket_of = np.empty((n_tables, n_keys), dtype=np.int32)
-    first_member = np.empty((n_tables, n_keys), dtype=np.int32)
-    n_buckets = np.empty(n_tables, dtype=np.int64)
-    kernels.build_buckets(key_codes, bucket_of, first_member, n_buckets)
-    # flat open-addressing tables at load <= 1/2, one per table, for the query lookups
-    slot_bits = np.array([max(1, int(2 * nb - 1).bit_length()) for nb in n_buckets], dtype=np.int64)
-    capacity = np.left_shift(1, slot_bits)
-    slot_start = np.concatenate(([0], np.cumsum(capacity)[:-1])).astype(np.int64)
-    slot_code = np.empty(int(capacity.sum()), dtype=np.uint64)
-    slot_id = np.full(int(capacity.sum()), -1, dtype=np.int32)
-    kernels.fill_tables(key_codes, first_member, n_buckets, slot_start, slot_bits, slot_code, slot_id)
+    bucket_of = np.empty(key_codes.shape, dtype=np.int32)
     bucket_of_query = np.empty(query_codes.shape, dtype=np.int32)
-    kernels.lookup_buckets(query_codes, slot_start, slot_bits, slot_code, slot_id, bucket_of_query)
+    n_buckets = np.empty(key_codes.shape[0], dtype=np.int64)
+    kernels.build_buckets(key_codes, query_codes, bucket_of, bucket_of_query, n_buckets)
     return _Buckets(bucket_of, n_buckets, bucket_of_query)
 
 
@@ -167,12 +168,14 @@ def _algorithm1(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, see
     for chunk_index, (u0, u1) in enumerate(chunks):
         chunk_params = params if len(chunks) == 1 else params.select(u0, u1)
         buckets = _build_buckets(_codes(family, k, chunk_params), _codes(family, q, chunk_params))
-        runs = _runs(buckets.n_buckets, budget)
+        n_hit = np.empty_like(buckets.n_buckets)
+        kernels.compact_hit_buckets(buckets.bucket_of, buckets.bucket_of_query, buckets.n_buckets, n_hit)
+        runs = _runs(n_hit, budget)
         for run_index, (a, b) in enumerate(runs):
             last = chunk_index == len(chunks) - 1 and run_index == len(runs) - 1
             if not (first and last) and acc.shape[0] != n_q:
                 acc = np.empty((n_q, dim_v), dtype=np.float64)
-            n_buckets = buckets.n_buckets[a:b]
+            n_buckets = n_hit[a:b]
             start = _offsets(n_buckets)
             total = int(n_buckets.sum())
             if causal:
@@ -193,7 +196,7 @@ def _algorithm1(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, see
                 # cache footprint; the error is one rounding of each bucket sum)
                 gathered = vsum.astype(np.float32) if v.dtype == np.float32 else vsum
                 kernels.gather_sums(buckets.bucket_of_query[a:b], start, gathered, bcount, acc, counts, out,
-                                    first, last)
+                                    first, last, n_threads)
             first = False
 
 

@@ -35,7 +35,7 @@ import sys
 import time
 
 _WORKER_FLAG = "--dense-worker"
-if _WORKER_FLAG not in sys.argv:
+if __name__ == "__main__" and _WORKER_FLAG not in sys.argv:
     # this process runs numba kernels only; keep BLAS from spinning threads beside them
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = "1"
@@ -60,7 +60,7 @@ def numpy_softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, chunk: 
     return out
 
 
-def _dense_worker(sizes: list[int], threads: int) -> dict:
+def _dense_worker(sizes: list[int], threads: int, matmul_n: int = 4096) -> dict:
     """Runs in a subprocess with BLAS on every thread: matmul rate, then dense attention times."""
     try:
         import torch
@@ -70,10 +70,10 @@ def _dense_worker(sizes: list[int], threads: int) -> dict:
     except ImportError:
         torch = None
         backend = f"numpy {np.__version__} chunked float32 softmax (BLAS, {threads} threads)"
-    a = np.random.default_rng(0).standard_normal((4096, 4096), dtype=np.float32)
+    a = np.random.default_rng(0).standard_normal((matmul_n, matmul_n), dtype=np.float32)
     a @ a
     best = min(_timed(lambda: a @ a) for _ in range(3))
-    matmul_rate = 4096.0**3 / best
+    matmul_rate = float(matmul_n) ** 3 / best
     dense = {}
     for n in sizes:
         rng = np.random.default_rng(n)
@@ -128,8 +128,11 @@ def copy_bandwidth(n_bytes: int) -> float:
 
 
 def fit_exponent(sizes: list[int], seconds: list[float]) -> float:
-    """Least-squares slope of log(seconds) against log(N)."""
-    return float(np.polyfit(np.log(np.array(sizes, dtype=np.float64)), np.log(np.array(seconds)), 1)[0])
+    """Least-squares slope of log(seconds) against log(N) (needs two sizes)."""
+    x, y = np.log(np.array(sizes, dtype=np.float64)), np.log(np.array(seconds, dtype=np.float64))
+    if x.size < 2:
+        raise ValueError("fitting an exponent needs at least two sizes")
+    return float(np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2))
 
 
 def hash_multiply_adds(family, n: int) -> float:
@@ -156,13 +159,17 @@ def time_anna(family, n: int, repeats: int) -> tuple[float, float, float]:
 
 
 # --------------------------------------------------------------------------------- main
-def run(quick: bool = False, threads: int = 2, dense: bool = True) -> dict:
+def run(quick: bool = False, threads: int = 2, exponents: list[int] | None = None,
+        dense_worker=None) -> dict:
+    """All measurements as one JSON-able dict (``exponents`` overrides the sizes, for tests;
+    ``dense_worker(sizes, threads)`` replaces the BLAS subprocess, for tests)."""
     import numba
 
     from anna.lsh import E2LSH, CrossPolytope
 
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    exponents = list(range(9, 13)) if quick else list(range(12, 21))
+    if exponents is None:
+        exponents = list(range(9, 13)) if quick else list(range(12, 21))
     sizes = [2**e for e in exponents]
     families = {"e2lsh": E2LSH(4.0), "cross_polytope": CrossPolytope()}
     top = sizes[-1]
@@ -171,17 +178,17 @@ def run(quick: bool = False, threads: int = 2, dense: bool = True) -> dict:
         time_anna(family, 2**10, 1)  # compile / load the kernel cache
         anna_seconds[name], collisions[name], empty[name] = {}, {}, {}
         for n in sizes:
-            best, mean_count, empty_fraction = time_anna(family, n, 5 if n <= 2**16 else 3)
+            best, mean_count, empty_fraction = time_anna(family, n, 5 if n <= 2**16 else 3 if n < 2**20 else 5)
             anna_seconds[name][n], collisions[name][n], empty[name][n] = best, mean_count, empty_fraction
     bandwidth = copy_bandwidth(2**24 if quick else 2**29)
-    dense_result = _run_dense_subprocess(sizes, threads) if dense else {
-        "backend": "skipped", "matmul_multiply_adds_per_s": float("nan"), "dense_seconds": {}}
+    dense_result = (dense_worker or _run_dense_subprocess)(sizes, threads)
     matmul_rate = dense_result["matmul_multiply_adds_per_s"]
     dense_seconds = dense_result["dense_seconds"]
     bytes_moved = 3 * top * M * 4 + top * M * 4 + top * 8
     floor = {name: max(bytes_moved / bandwidth, hash_multiply_adds(family, top) / matmul_rate)
              for name, family in families.items()}
-    speed_n = 2**16 if not quick else top
+    speed_n = 2**16 if 2**16 in sizes else top
+    upper = sizes[min(len(sizes) // 2, len(sizes) - 2):]
     result = {
         "config": {"m": M, "d_v": M, "dtype": "float32", "z": Z, "ell": ELL, "threads": numba.get_num_threads(),
                    "families": {name: family.name for name, family in families.items()}, "quick": quick,
@@ -190,8 +197,7 @@ def run(quick: bool = False, threads: int = 2, dense: bool = True) -> dict:
         "mean_collisions_per_query": collisions,
         "empty_query_fraction": empty,
         "time_exponent": {name: fit_exponent(sizes, [anna_seconds[name][n] for n in sizes]) for name in families},
-        "time_exponent_upper": {name: fit_exponent(sizes[len(sizes) // 2:],
-                                                   [anna_seconds[name][n] for n in sizes[len(sizes) // 2:]])
+        "time_exponent_upper": {name: fit_exponent(upper, [anna_seconds[name][n] for n in upper])
                                 for name in families},
         "dense_backend": dense_result["backend"],
         "dense_seconds": dense_seconds,
@@ -206,9 +212,9 @@ def run(quick: bool = False, threads: int = 2, dense: bool = True) -> dict:
         "floor_seconds": floor,
         "floor_ratio": {name: anna_seconds[name][top] / floor[name] for name in families},
     }
-    result["speedup_vs_dense_2_16"] = None if quick else result["speedup_vs_dense"]
-    result["floor_seconds_2_20"] = None if quick else floor
-    result["floor_ratio_2_20"] = None if quick else result["floor_ratio"]
+    result["speedup_vs_dense_2_16"] = result["speedup_vs_dense"] if speed_n == 2**16 else None
+    result["floor_seconds_2_20"] = floor if top == 2**20 else None
+    result["floor_ratio_2_20"] = result["floor_ratio"] if top == 2**20 else None
     return result
 
 

@@ -1,7 +1,7 @@
 """The ``anna-mpc`` command line: one entry point over the three packages.
 
 Subcommands: ``demo`` (the README's main demo), ``protocols`` and ``simulate`` (the MPC simulator),
-``compile`` and ``verify`` (the reductions and the claims).
+``compile``, ``decompile`` and ``verify`` (the reductions and the claims).
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     mpc_cli.register(sub)
     commands.register(sub)
+    from .decompile import cli as decompile_cli
+    decompile_cli.register(sub)
     from anna.experiments import cli as experiment_cli
     experiment_cli.register(sub)
     return parser

@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="check the paper's theorems over sweeps and print the claim table")
     p.add_argument("--quick", action="store_true", help="reduced sweeps (under two minutes)")
     p.add_argument("--json", type=Path, default=None, help="write the results as a JSON list here")
+    p.add_argument("--plots", type=Path, default=None, metavar="DIR",
+                   help="also draw the claims' figures into DIR (PNG; needs matplotlib, the extra 'plot')")
     p.set_defaults(func=cmd_verify)
 
 
@@ -77,18 +79,30 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
-    results = []
+    from .plots import PlotError, require_matplotlib, write_figures
+    if args.plots is not None:
+        try:
+            require_matplotlib()
+        except PlotError as exc:
+            console.print(f"[bold red]PlotError:[/] {exc}")
+            return 2
+    results, figures = [], []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
         task = progress.add_task("claims", total=None)
         for claim in all_claims():
             try:
-                results.extend(claim.run(quick=args.quick,
-                                         progress=lambda text: progress.update(task, description=text)))
+                sweep = claim.sweep(quick=args.quick, progress=lambda text: progress.update(task, description=text))
+                results.extend(claim.check(sweep))
+                if args.plots is not None and hasattr(claim, "figures"):
+                    figures.extend(claim.figures(sweep))
             except (MPCError, CompileError, DecodeError, ValueError) as exc:
                 from .claims import ClaimResult
                 results.append(ClaimResult(claim.name, "sweep", "runs", f"{type(exc).__name__}: {exc}", False))
     console.print(results_table(results))
+    if args.plots is not None:
+        for path in write_figures(figures, args.plots):
+            console.print(f"figure: {path}")
     if args.json is not None:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1))
     failed = [r for r in results if not r.holds]

@@ -1,11 +1,13 @@
-"""Figures of the task constructions (THEORY.md §4-§5); matplotlib is imported only when drawing.
+"""Figures of the task constructions (THEORY.md §4-§5), as :class:`~reductions.plots.FigureSpec`.
 
-:func:`khop_depth_series` computes the curves (no matplotlib needed), :func:`plot_khop_depth`
-draws them: depth against k for the direct ANNA construction and for Theorem 4.1 applied to the
-pointer-doubling protocol, the predecessor's softmax construction ``floor(log2 k) + 2``, and the
-reference line ``depth = k`` that RNNs and low-rank (kernel) attention need at sublinear width
-(THEORY.md §4, Thm 5.6). :func:`write_task_figures` writes every figure of this module into a
-directory (``anna-mpc verify --plots DIR``).
+:func:`khop_depth_series` computes the curves of the k-hop figure: depth against k for the direct
+ANNA construction and for Theorem 4.1 applied to the pointer-doubling protocol, the predecessor's
+softmax construction ``floor(log2 k) + 2``, and the reference line ``depth = k`` that RNNs and
+low-rank (kernel) attention need at sublinear width (THEORY.md §4, Thm 5.6).
+:func:`khop_depth_figure` packs them as a figure (log2 k axis, linear depth axis), which
+:class:`~reductions.claims.theorem5.Theorem56` hands to ``anna-mpc verify --plots DIR``;
+:func:`write_task_figures` draws it on its own. matplotlib (the extra ``plot``) is imported only
+when drawing, by :mod:`reductions.plots`.
 """
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .constructions.khop import compiled_khop_depth, khop_depth, predecessor_depth
+from .plots import FigureSpec, Series, write_figures
 
-__all__ = ["khop_depth_series", "plot_khop_depth", "write_task_figures", "KHOP_DEPTH_FILE"]
+__all__ = ["khop_depth_series", "khop_depth_figure", "write_task_figures", "KHOP_DEPTH_FIGURE"]
 
-KHOP_DEPTH_FILE = "khop_depth.png"
+KHOP_DEPTH_FIGURE = "khop_depth"
+"""File stem of the k-hop depth figure."""
 
 
 def khop_depth_series(ks: Iterable[int] = range(1, 65), compiled_n: int = 64) -> dict[str, list[int]]:
@@ -32,8 +36,8 @@ def khop_depth_series(ks: Iterable[int] = range(1, 65), compiled_n: int = 64) ->
     >>> series["anna_direct"], series["softmax"], series["rnn_lowrank"]
     ([3, 4, 9], [2, 3, 8], [1, 2, 64])
     """
-    ks = [int(k) for k in ks]
-    if not ks or min(ks) < 1:
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
         raise ValueError(f"ks must be a non-empty collection of hop counts >= 1, got {ks}")
     return {
         "k": ks,
@@ -44,43 +48,26 @@ def khop_depth_series(ks: Iterable[int] = range(1, 65), compiled_n: int = 64) ->
     }
 
 
-def _matplotlib_figure():
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # the optional extra
-        raise ImportError("figures need matplotlib: pip install 'anna-mpc[plot]'") from exc
-    return Figure(figsize=(6.4, 4.4), dpi=120)
+def khop_depth_figure(ks: Iterable[int] = range(1, 65), compiled_n: int = 64) -> FigureSpec:
+    """The k-hop depth figure: four curves over ``k`` (log2 axis), depth on a linear axis.
 
-
-def plot_khop_depth(path: str | Path, *, ks: Iterable[int] = range(1, 65), compiled_n: int = 64) -> Path:
-    """Draw depth vs k (log-scaled k axis) to ``path`` (PNG); returns the path written."""
+    Examples
+    --------
+    >>> spec = khop_depth_figure([1, 2, 4, 8], compiled_n=16)
+    >>> spec.name, [s.label.split(":")[0] for s in spec.series]
+    ('khop_depth', ['ANNA direct', 'ANNA compiled', 'softmax', 'RNN / low-rank'])
+    """
     series = khop_depth_series(ks, compiled_n)
-    figure = _matplotlib_figure()
-    ax = figure.subplots()
-    k = series["k"]
-    ax.plot(k, series["rnn_lowrank"], color="0.45", linestyle="--",
-            label="depth = k (RNN / low-rank attention, sublinear width)")
-    ax.step(k, series["anna_compiled"], where="post", color="tab:orange",
-            label=f"ANNA, pointer doubling compiled (Thm 4.1), N = {compiled_n}")
-    ax.step(k, series["softmax"], where="post", color="tab:green",
-            label="softmax, predecessor: floor(log2 k) + 2")
-    ax.step(k, series["anna_direct"], where="post", color="tab:blue", linewidth=2,
-            label="ANNA / exact match, direct (causal, m <= 3, H <= 2)")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("hops k")
-    ax.set_ylabel("layers L")
-    ax.set_ylim(0, max(max(series["anna_compiled"]), 16) + 2)
-    ax.set_title("k-hop induction heads: depth O(log k) vs depth k")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="center left")
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, format="png")
-    return path
+    k = tuple(series["k"])
+    return FigureSpec(
+        KHOP_DEPTH_FIGURE, "k-hop induction heads: depth O(log k) vs depth k", "hops k", "layers L",
+        (Series("ANNA direct: causal, H <= 2, m <= 3", k, tuple(series["anna_direct"])),
+         Series(f"ANNA compiled: pointer doubling via Thm 4.1, N = {compiled_n}", k, tuple(series["anna_compiled"])),
+         Series("softmax: predecessor, floor(log2 k) + 2", k, tuple(series["softmax"])),
+         Series("RNN / low-rank: depth k at sublinear width", k, tuple(series["rnn_lowrank"]))),
+        xlog=True, ylog=False)
 
 
-def write_task_figures(directory: str | Path) -> list[Path]:
-    """Write this module's figures into ``directory`` (created if needed); returns their paths."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    return [plot_khop_depth(directory / KHOP_DEPTH_FILE)]
+def write_task_figures(directory: str | Path, ks: Iterable[int] = range(1, 65), compiled_n: int = 64) -> list[Path]:
+    """Draw this module's figures into ``directory`` (created if needed); returns their paths."""
+    return write_figures([khop_depth_figure(ks, compiled_n)], directory)

@@ -2,8 +2,8 @@
 
 Without training the shipped weights (:data:`~anna.experiments.specs.WEIGHTS_DIR`) are evaluated;
 training needs torch (:mod:`anna.train`). Match2 trains one surrogate per ``β ∈ {0.1, 1, 10}``,
-evaluates each, and keeps the one with the lowest mean error over the grid as ``match2``
-(the paper picks β the same way and reports 0.1 as best).
+evaluates each, and keeps as ``match2`` the one whose best grid cell has the lowest error (ties:
+lowest mean over the grid); the paper reports β = 0.1 as best.
 """
 from __future__ import annotations
 
@@ -57,26 +57,27 @@ def evaluate_experiment(experiment: Experiment, model: Transformer, *, weights: 
 
 def _train(experiment: Experiment, directory: Path, steps: int | None, threads: int,
            on_log: Callable[[int, float], None] | None,
-           progress: Progress | None) -> tuple[TrainingRecord, tuple[tuple[float, GridResult], ...]]:
+           progress: Progress | None) -> tuple[tuple[float, GridResult], ...]:
+    """Train into ``directory``; Match2 returns every β's grid (induction: none)."""
     from .training import train_to_file  # needs torch only here
 
     if experiment.task == "induction":
         setup = experiment.setup(**({} if steps is None else {"steps": steps}))
-        record = train_to_file(setup, directory / "induction", threads=threads,
-                               checkpoint=directory / "induction.ckpt", on_log=on_log)
-        return record, ()
+        train_to_file(setup, directory / "induction", threads=threads, checkpoint=directory / "induction.ckpt",
+                      on_log=on_log)
+        return ()
     results = []
     for beta in MATCH2_BETAS:
         setup = experiment.setup(temperature=beta, **({} if steps is None else {"steps": steps}))
         stem = directory / f"match2_beta{beta:g}"
-        record = train_to_file(setup, stem, threads=threads, checkpoint=stem.with_name(stem.name + ".ckpt"),
-                               on_log=on_log)
+        train_to_file(setup, stem, threads=threads, checkpoint=stem.with_name(stem.name + ".ckpt"), on_log=on_log)
         result = evaluate_experiment(experiment, Transformer.load(stem), weights=str(stem), progress=progress)
-        results.append((beta, result, record, stem))
-    beta, _, record, stem = min(results, key=lambda item: sum(c.error for c in item[1].cells))
+        results.append((beta, result, stem))
+    _, _, stem = min(results, key=lambda item: (min(c.error for c in item[1].cells),
+                                                sum(c.error for c in item[1].cells)))
     for suffix in (".npz", ".json", ".train.json"):
         shutil.copyfile(stem.with_name(stem.name + suffix), directory / f"match2{suffix}")
-    return record, tuple((b, r) for b, r, _, _ in results)
+    return tuple((beta, result) for beta, result, _ in results)
 
 
 def run_experiment(experiment: Experiment, *, train: bool = False, weights_dir: str | Path | None = None,
@@ -99,7 +100,7 @@ def run_experiment(experiment: Experiment, *, train: bool = False, weights_dir: 
     if train:
         directory = Path(weights_dir if weights_dir is not None else "experiment-weights")
         directory.mkdir(parents=True, exist_ok=True)
-        _, betas = _train(experiment, directory, steps, threads, on_log, progress)
+        betas = _train(experiment, directory, steps, threads, on_log, progress)
     else:
         directory = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     model = load_weights(experiment.task, directory)

@@ -81,7 +81,7 @@ class Experiment:
         """A small grid for a fast look (a few ℓ, z and seeds; fewer induction test rows)."""
         if self.task == "match2":
             return replace(self, ells=((1, 2, 4, 8, 12, 16),), zs=(1, 2, 4, 6), seeds=3)
-        return replace(self, ells=((32, 64, 96), (4, 16, 32)), zs=(1, 2), seeds=2, test_size=32)
+        return replace(self, ells=((32, 64, 96), (4, 16, 32)), zs=(1, 2), seeds=2, test_size=16)
 
 
 EXPERIMENTS = {
@@ -90,7 +90,7 @@ EXPERIMENTS = {
         paper={"error_zero_from_ell_at_z1": 8, "statement": "zero test error for ell >= 8 at z = 1",
                "betas": list(MATCH2_BETAS), "best_beta": 0.1, "steps": 20000}),
     "induction": Experiment(
-        "induction", (tuple(range(32, 97, 8)), tuple(range(4, 33, 4))), (1, 2, 3, 4), test_size=64,
+        "induction", (tuple(range(32, 97, 8)), tuple(range(4, 33, 4))), (1, 2, 3, 4), test_size=32,
         paper={"error_at_32_4": 0.2, "more_first_layer_tables": "below 0.1", "chance": 0.75,
                "statement": "about 0.2 error at (ell1, ell2) = (32, 4); below 0.1 with more first-layer tables",
                "beta": 1.0, "steps": 400000}),

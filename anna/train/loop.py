@@ -35,6 +35,9 @@ def _positive_int(name: str, value: object) -> int:
 class TrainConfig:
     """Optimisation schedule: Adam with a constant learning rate (the paper's recipe).
 
+    ``grad_clip`` (optional, off by default) rescales the gradient to at most that global norm
+    before each step.
+
     Examples
     --------
     >>> TrainConfig(steps=20000).learning_rate
@@ -51,6 +54,7 @@ class TrainConfig:
     threads: int = 1
     log_every: int = 100
     checkpoint_every: int = 1000
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "log_every", "checkpoint_every"):
@@ -58,6 +62,10 @@ class TrainConfig:
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
             raise ValueError(f"learning_rate must be a positive finite number, got {lr!r}")
+        clip = self.grad_clip
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
+                                 or not math.isfinite(clip) or clip <= 0):
+            raise ValueError(f"grad_clip must be None or a positive finite number, got {clip!r}")
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,8 @@ def train_surrogate(surrogate: TorchSurrogate, batches: Batches, config: TrainCo
             raise FloatingPointError(f"loss became {float(loss)} at step {step}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(list(surrogate.params.values()), config.grad_clip)
         optimizer.step()
         running, counted = running + loss.item(), counted + 1
         done = step + 1

@@ -128,8 +128,11 @@ def encode_khop_targets(targets: np.ndarray, alphabet_size: int) -> np.ndarray:
 @dataclass(frozen=True)
 class InductionSetup:
     """Induction heads (1-hop) as in the paper: N = 100, |Σ| = 4, no immediate repeats, fresh
-    samples with k ∈ {0, 1}, tested on k = 1; 2 causal layers, 1 head, m = 128, β = 1, Adam lr 0.01,
-    batch 32. ``steps`` is ours (the paper's 400,000 do not fit a shared 2-core CPU).
+    samples with k ∈ {0, 1}, tested on k = 1; 2 causal layers, 1 head, m = 128, β = 1, Adam, batch 32.
+
+    Two departures from the paper's schedule, both forced: ``steps`` (the paper's 400,000 do not
+    fit a shared 2-core CPU), and Adam at lr 1e-3 with the gradient clipped to norm 1 (the paper's
+    lr 0.01 made our layer-norm-free model diverge after about 1,000 steps).
 
     Examples
     --------
@@ -149,7 +152,8 @@ class InductionSetup:
     temperature: float = 1.0
     steps: int = 6_000
     batch_size: int = 32
-    learning_rate: float = 0.01
+    learning_rate: float = 1e-3
+    grad_clip: float | None = 1.0
     test_seed: int = 2
 
     name = "induction"
@@ -189,4 +193,4 @@ class InductionSetup:
 
     def train_config(self, threads: int = 1) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                           threads=threads, log_every=100, checkpoint_every=250)
+                           threads=threads, log_every=100, checkpoint_every=250, grad_clip=self.grad_clip)

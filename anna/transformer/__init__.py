@@ -29,7 +29,7 @@ There are no layer norms. An ``anna`` head without its own seed hashes with
 Trained mode means every map is a weight matrix: such a model can be saved (``.npz`` + ``.json``)
 and loaded bit-exactly. Theory mode (any callable) runs the same forward pass but cannot be saved.
 """
-from .maps import MLP, Linear, TokenFunction, TokenMap, gelu
+from .maps import MLP, Linear, Placement, TokenFunction, TokenMap, gelu
 from .model import (
     FEATURE_MAPS,
     ForwardTrace,
@@ -51,6 +51,7 @@ __all__ = [
     "Layer",
     "Linear",
     "MLP",
+    "Placement",
     "ResourceReport",
     "TokenEmbedding",
     "TokenFunction",

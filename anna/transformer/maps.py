@@ -22,7 +22,7 @@ import numpy as np
 
 from .._validate import check_float_matrix
 
-__all__ = ["Linear", "MLP", "TokenFunction", "TokenMap", "as_token_map", "apply_map", "gelu",
+__all__ = ["Linear", "MLP", "Placement", "TokenFunction", "TokenMap", "as_token_map", "apply_map", "gelu",
            "describe_map"]
 
 TokenFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -89,6 +89,42 @@ class Linear:
 
     def __repr__(self) -> str:
         return f"Linear({self.in_dim}→{self.out_dim}{', bias' if self.bias is not None else ''})"
+
+
+@dataclass(frozen=True, repr=False)
+class Placement:
+    """The fixed linear map placing a ``width``-vector into columns ``start .. start + width`` of a
+    ``dim``-vector (a 0/1 selection matrix, no parameters).
+
+    Head outputs that only fill a block of the residual stream use it: the transformer then adds
+    the block in place instead of a dense ``(N, dim)`` matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Placement(start=1, width=2, dim=4)(np.array([[5.0, 6.0]])).tolist()
+    [[0.0, 5.0, 6.0, 0.0]]
+    """
+
+    start: int
+    width: int
+    dim: int
+
+    def __post_init__(self) -> None:
+        if min(self.start, 0) < 0 or self.width < 1 or self.start + self.width > self.dim:
+            raise ValueError(f"placement of {self.width} columns at {self.start} does not fit in dim {self.dim}")
+
+    @property
+    def columns(self) -> slice:
+        return slice(self.start, self.start + self.width)
+
+    def __call__(self, x: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+        out = np.zeros((x.shape[0], self.dim), dtype=x.dtype)
+        out[:, self.columns] = x
+        return out
+
+    def __repr__(self) -> str:
+        return f"Placement({self.width}→{self.dim} at {self.start})"
 
 
 @numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
@@ -191,6 +227,6 @@ def apply_map(name: str, f: TokenMap, x: np.ndarray, positions: np.ndarray,
 
 def describe_map(f: object) -> str:
     """A short label: ``Linear(2→3)``, ``MLP(...)`` or ``callable <name>``."""
-    if isinstance(f, (Linear, MLP)):
+    if isinstance(f, (Linear, MLP, Placement)):
         return repr(f)
     return f"callable {getattr(f, '__qualname__', type(f).__name__)}"

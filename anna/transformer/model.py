@@ -20,7 +20,7 @@ from ..reference import (
     normalize_rows,
     softmax_attention,
 )
-from .maps import MLP, Linear, TokenMap, apply_map, as_token_map, describe_map
+from .maps import MLP, Linear, Placement, TokenMap, apply_map, as_token_map, describe_map
 from .report import HEAD_KINDS, ResourceReport
 
 __all__ = ["Head", "Layer", "TokenEmbedding", "Transformer", "ForwardTrace", "derive_head_seed",
@@ -76,6 +76,8 @@ def _infer_dim(name: str, declared: int | None, *candidates: tuple[str, int | No
 def _linear_dim(f: TokenMap, side: str) -> int | None:
     if isinstance(f, Linear):
         return f.in_dim if side == "in" else f.out_dim
+    if isinstance(f, Placement):
+        return f.width if side == "in" else f.dim
     return None
 
 
@@ -169,6 +171,12 @@ class Head:
     def attend(self, x: np.ndarray, positions: np.ndarray, causal: bool,
                seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``head(x) W_h`` of shape ``(N, d)`` and the collision counts (anna/ema heads, else None)."""
+        attended, counts = self.attention(x, positions, causal, seed)
+        return apply_map("output", self.output, attended, positions), counts
+
+    def attention(self, x: np.ndarray, positions: np.ndarray, causal: bool,
+                  seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``attn(Q(x), K(x), V(x))`` of shape ``(N, m_v)`` (before ``W_h``) and the collision counts."""
         q = apply_map("query", self.query, x, positions, self.dim)
         k = apply_map("key", self.key, x, positions, self.dim)
         v = apply_map("value", self.value, x, positions, self.value_dim)
@@ -184,7 +192,7 @@ class Head:
         else:
             phi = self.feature_map if callable(self.feature_map) else FEATURE_MAPS[self.feature_map]
             attended = lowrank_attention(q, k, v, phi, phi, causal=causal)
-        return apply_map("output", self.output, attended, positions), counts
+        return attended, counts
 
     def label(self, seed: int | None = None) -> str:
         """One line: kind, sizes, attention parameters (``seed``: the hashing seed) and the maps."""
@@ -403,11 +411,15 @@ class Transformer:
             update = np.zeros_like(x)
             layer_counts = []
             for h, head in enumerate(layer.heads):
-                contribution, head_counts = head.attend(x, positions, layer.causal, self.head_seed(l, h))
-                if contribution.shape[1] != self.dim:
-                    raise ValueError(f"layer {l} head {h} output must have d = {self.dim} columns, "
-                                     f"got shape {contribution.shape}")
-                update = update + contribution
+                if isinstance(head.output, Placement):   # a block of the stream: add it in place
+                    attended, head_counts = head.attention(x, positions, layer.causal, self.head_seed(l, h))
+                    update[:, head.output.columns] += attended
+                else:
+                    contribution, head_counts = head.attend(x, positions, layer.causal, self.head_seed(l, h))
+                    if contribution.shape[1] != self.dim:
+                        raise ValueError(f"layer {l} head {h} output must have d = {self.dim} columns, "
+                                         f"got shape {contribution.shape}")
+                    update += contribution
                 layer_counts.append(head_counts)
             x = x + update
             if layer.mlp is not None:

@@ -52,6 +52,7 @@ __all__ = [
     "relayout_batch",
     "relayout_local",
     "smallest_config",
+    "spanned",
     "sort_round_batch",
     "sort_round_local",
     "stage_partner",
@@ -86,6 +87,18 @@ def smallest_config(protocol, n: int, eps: float, growth: float = 1.25, steps: i
                 last_error = exc
     raise ConfigError(f"{protocol.name}: no config with factors up to {growth ** (steps - 1):.3g} fits "
                       f"n = {n}, eps = {eps} ({last_error})")
+
+
+def spanned(length: int, per_owner: int) -> int:
+    """How many owners of ``per_owner`` consecutive items a run of ``length`` consecutive items can
+    touch: ``ceil((length - 1) / per_owner) + 1`` (the fan-out of a relayout).
+
+    Examples
+    --------
+    >>> spanned(10, 4), spanned(1, 4), spanned(8, 4)
+    (4, 1, 3)
+    """
+    return -(-(max(length, 1) - 1) // per_owner) + 1
 
 
 # --- messages ---------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ from ..protocol import Protocol
 from ..state import ClusterState, MessageBatch
 from ._blocks import (bitonic_stages, build_state, delivery_records, first_of_runs, inbox_records,
                       join_headers, pack_batch, pack_local, relayout_batch, relayout_local, smallest_config,
-                      sort_round_batch, sort_round_local, split_headers)
+                      sort_round_batch, sort_round_local, spanned, split_headers)
 
 __all__ = ["Connectivity", "components_reference", "graph_diameter"]
 
@@ -265,6 +265,17 @@ class Connectivity(Protocol):
 
     def check_config(self, config: MPCConfig) -> None:
         self._checked_plan(config)
+
+    def fanout_bound(self, config: MPCConfig) -> int:
+        """Messages a machine sends in one round, the largest of: the coordinator's broadcast to all
+        ``Pa + Pv + Ps + 1`` role machines; an arc machine's asks, reverse-arc values or minima
+        (``min(Ba, Pa or Pv)`` machines); a table's answers (one per asking machine) or records
+        (``spanned(Bv, Bs)`` sort machines); a sort machine's asks or answers (``min(Bs, Pv)``);
+        round 1's relayout (``spanned(s, 2b)`` arc machines); at most 2 output machines."""
+        plan = self._checked_plan(config)
+        return max(plan.coordinator + 1, min(plan.Ba, max(plan.Pa, plan.Pv)), max(plan.Pa, plan.Ps),
+                   min(plan.Ps, spanned(plan.Bv, plan.Bs)), min(plan.Bs, plan.Pv),
+                   min(plan.Pa, spanned(config.s, 2 * plan.b)), 2)
 
     def rounds_bound(self, config: MPCConfig) -> int:
         """The bound of :meth:`rounds_for_diameter` at ``D = V - 1``: ``O(log^2 V)`` blocks."""

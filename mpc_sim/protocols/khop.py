@@ -58,7 +58,7 @@ from ..protocol import Protocol
 from ..state import ClusterState, MessageBatch
 from ._blocks import (HEARTBEAT, INT_MAX, bitonic_stages, build_state, delivery_records, inbox_records,
                       pack_batch, pack_local, relayout_batch, relayout_local, smallest_config, sort_round_batch,
-                      sort_round_local, with_heartbeat)
+                      sort_round_local, spanned, with_heartbeat)
 
 __all__ = ["KHop", "hop_k_reference"]
 
@@ -209,6 +209,14 @@ class KHop(Protocol):
     def rounds_bound(self, config: MPCConfig) -> int:
         """Exactly the rounds the schedule takes (module docstring); 0 for ``min(k, n) = 0``."""
         return _plan(config, self.k).rounds
+
+    def fanout_bound(self, config: MPCConfig) -> int:
+        """Messages a machine sends in one round: to the homes of its input words (round 1), of its
+        sorted records (at most ``B``), of its ``2B`` requests or responses, or to 2 output machines."""
+        plan = _plan(config, self.k)
+        if plan.k_eff == 0:
+            return 1
+        return max(min(plan.P, spanned(config.s, plan.B)), min(plan.P, 2 * plan.B), 2)
 
     def check_config(self, config: MPCConfig) -> None:
         plan = _plan(config, self.k)

@@ -33,7 +33,7 @@ from ..errors import ConfigError
 from ..protocol import Protocol
 from ..state import ClusterState, MessageBatch
 from ._blocks import (build_state, join_headers, pack_batch, relayout_batch, relayout_local, smallest_config,
-                      split_headers)
+                      spanned, split_headers)
 
 __all__ = ["Match2", "match2_reference"]
 
@@ -147,6 +147,12 @@ class Match2(Protocol):
     def rounds_bound(self, config: MPCConfig) -> int:
         """``2 + 2 ceil(log_f P)`` (module docstring): exactly the rounds the schedule takes."""
         return _plan(config, self.modulus).rounds
+
+    def fanout_bound(self, config: MPCConfig) -> int:
+        """Messages a machine sends in one round: its words' working machines (round 1), ``f - 1``
+        children (going down the tree), or at most 2 output machines."""
+        plan = _plan(config, self.modulus)
+        return max(min(plan.P, spanned(config.s, plan.B)), plan.fan_in - 1 if plan.depth else 1, 2)
 
     def check_config(self, config: MPCConfig) -> None:
         plan = _plan(config, self.modulus)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anna.tasks import generate_khop, hop_k, match2_labels
+from anna.tasks import generate_khop, match2_labels
 from mpc_sim import Simulator
 from mpc_sim.protocols.threesum import ThreeSum, rounds_limit, three_sum_reference
 
@@ -18,6 +18,8 @@ from ..constructions._common import integer_lsh_parameters
 from ..constructions.khop import compiled_khop, compiled_khop_depth, khop_transformer, predecessor_depth
 from ..constructions.match2 import match2_transformer
 from ..constructions.threesum import predicted_width_exponent
+from ..plots import FigureSpec
+from ..plots_tasks import khop_depth_figure
 from .base import Claim, ClaimResult, SweepPoint, fit_loglog, fmt
 
 __all__ = ["Theorem52", "Theorem54", "Theorem56", "ThreeSumWidth", "LinearFit", "fit_linear"]
@@ -209,6 +211,11 @@ class Theorem56(Claim):
             points.append(SweepPoint(size, {"part": "compiled", "k": k, "depth": model.report.depth,
                                             "errors": int((model(inputs[1:]) != targets).sum())}))
         return points
+
+    def figures(self, sweep: list[SweepPoint]) -> list[FigureSpec]:
+        """Depth vs k over the swept k (``anna-mpc verify --plots``), with the depth-k reference line."""
+        ks = [p.values["k"] for p in sweep if p.values["part"] == "by_k"]
+        return [khop_depth_figure(ks, self.compiled_n)]
 
     def check(self, sweep: list[SweepPoint]) -> list[ClaimResult]:
         by_k = [p.values for p in sweep if p.values["part"] == "by_k"]

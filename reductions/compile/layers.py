@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from anna.transformer import Head, Layer
+from anna.transformer import Head, Layer, Placement
 from mpc_sim import Inbox, Protocol, RoundContext
 
 from .errors import CompileError, RoundBudgetExceeded
@@ -187,11 +187,8 @@ def _routing_head(stream: StreamLayout, layout: Layout, ids: IdEmbedding, index:
             out[token] = layout.encode(Message(state.machine, dst, words))
         return out
 
-    def output(attended, positions):
-        out = np.zeros((attended.shape[0], stream.dim))
-        out[:, stream.head_slice(slot)] = attended
-        return out
-
+    columns = stream.head_slice(slot)
+    output = Placement(columns.start, layout.width, stream.dim)
     return _head(plan, ids, lsh, query=query, key=key, value=value, output=output, value_dim=layout.width)
 
 
@@ -205,11 +202,7 @@ def _global_head(stream: StreamLayout, ids: IdEmbedding, lsh: object | None, pla
     def value(x, positions):
         return (x[:, count_col] > 0).astype(np.float64)[:, None]
 
-    def output(attended, positions):
-        out = np.zeros((attended.shape[0], stream.dim))
-        out[:, stream.global_at] = attended[:, 0]
-        return out
-
+    output = Placement(stream.global_at, 1, stream.dim)
     return _head(plan, ids, lsh, query=constant, key=constant, value=value, output=output, value_dim=1)
 
 

@@ -15,20 +15,24 @@ from anna.transformer import Transformer
 from mpc_sim import MPCConfig
 
 from .anna_protocol import AnnaProtocol
-from .base import DecompiledRun, ModelProtocol, run_model_protocol
+from .base import DecompiledRun, ModelProtocol, fitted_config, run_model_protocol, smallest_memory_config
 from .errors import DecompileError, PlanError, UnsupportedModel
-from .plan import AnnaPlan, LayerPlan, TreePlan, make_anna_plan
+from .lowrank_protocol import LowRankPlan, LowRankProtocol
+from .plan import OVERSAMPLING, AnnaPlan, LayerPlan, TreePlan, make_anna_plan
+from .softmax_protocol import SoftmaxPlan, SoftmaxProtocol
 from .tokens import TokenwiseEmbedding, tolerance
 
 __all__ = [
-    "compile_anna", "AnnaProtocol", "AnnaPlan", "LayerPlan", "TreePlan", "make_anna_plan",
-    "ModelProtocol", "DecompiledRun", "run_model_protocol", "TokenwiseEmbedding", "tolerance",
-    "DecompileError", "PlanError", "UnsupportedModel",
+    "compile_anna", "AnnaProtocol", "AnnaPlan", "LayerPlan", "TreePlan", "make_anna_plan", "OVERSAMPLING",
+    "SoftmaxProtocol", "SoftmaxPlan", "LowRankProtocol", "LowRankPlan",
+    "ModelProtocol", "DecompiledRun", "run_model_protocol", "fitted_config", "smallest_memory_config",
+    "TokenwiseEmbedding", "tolerance", "DecompileError", "PlanError", "UnsupportedModel",
 ]
 
 
 def compile_anna(model: Transformer, config: MPCConfig | None = None, *, output_dim: int | None = None,
-                 max_failure: float = 1e-9, tokens_per_machine: int | None = None) -> AnnaProtocol:
+                 max_failure: float = 1e-9, tokens_per_machine: int | None = None,
+                 oversampling: tuple[float, ...] = OVERSAMPLING) -> AnnaProtocol:
     """The MPC protocol computing ``model`` (anna and ema heads, seeds as the model fixes them).
 
     Parameters
@@ -37,7 +41,7 @@ def compile_anna(model: Transformer, config: MPCConfig | None = None, *, output_
     config : MPCConfig, optional
         Checked now when given (:class:`PlanError` or ConfigError if the model does not fit);
         ``protocol.default_config(n, eps)`` picks the smallest memory factor that fits.
-    output_dim, max_failure, tokens_per_machine
+    output_dim, max_failure, tokens_per_machine, oversampling
         See :class:`AnnaProtocol`.
 
     Examples
@@ -53,7 +57,7 @@ def compile_anna(model: Transformer, config: MPCConfig | None = None, *, output_
     (True, True)
     """
     protocol = AnnaProtocol(model, output_dim=output_dim, max_failure=max_failure,
-                            tokens_per_machine=tokens_per_machine)
+                            tokens_per_machine=tokens_per_machine, oversampling=oversampling)
     if config is not None:
         protocol.check_config(config)
     return protocol

@@ -24,6 +24,12 @@ tree depths (``rho = r - S_l + 1`` counts the rounds of layer ``l``):
 A query's output is the sum over its head's tables of its buckets' value sums divided by the sum of
 their key counts: Algorithm 1, as :func:`anna.attention.anna_attention` computes it (zero row for
 an empty neighbourhood). ema heads use one table whose code is a fingerprint of the exact vector.
+
+Batch style only (thousands of machines): the step works on arrays holding every machine's rows,
+but each machine's new memory and messages come from its own memory and inbox alone (token-wise
+maps act row by row; every grouping key starts with the machine id, see :mod:`._batch`), so it
+is every machine's local computation run at once. :func:`~reductions.decompile.compile_anna` has
+a runnable example.
 """
 from __future__ import annotations
 
@@ -34,30 +40,11 @@ from mpc_sim import ClusterState, ConfigError, Delivery, MessageBatch, MPCConfig
 
 from ._batch import (RoundOutput, group_keys, inbox_words, lookup, read_memories, received_rows,
                      segmented_exclusive_sum)
-from .base import ModelProtocol
-from .plan import AnnaPlan, LayerPlan, TreePlan, heap_depths, make_anna_plan
+from .base import ModelProtocol, smallest_memory_config
+from .plan import OVERSAMPLING, AnnaPlan, LayerPlan, TreePlan, heap_depths, make_anna_plan
 from .tokens import embed_rows, finish_layer, head_qkv, join_codes, readout_rows, split_codes, table_codes
 
-__all__ = ["AnnaProtocol", "default_memory_factor"]
-
-_FACTOR_GROWTH = 1.25
-
-
-def default_memory_factor(plan_for, n: int, eps: float, steps: int = 60) -> MPCConfig:
-    """The config with the smallest ``memory_factor`` (1, 1.25, 1.25**2, ...) for which
-    ``plan_for(n, s)`` succeeds, and exactly enough machines for that plan."""
-    last: Exception | None = None
-    for i in range(steps):
-        factor = _FACTOR_GROWTH ** i
-        s = MPCConfig(n=n, eps=eps, memory_factor=factor, machines_factor=float(n)).s
-        try:
-            plan = plan_for(n, s)
-        except ConfigError as exc:
-            last = exc
-            continue
-        machines = plan.machines
-        return MPCConfig(n=n, eps=eps, memory_factor=factor, machines_factor=machines / n ** (1.0 - eps))
-    raise ConfigError(f"no memory_factor up to {_FACTOR_GROWTH ** (steps - 1):.3g} fits n = {n}, eps = {eps}: {last}")
+__all__ = ["AnnaProtocol"]
 
 
 class AnnaProtocol(ModelProtocol):
@@ -74,16 +61,19 @@ class AnnaProtocol(ModelProtocol):
         Bound on the probability that some shard machine receives more than it may (see the plan).
     tokens_per_machine : int, optional
         Fix ``T`` instead of letting the plan choose.
+    oversampling : tuple of float
+        The oversampling factors the plan may use (see :mod:`.plan`).
     """
 
     name = "anna-transformer"
     kinds = ("anna", "ema")
 
     def __init__(self, model: Transformer, *, output_dim: int | None = None, max_failure: float = 1e-9,
-                 tokens_per_machine: int | None = None):
+                 tokens_per_machine: int | None = None, oversampling: tuple[float, ...] = OVERSAMPLING):
         super().__init__(model, output_dim)
         self.max_failure = float(max_failure)
         self.tokens_per_machine = tokens_per_machine
+        self.oversampling = tuple(oversampling)
         self._plans: dict[tuple[int, int], AnnaPlan] = {}
 
     # --- declared facts ----------------------------------------------------------------------
@@ -92,7 +82,8 @@ class AnnaProtocol(ModelProtocol):
         n, s = (config_or_n.n, config_or_n.s) if isinstance(config_or_n, MPCConfig) else (int(config_or_n), int(s))
         if (n, s) not in self._plans:
             self._plans[(n, s)] = make_anna_plan(self.spec, n, s, max_failure=self.max_failure,
-                                                 tokens_per_machine=self.tokens_per_machine)
+                                                 tokens_per_machine=self.tokens_per_machine,
+                                                 oversampling=self.oversampling)
         return self._plans[(n, s)]
 
     def check_config(self, config: MPCConfig) -> None:
@@ -107,11 +98,11 @@ class AnnaProtocol(ModelProtocol):
 
     def default_config(self, n: int, eps: float) -> MPCConfig:
         """The smallest memory factor with a plan, and exactly the plan's machines."""
-        return default_memory_factor(self.plan, n, eps)
+        return smallest_memory_config(self.plan, n, eps)
 
     def params(self) -> dict:
         return {**super().params(), "tables": [[h.tables for h in l.heads] for l in self.spec.layers],
-                "max_failure": self.max_failure}
+                "max_failure": self.max_failure, "oversampling": list(self.oversampling)}
 
     # --- the computation ---------------------------------------------------------------------
     def batch_step(self, ctx, state: ClusterState, delivery: Delivery) -> tuple[ClusterState, MessageBatch]:
@@ -119,7 +110,7 @@ class AnnaProtocol(ModelProtocol):
         out = RoundOutput(state.machines)
         r = ctx.round
         if r == 1:
-            self._scatter_input(plan, ctx.config, state, out)
+            self._scatter_input(plan, state, out)
         elif r == plan.rounds + 1:
             self._keep_output(plan, delivery, out)
         elif r == plan.rounds:
@@ -131,7 +122,8 @@ class AnnaProtocol(ModelProtocol):
         return out.build()
 
     # input / output ------------------------------------------------------------------------------
-    def _scatter_input(self, plan: AnnaPlan, config: MPCConfig, state: ClusterState, out: RoundOutput) -> None:
+    def _scatter_input(self, plan: AnnaPlan, state: ClusterState, out: RoundOutput) -> None:
+        """Input machines send every token's word to its token machine."""
         holders = np.flatnonzero(state.sizes() > 0)
         words, sizes = read_memories(state, holders)
         token = np.arange(words.shape[0])
@@ -153,9 +145,8 @@ class AnnaProtocol(ModelProtocol):
             return embed_rows(self.model.embedding, rows[:, 0], positions)
         x = self._token_rows(plan, state)
         partial = np.zeros((plan.n, previous.partial_words))
-        if previous.record_machines:
-            receiver, _, row, rows = received_rows(delivery, 0, plan.token_machines, previous.partial_words)
-            np.add.at(partial, receiver * plan.tokens_per_machine + row, rows)
+        receiver, _, row, rows = received_rows(delivery, 0, plan.token_machines, previous.partial_words)
+        np.add.at(partial, receiver * plan.tokens_per_machine + row, rows)
         attended, at = [], 0
         for head in self.spec.layers[previous.layer].heads:
             sums, count = partial[:, at:at + head.value_dim], partial[:, at + head.value_dim]
@@ -394,7 +385,7 @@ class AnnaProtocol(ModelProtocol):
                 found = lookup((a_receiver, answers[:, 0], answers[:, 1], answers[:, 2]),
                                (receiver, rows[:, 0], rows[:, 1], rows[:, 2]))
                 if np.any(found[rows[:, 3] > 0] < 0):
-                    raise ProtocolError("a shard was not answered for a bucket it asked for", round=None)
+                    raise ProtocolError("a shard was not answered for a bucket it asked for")
                 base = np.where((found >= 0)[:, None], answers[np.maximum(found, 0), 3:], 0.0)
             elif layer.causal:                    # the root: nothing comes before the first leaf
                 base = np.zeros_like(sums)

@@ -15,11 +15,39 @@ import numpy as np
 from rich.table import Table
 
 from anna.transformer import TokenEmbedding, Transformer
-from mpc_sim import InputError, MPCConfig, Protocol, Simulator, Trace
+from mpc_sim import ConfigError, InputError, MPCConfig, Protocol, Simulator, Trace
 
 from .tokens import ModelSpec, inspect_model, tolerance
 
-__all__ = ["ModelProtocol", "DecompiledRun", "run_model_protocol"]
+__all__ = ["ModelProtocol", "DecompiledRun", "run_model_protocol", "smallest_memory_config", "fitted_config"]
+
+
+_FACTOR_GROWTH = 1.25
+
+
+def smallest_memory_config(plan_for, n: int, eps: float, steps: int = 60) -> MPCConfig:
+    """The config with the smallest ``memory_factor`` (1, 1.25, 1.25**2, ...) for which
+    ``plan_for(n, s)`` succeeds, and exactly enough machines for that plan."""
+    last: Exception | None = None
+    for i in range(steps):
+        factor = _FACTOR_GROWTH ** i
+        s = MPCConfig(n=n, eps=eps, memory_factor=factor, machines_factor=float(n)).s
+        try:
+            plan = plan_for(n, s)
+        except ConfigError as exc:
+            last = exc
+            continue
+        machines = plan.machines
+        return MPCConfig(n=n, eps=eps, memory_factor=factor, machines_factor=machines / n ** (1.0 - eps))
+    raise ConfigError(f"no memory_factor up to {_FACTOR_GROWTH ** (steps - 1):.3g} fits n = {n}, eps = {eps}: {last}")
+
+
+def fitted_config(protocol: "ModelProtocol", n: int, eps: float, memory_factor: float) -> MPCConfig:
+    """The config with ``s = ceil(memory_factor * n**eps)`` and exactly the machines the
+    protocol's plan addresses there (ConfigError if no plan fits)."""
+    probe = MPCConfig(n=n, eps=eps, memory_factor=memory_factor, machines_factor=float(n))
+    machines = protocol.plan(probe).machines
+    return MPCConfig(n=n, eps=eps, memory_factor=memory_factor, machines_factor=machines / n ** (1.0 - eps))
 
 
 class ModelProtocol(Protocol):

@@ -45,8 +45,7 @@ from anna.transformer import Transformer
 from mpc_sim import ConfigError, MPCConfig
 from mpc_sim.protocols._trees import tree_depth
 
-from .anna_protocol import default_memory_factor
-from .base import ModelProtocol
+from .base import ModelProtocol, smallest_memory_config
 from .errors import PlanError
 from .tokens import ModelSpec, embed_rows, feature_map, finish_layer, head_qkv, readout_rows
 
@@ -197,7 +196,7 @@ class LowRankProtocol(ModelProtocol):
 
     def default_config(self, n: int, eps: float) -> MPCConfig:
         spec, fanout = self.spec, self.fanout
-        return default_memory_factor(lambda n_, s_: lowrank_plan(spec, n_, s_, fanout), n, eps)
+        return smallest_memory_config(lambda n_, s_: lowrank_plan(spec, n_, s_, fanout), n, eps)
 
     def params(self) -> dict:
         return {**super().params(), "fanout": self.fanout}

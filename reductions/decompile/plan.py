@@ -36,9 +36,12 @@ Examples
 --------
 >>> from reductions.decompile.tokens import HeadSpec, LayerSpec, ModelSpec
 >>> spec = ModelSpec(4, (LayerSpec((HeadSpec("anna", 4, 4, 8),), False),), 2, np.dtype(np.float64))
->>> plan = make_anna_plan(spec, n=64, s=400)
->>> plan.rounds == 2 + sum(layer.rounds for layer in plan.layers), plan.failure_bound <= 1e-9
-(True, True)
+>>> plan = make_anna_plan(spec, n=64, s=800)        # one head of 8 tables, m = m_v = 4
+>>> plan.tokens_per_machine, plan.token_machines, plan.machines
+(16, 4, 400)
+>>> layer = plan.layers[0]
+>>> (layer.relay_depth, layer.tree_degree, layer.tree_depth), plan.rounds, plan.failure_bound <= 1e-9
+((1, 2, 2), 8, True)
 """
 from __future__ import annotations
 
@@ -55,8 +58,9 @@ from .tokens import ModelSpec
 __all__ = ["TreePlan", "LayerPlan", "AnnaPlan", "make_anna_plan", "overflow_bound", "relay_depth",
            "OVERSAMPLING"]
 
-OVERSAMPLING = (1, 2, 4, 8)
-"""The oversampling factors ``r`` the plan may choose (shards expect at most ``cap / r`` records)."""
+OVERSAMPLING = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+"""The oversampling factors ``r`` the plan may choose, smallest first (shards expect at most
+``cap / r`` records; a finer grid wastes fewer machines)."""
 
 
 def overflow_bound(records: int, children: int, cap: int, shards: int) -> float:
@@ -66,7 +70,7 @@ def overflow_bound(records: int, children: int, cap: int, shards: int) -> float:
     --------
     >>> overflow_bound(10, 4, 20, 1)          # at most 10 records: never
     0.0
-    >>> 0 < overflow_bound(4000, 4, 100, 160) < 1e-9
+    >>> 0 < overflow_bound(4000, 4, 100, 320) < 1e-12
     True
     """
     if records <= cap:
@@ -162,7 +166,7 @@ class LayerPlan:
     record_tables: tuple[tuple[int, int], ...]   # (first, stop) tables of record machine j
     tree_degree: int
     tree_depth: int
-    oversampling: int
+    oversampling: float
     trees: tuple[TreePlan, ...]            # tree j serves record machine j (empty when D = 0)
     qkv_words: int
     partial_words: int
@@ -212,15 +216,12 @@ class AnnaPlan:
         return self.token_machines
 
     @property
-    def shard_base(self) -> int:
-        return self.token_machines * (1 + max((l.record_machines for l in self.layers), default=0))
-
-    @property
     def machines(self) -> int:
-        """Machines the protocol addresses: token, record and shard machines (the shard region
-        is reused by every layer), at least the input and output machines."""
-        shards = max((layer.shard_machines for layer in self.layers), default=0)
-        return max(self.shard_base + shards, -(-self.n * self.output_dim // self.s), -(-self.n // self.s), 1)
+        """Machines the protocol addresses: token machines, then each layer's record and shard
+        machines (every layer reuses the same ids), at least the input and output machines."""
+        per_layer = max((self.token_machines * (1 + l.record_machines) + l.shard_machines for l in self.layers),
+                        default=self.token_machines)
+        return max(per_layer, -(-self.n * self.output_dim // self.s), -(-self.n // self.s), 1)
 
     def tokens(self, block: int) -> range:
         t = self.tokens_per_machine
@@ -243,7 +244,7 @@ def _split(total: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(parts)]
 
 
-def _trees(spec, layer_index: int, t: int, p: int, s: int, degree: int, depth: int, r: int,
+def _trees(spec, layer_index: int, t: int, p: int, s: int, degree: int, depth: int, r: float,
            record_heads, record_tables, first_machine: int) -> tuple[list[TreePlan], float]:
     trees, bound, machine = [], 0.0, first_machine
     for head, (first, stop) in zip(record_heads, record_tables):
@@ -266,13 +267,12 @@ def _trees(spec, layer_index: int, t: int, p: int, s: int, degree: int, depth: i
     return trees, bound
 
 
-def _layer_plan(spec: ModelSpec, index: int, n: int, s: int, t: int, budget: float) -> LayerPlan | str:
+def _layer_plan(spec: ModelSpec, index: int, n: int, s: int, t: int, budget: float,
+                oversampling: tuple[float, ...]) -> LayerPlan | str:
     """The plan of layer ``index`` with ``t`` tokens per machine, or why there is none."""
     layer = spec.layers[index]
     p = -(-n // t)
     qkv, partial = t * layer.qkv_words, t * layer.partial_words
-    if not layer.heads:
-        return LayerPlan(index, layer.causal, 1, 0, (), (), 2, 0, 1, (), qkv, partial, 0.0)
     degree = min(s // max(qkv, 1), (s - t * spec.dim) // max(partial, 1), s // max(partial, 1) - 1)
     if degree < 1:
         return (f"layer {index}: a token machine's (q, k, v) ({qkv} words) or partial sums ({partial}) with its "
@@ -292,7 +292,7 @@ def _layer_plan(spec: ModelSpec, index: int, n: int, s: int, t: int, budget: flo
     depth_r = relay_depth(len(record_heads) + 1, degree)
     first_shard = p * (1 + len(record_heads))
     if p == 1:
-        return LayerPlan(index, layer.causal, degree, depth_r, tuple(record_heads), tuple(record_tables), 2, 0, 1,
+        return LayerPlan(index, layer.causal, degree, depth_r, tuple(record_heads), tuple(record_tables), 2, 0, 1.0,
                          (), layer.qkv_words, layer.partial_words, 0.0)
     caps = [s // (2 * (5 + layer.heads[h].value_dim)) for h in record_heads]
     if min(caps) < 2:
@@ -303,9 +303,9 @@ def _layer_plan(spec: ModelSpec, index: int, n: int, s: int, t: int, budget: flo
             degree_f += 1
         while degree_f > 2 and (degree_f - 1) ** depth >= p:
             degree_f -= 1
-        for r in OVERSAMPLING:
+        for r in oversampling:
             trees, bound = _trees(spec, index, t, p, s, degree_f, depth, r, record_heads, record_tables, first_shard)
-            if bound <= budget:
+            if bound <= budget or budget >= 1.0:
                 return LayerPlan(index, layer.causal, degree, depth_r, tuple(record_heads), tuple(record_tables),
                                  degree_f, depth, r, tuple(trees), layer.qkv_words, layer.partial_words, bound)
     return (f"layer {index}: no aggregation tree over {p} token machines meets the failure bound {budget:.1e} "
@@ -313,9 +313,11 @@ def _layer_plan(spec: ModelSpec, index: int, n: int, s: int, t: int, budget: flo
 
 
 def make_anna_plan(spec: ModelSpec, n: int, s: int, *, max_failure: float = 1e-9,
-                   tokens_per_machine: int | None = None) -> AnnaPlan:
+                   tokens_per_machine: int | None = None, oversampling: tuple[float, ...] = OVERSAMPLING) -> AnnaPlan:
     """The plan with the fewest rounds, then the fewest machines, among ``T`` (tokens per token
-    machine) a power of two or ``n`` (``tokens_per_machine`` fixes it).
+    machine) a power of two or ``n`` (``tokens_per_machine`` fixes it) and the oversampling
+    factors ``oversampling`` (tried in order). ``max_failure = 1`` accepts any bound (it is still
+    reported): for experiments with shards that may overflow.
 
     Raises :class:`PlanError` (a ConfigError) when no ``T`` fits, saying why for the smallest.
     """
@@ -323,7 +325,10 @@ def make_anna_plan(spec: ModelSpec, n: int, s: int, *, max_failure: float = 1e-9
         raise PlanError(f"need n >= 1 and s >= 1, got n = {n}, s = {s}")
     if not (0.0 < max_failure <= 1.0):
         raise PlanError(f"max_failure must be in (0, 1], got {max_failure}")
-    budget = max_failure / max(1, spec.depth)
+    oversampling = tuple(float(r) for r in oversampling)
+    if not oversampling or min(oversampling) < 1.0:
+        raise PlanError(f"oversampling factors must be numbers >= 1, got {oversampling}")
+    budget = max_failure / max(1, spec.depth) if max_failure < 1.0 else 1.0
     if tokens_per_machine is not None:
         candidates = [int(tokens_per_machine)]
         if candidates[0] < 1:
@@ -340,7 +345,7 @@ def make_anna_plan(spec: ModelSpec, n: int, s: int, *, max_failure: float = 1e-9
         for index in range(spec.depth):
             if reason is not None:
                 break
-            layer = _layer_plan(spec, index, n, s, t, budget)
+            layer = _layer_plan(spec, index, n, s, t, budget, oversampling)
             if isinstance(layer, str):
                 reason = f"{t} tokens per machine: {layer}"
             else:

@@ -41,8 +41,7 @@ from mpc_sim import ClusterState, ConfigError, Delivery, MessageBatch, MPCConfig
 from mpc_sim.protocols._trees import tree_depth
 
 from ._batch import RoundOutput, inbox_words, read_memories, received_rows
-from .anna_protocol import default_memory_factor
-from .base import ModelProtocol
+from .base import ModelProtocol, smallest_memory_config
 from .errors import PlanError
 from .tokens import embed_rows, finish_layer, head_qkv, readout_rows
 
@@ -126,7 +125,7 @@ class SoftmaxProtocol(ModelProtocol):
 
     def default_config(self, n: int, eps: float) -> MPCConfig:
         layers, words, dim, out = self.spec.depth, self.head_words, self.spec.dim, self.spec.output_dim
-        return default_memory_factor(
+        return smallest_memory_config(
             lambda n_, s_: softmax_plan(n_, s_, layers=layers, head_words=words, dim=dim, output_dim=out), n, eps)
 
     # --- the computation ---------------------------------------------------------------------
@@ -172,7 +171,7 @@ class SoftmaxProtocol(ModelProtocol):
 
     def _layer_round(self, plan: SoftmaxPlan, l: int, rho: int, state: ClusterState, delivery: Delivery,
                      out: RoundOutput) -> None:
-        n, b, d = plan.n, plan.degree, plan.depth
+        n, d = plan.n, plan.depth
         tokens = np.arange(n)
         if rho == 1:
             x = self._token_input(plan, state, delivery, l - 1)
@@ -202,8 +201,8 @@ class SoftmaxProtocol(ModelProtocol):
         n, b, d = plan.n, plan.degree, plan.depth
         qw, kvw = self._qw[l], self._kvw[l]
         informed = d - _level(np.arange(n), b, d)             # step at which leaf j is informed
-        has_q = np.broadcast_to(informed[None, :] < step - 1, (n, n)).reshape(-1)   # kept from before
-        has_kv = np.broadcast_to(informed[:, None] < step - 1, (n, n)).reshape(-1)
+        has_q = np.repeat((informed < step - 1)[None, :], n, axis=0).reshape(-1)     # kept from before
+        has_kv = np.repeat((informed < step - 1)[:, None], n, axis=1).reshape(-1)
         machines = self._ip(n, np.repeat(np.arange(n), n), np.tile(np.arange(n), n))
         words, sizes = read_memories(state, machines)
         start = np.r_[0, np.cumsum(sizes)[:-1]]
@@ -211,21 +210,16 @@ class SoftmaxProtocol(ModelProtocol):
         kv = np.zeros((n * n, kvw))
         q[has_q] = words[start[has_q, None] + np.arange(qw)]
         kv[has_kv] = words[start[has_kv, None] + has_q[has_kv, None] * qw + np.arange(kvw)]
-        # what arrived in the last round (tag 0: a query, 1: key and value)
+        # what arrived in the last round: a tag word (0: a query, 1: a key and value), then the rows
         msgs = delivery.messages
         lo, hi = delivery.machine_offsets[n], delivery.machine_offsets[n + n * n]
         first_word = msgs.offsets[lo:hi]
         tags = msgs.words[first_word]
         dst = msgs.dst[lo:hi] - n
-        for tag, width, target, mask in ((0.0, qw, q, has_q), (1.0, kvw, kv, has_kv)):
+        for tag, width, target, held in ((0.0, qw, q, has_q), (1.0, kvw, kv, has_kv)):
             chosen = tags == tag
             target[dst[chosen]] = msgs.words[first_word[chosen, None] + 1 + np.arange(width)]
-            mask = mask.copy()
-            mask[dst[chosen]] = True
-            if tag == 0.0:
-                has_q = mask
-            else:
-                has_kv = mask
+            held[dst[chosen]] = True
         return q, kv, has_q, has_kv
 
     def _broadcast(self, plan: SoftmaxPlan, l: int, step: int, state: ClusterState, delivery: Delivery,

@@ -167,6 +167,8 @@ def inspect_model(model: object, kinds: tuple[str, ...], output_dim: int | None 
                        "f(values, positions) in reductions.decompile.TokenwiseEmbedding")
     layers = []
     for l, layer in enumerate(model.layers):
+        if not layer.heads:
+            reasons.append(f"layer {l} has no heads (an MLP-only layer: fold it into the previous layer's MLP)")
         heads = []
         for h, head in enumerate(layer.heads):
             if head.kind not in kinds:

@@ -78,7 +78,8 @@ def test_token_errors_skip_ignored_tokens():
         token_errors(logits, np.array([[1, 1]]))
 
 
-@pytest.mark.parametrize("bad", [{"steps": 0}, {"steps": 5, "learning_rate": -1.0}, {"steps": 5, "batch_size": 1.5}])
+@pytest.mark.parametrize("bad", [{"steps": 0}, {"steps": 5, "learning_rate": -1.0}, {"steps": 5, "batch_size": 1.5},
+                                 {"steps": 5, "grad_clip": 0.0}])
 def test_train_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
@@ -174,3 +175,42 @@ def test_train_to_file_writes_weights_loadable_without_torch_and_a_record(torch,
     logits = np.stack([model(r) for r in inputs])
     wrong, counted = token_errors(logits, targets)
     assert abs(wrong / counted - record.softmax_test_error) <= 2 / counted
+
+
+def test_grad_clip_bounds_the_gradient_norm_at_every_step(torch, monkeypatch):
+    from anna.train import TorchSurrogate, train_surrogate
+
+    original = torch.nn.utils.clip_grad_norm_
+    norms = []
+
+    def recording(params, max_norm):
+        params = list(params)
+        total = original(params, max_norm)
+        norms.append(float(torch.sqrt(sum((p.grad ** 2).sum() for p in params))))
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording)
+    setup = Match2Setup(train_size=64)
+    surrogate = TorchSurrogate(setup.template(seed=0))
+    train_surrogate(surrogate, setup.batches(0), TrainConfig(steps=4, log_every=2, grad_clip=0.01))
+    assert len(norms) == 4 and max(norms) <= 0.01 * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("task", ["match2", "induction"])
+def test_cli_train_writes_weights_then_evaluates_them(torch, task, tmp_path, capsys):
+    from anna.experiments import load_record, load_weights
+    from reductions.cli import main
+
+    grid = tmp_path / "grid.json"
+    argv = ["experiment", task, "--train", "--steps", "2", "--weights", str(tmp_path), "--quick", "--seeds", "1",
+            "--json", str(grid)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    record = load_record(task, tmp_path)
+    assert record.steps == 2 and load_weights(task, tmp_path).report().depth == (1 if task == "match2" else 2)
+    data = json.loads(grid.read_text())
+    assert data["task"] == task and str(tmp_path) in data["weights"]
+    if task == "match2":  # one surrogate per β, the kept one has the best cell
+        assert all(f"β = {beta}" in out for beta in ("0.1", "1", "10"))
+        assert {p.name for p in tmp_path.glob("match2_beta*.npz")} == {"match2_beta0.1.npz", "match2_beta1.npz",
+                                                                       "match2_beta10.npz"}

@@ -5,6 +5,8 @@ same output and the same trace counts, within every limit (strict mode) and the 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -20,8 +22,25 @@ from mpc_sim.protocols.match2 import Match2, match2_reference
 INT64 = np.iinfo(np.int64)
 
 
+def max_fanout(protocol, config, data, seed=0):
+    """The most messages one machine sent in one round (batch style, observed from outside)."""
+    seen = [0]
+
+    class Recording(type(protocol)):
+        def batch_step(self, ctx, state, delivery):
+            state, batch = super().batch_step(ctx, state, delivery)
+            if batch.num_messages:
+                seen.append(int(np.bincount(batch.src).max()))
+            return state, batch
+
+    Simulator(config, mode="batch").run(Recording(**dataclasses.asdict(protocol)), data, seed=seed)
+    return max(seen)
+
+
 def run_both(protocol, config, data, seed=0):
-    """Batch and per-machine runs agree exactly and respect every limit; returns the batch run."""
+    """Batch and per-machine runs agree exactly, respect every limit and the declared fan-out;
+    returns the batch run."""
+    assert max_fanout(protocol, config, data, seed) <= protocol.fanout_bound(config)
     batch = Simulator(config, mode="batch").run(protocol, data, seed=seed)
     machine = Simulator(config, mode="machine").run(protocol, data, seed=seed)
     assert np.array_equal(batch.output, machine.output)

@@ -23,7 +23,7 @@ from reductions.constructions import (INDUCTION_DEPTH, compiled_khop, compiled_k
                                       doubling_program, induction_transformer, integer_lsh, khop_depth,
                                       khop_transformer, match2_transformer, predicted_width_exponent)
 from reductions.constructions import khop as khop_module
-from reductions.plots_tasks import KHOP_DEPTH_FILE, khop_depth_series, write_task_figures
+from reductions.plots_tasks import KHOP_DEPTH_FIGURE, khop_depth_figure, khop_depth_series, write_task_figures
 
 
 def khop_data(n, k, seed, alphabet=4):
@@ -201,6 +201,15 @@ def test_compiled_pointer_doubling_is_exact_with_one_layer_per_round(n, k):
     assert model.report.depth == compiled_khop_depth(k, n) == protocol.rounds_bound(protocol.default_config(n, 0.5))
 
 
+def test_compiled_routes_are_exact_with_anna_heads():
+    x, targets = khop_data(16, 3, seed=1)
+    assert np.array_equal(compiled_khop(3, 16, attention="anna", seed=2)(x), targets)
+    data = np.array([4, 9, -1, 30, 8, -12, 2, 50, 7, 3, 11, 60])
+    model = compiled_threesum(12, attention="anna", seed=3)
+    assert {h.kind for layer in model.transformer.layers for h in layer.heads} == {"anna"}
+    assert model(data).tolist() == [1] == [int(has_three_sum(data))]
+
+
 def test_compiled_pointer_doubling_depth_grows_by_two_layers_per_doubling_of_k():
     depths = [compiled_khop_depth(2**j, 256) for j in range(0, 8)]
     assert np.diff(depths).tolist() == [2] * 7
@@ -268,8 +277,15 @@ def test_khop_depth_series_has_every_curve_of_the_figure():
     assert all(d < k for d, k in zip(series["anna_direct"], series["k"]) if k >= 7)
 
 
-def test_task_figures_are_written_as_png(tmp_path):
+def test_khop_figure_is_handed_to_verify_and_drawn_as_png(tmp_path):
+    claim = Theorem56()
+    sweep = [SweepPoint(64, {"part": "by_k", "k": k, "depth": khop_depth(k), "errors": 0, "compiled_depth": 1})
+             for k in (1, 2, 4, 8)]
+    (spec,) = claim.figures(sweep)
+    assert spec == khop_depth_figure([1, 2, 4, 8], claim.compiled_n)
+    assert spec.name == KHOP_DEPTH_FIGURE and not spec.ylog
+    assert spec.series[-1].ys == (1.0, 2.0, 4.0, 8.0)          # the depth-k reference line
     pytest.importorskip("matplotlib", reason="figures need the optional 'plot' extra (matplotlib)")
     paths = write_task_figures(tmp_path / "figs")
-    assert [p.name for p in paths] == [KHOP_DEPTH_FILE]
+    assert [p.name for p in paths] == [KHOP_DEPTH_FIGURE + ".png"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,384 @@
+"""ANNA-transformer -> MPC (Theorem 4.2) and the softmax baseline: outputs, rounds, limits, machines."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from anna.lsh import E2LSH, CrossPolytope, Hyperplane, LSHConfig
+from anna.tasks import generate_match2, match2_labels
+from anna.transformer import Head, Layer, Transformer, init_transformer
+from mpc_sim import ConfigError, InputError, MPCConfig, ReceiveLimitExceeded, Simulator
+from reductions.decompile import PlanError, TokenwiseEmbedding, UnsupportedModel, compile_anna, run_model_protocol
+from reductions.decompile._batch import RoundOutput, group_keys, lookup, segmented_exclusive_sum
+from reductions.decompile.examples import example_model
+from reductions.decompile.plan import make_anna_plan, overflow_bound, relay_depth
+from reductions.decompile.softmax_protocol import SoftmaxProtocol
+from reductions.decompile.tokens import HeadSpec, LayerSpec, ModelSpec
+
+
+def _anna(depth=1, heads=1, dim=4, ell=4, z=2, family=None, causal=False, seed=0, max_len=256, dtype=np.float64):
+    return init_transformer(vocab_size=9, dim=dim, n_outputs=3, depth=depth, heads=heads, max_len=max_len,
+                            kind="anna", lsh=LSHConfig(family or Hyperplane(), z=z, ell=ell), causal=causal,
+                            seed=seed, dtype=dtype)
+
+
+# one shared table of (model, n, protocol options), run at every stage
+CASES = {
+    "one layer, hyperplane": (lambda: _anna(), 40, {}),
+    "two layers, two heads, causal, deep trees": (lambda: _anna(depth=2, heads=2, dim=6, ell=5, causal=True, seed=3),
+                                                  50, {"tokens_per_machine": 4, "max_failure": 1e-6}),
+    "ema heads, causal": (lambda: init_transformer(vocab_size=5, dim=4, n_outputs=2, depth=2, max_len=64, kind="ema",
+                                                   causal=True, normalize=False, seed=1), 30,
+                          {"tokens_per_machine": 8, "max_failure": 1e-6}),
+    "float32, cross-polytope, E2LSH": (lambda: Transformer(
+        _anna(dtype=np.float32, family=CrossPolytope()).embedding,
+        (_anna(dtype=np.float32, family=CrossPolytope()).layers[0],
+         _anna(dtype=np.float32, family=E2LSH(2.0), seed=1).layers[0]),
+        _anna(dtype=np.float32).readout, seed=5), 33, {"tokens_per_machine": 4, "max_failure": 1e-6}),
+    "layers with different heads, widths and tables": (lambda: Transformer(
+        _anna(dim=6, heads=2, ell=3).embedding,
+        (_anna(dim=6, heads=2, ell=3).layers[0], _anna(dim=6, heads=1, ell=9, seed=2, causal=True).layers[0]),
+        _anna(dim=6).readout, seed=7), 60, {"tokens_per_machine": 8, "max_failure": 1e-6}),
+    "one machine holds every token": (lambda: _anna(depth=2), 5, {}),
+    "match2 task model": (lambda: example_model("match2", 48), 48, {}),
+}
+
+
+def _run(name, seed=0):
+    factory, n, options = CASES[name]
+    protocol = compile_anna(factory(), **options)
+    config = protocol.default_config(n, 0.5)
+    data = protocol.generate_input(config, seed=seed)
+    if name == "match2 task model":
+        data = generate_match2(n, 37, seed=seed)[0].astype(float)
+    return protocol, config, data, run_model_protocol(protocol, data, config, seed=seed)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_protocol_output_agrees_with_the_models_forward_pass_within_tolerance(name):
+    _, _, _, run = _run(name)
+    assert run.output.shape == run.expected.shape
+    assert run.agrees, f"max scaled error {run.max_scaled_error:.3g} > tolerance {run.tolerance}"
+    assert run.trace.verified
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_trace_rounds_equal_the_stated_formula(name):
+    protocol, config, _, run = _run(name)
+    plan = protocol.plan(config)
+    per_layer = [2 * (layer.relay_depth + layer.tree_depth) for layer in plan.layers]
+    assert [layer.rounds for layer in plan.layers] == per_layer
+    assert run.trace.num_rounds == plan.rounds == 2 + sum(per_layer) == protocol.rounds_bound(config)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_every_memory_send_and_receive_limit_holds_in_strict_mode(name):
+    _, config, _, run = _run(name)
+    trace = run.trace
+    assert trace.strict and not trace.violations
+    assert trace.check() == []
+    assert max(trace.max_memory, trace.max_sent, trace.max_received) <= config.s
+
+
+def test_deep_trees_are_exercised_by_the_case_table():
+    protocol, config, _, _ = _run("two layers, two heads, causal, deep trees")
+    plan = protocol.plan(config)
+    assert min(layer.tree_depth for layer in plan.layers) >= 2
+    assert plan.token_machines > plan.layers[0].tree_degree
+
+
+def test_match2_task_model_labels_every_token_through_the_protocol():
+    _, _, data, run = _run("match2 task model", seed=4)
+    assert np.array_equal(run.output[:, 0], match2_labels(data.astype(np.int64), 37))
+
+
+_FAMILIES = st.sampled_from([Hyperplane(), E2LSH(1.0), CrossPolytope()])
+
+
+@st.composite
+def anna_models(draw):
+    depth, heads = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    m, ell, z = draw(st.integers(1, 4)), draw(st.integers(1, 6)), draw(st.integers(1, 3))
+    model = init_transformer(vocab_size=6, dim=m * heads, n_outputs=2, depth=depth, heads=heads, max_len=64,
+                             kind="anna", lsh=LSHConfig(draw(_FAMILIES), z=z, ell=ell),
+                             causal=draw(st.booleans()), normalize=draw(st.booleans()), seed=draw(st.integers(0, 999)))
+    return model, draw(st.integers(1, 40)), draw(st.sampled_from([None, 1, 2, 4])), draw(st.integers(0, 99))
+
+
+@given(case=anna_models())
+@settings(max_examples=12)
+def test_random_anna_models_run_as_protocols_that_agree_with_their_forward_pass(case):
+    model, n, tokens, seed = case
+    protocol = compile_anna(model, tokens_per_machine=tokens, max_failure=1e-6)
+    config = protocol.default_config(n, 0.5)
+    run = run_model_protocol(protocol, protocol.generate_input(config, seed=seed), config, seed=seed)
+    assert run.agrees and run.trace.num_rounds == protocol.plan(config).rounds
+    assert run.trace.check() == []
+
+
+def test_same_seed_gives_identical_output_and_trace_counts():
+    protocol, config, data, first = _run("two layers, two heads, causal, deep trees")
+    second = run_model_protocol(protocol, data, config)
+    assert np.array_equal(first.output, second.output)
+    assert first.trace.counts() == second.trace.counts()
+
+
+# --- the plan -----------------------------------------------------------------------------------
+def _spec(ell=8, value_dim=4, dim=4, layers=1):
+    return ModelSpec(dim, (LayerSpec((HeadSpec("anna", dim, value_dim, ell),), False),) * layers, 2,
+                     np.dtype(np.float64))
+
+
+@pytest.mark.parametrize("n,s", [(64, 800), (200, 1500), (500, 4000)])
+def test_plan_shards_expect_at_most_cap_over_r_records_and_bound_sums_to_the_failure_bound(n, s):
+    plan = make_anna_plan(_spec(), n, s)
+    assert plan.failure_bound <= plan.max_failure
+    for layer in plan.layers:
+        total = 0.0
+        assert layer.tree_degree ** layer.tree_depth >= plan.token_machines
+        for tree in layer.trees:
+            assert tree.cap == s // (2 * tree.record_width)
+            assert tree.leaf_records == 2 * plan.tokens_per_machine * (tree.stop_table - tree.first_table)
+            for level, (nodes, width) in enumerate(zip(tree.level_nodes, tree.widths), start=1):
+                records = min(layer.tree_degree ** level, plan.token_machines) * tree.leaf_records
+                assert nodes == -(-plan.token_machines // layer.tree_degree ** level)
+                assert records <= tree.cap or width * tree.cap >= layer.oversampling * records
+                children = min(layer.tree_degree, -(-plan.token_machines // layer.tree_degree ** (level - 1)))
+                total += nodes * width * overflow_bound(records, children, tree.cap, width)
+        assert total == pytest.approx(layer.failure_bound)
+        tables = [stop - first for first, stop in layer.record_tables]
+        assert sum(tables) == 8 and max(tables) - min(tables) <= 1
+        assert layer.relay_depth == relay_depth(layer.record_machines + 1, layer.relay_degree)
+
+
+def _binomial_tail(trials: int, p: float, above: int) -> float:
+    """P(Binomial(trials, p) > above), exactly (log-space terms)."""
+    total = 0.0
+    for k in range(above + 1, trials + 1):
+        total += math.exp(math.lgamma(trials + 1) - math.lgamma(k + 1) - math.lgamma(trials - k + 1)
+                          + k * math.log(p) + (trials - k) * math.log1p(-p))
+    return total
+
+
+@pytest.mark.parametrize("records,cap,shards", [(400, 40, 20), (1000, 50, 50), (300, 12, 60)])
+def test_overflow_bound_is_above_the_exact_tail_of_distinct_buckets(records, cap, shards):
+    # weight-1 buckets (every child holds different ones): the load is exactly binomial
+    exact = _binomial_tail(records, 1.0 / shards, cap)
+    assert exact <= overflow_bound(records, 1, cap, shards) <= 1.0
+    # heaviest case: buckets held by all c children, records / c of them, each worth c records
+    c = 4
+    assert _binomial_tail(records // c, 1.0 / shards, cap // c) <= overflow_bound(records, c, cap, shards)
+
+
+def test_overflow_bound_is_zero_when_a_node_cannot_receive_more_than_cap():
+    assert overflow_bound(50, 8, 50, 1) == 0.0 and overflow_bound(51, 8, 50, 1) > 0.0
+
+
+def test_plan_refuses_memory_too_small_and_says_why():
+    with pytest.raises(PlanError, match="no plan fits"):
+        make_anna_plan(_spec(), 64, 20)
+
+
+def test_default_config_takes_the_smallest_memory_factor_that_fits():
+    protocol = compile_anna(_anna(ell=6))
+    config = protocol.default_config(64, 0.5)
+    smaller = MPCConfig(n=64, eps=0.5, memory_factor=config.memory_factor / 1.25, machines_factor=64.0)
+    with pytest.raises(PlanError):
+        protocol.plan(smaller)
+    assert config.machines == protocol.plan(config).machines
+
+
+def test_a_config_with_too_few_machines_is_refused():
+    protocol = compile_anna(_anna())
+    config = protocol.default_config(40, 0.5)
+    short = MPCConfig(n=40, eps=0.5, memory_factor=config.memory_factor, machines_factor=config.machines_factor * 0.5)
+    with pytest.raises(ConfigError, match="machines"):
+        compile_anna(_anna(), short)
+
+
+def test_an_overflowing_shard_raises_in_strict_mode_and_is_recorded_otherwise():
+    # every token block the same 8 tokens: every bucket is in every child, the Chernoff bound's
+    # worst case; oversampling 1 gives shards expecting a full machine each (bound reported as 1)
+    protocol = compile_anna(_anna(ell=6, z=3, dim=6), tokens_per_machine=8, max_failure=1.0, oversampling=(1,))
+    config = protocol.default_config(128, 0.5)
+    assert protocol.plan(config).failure_bound == 1.0
+    data = (np.arange(128) % 8).astype(float)
+    with pytest.raises(ReceiveLimitExceeded):
+        Simulator(config).run(protocol, data)
+    result = Simulator(config, strict=False).run(protocol, data)
+    assert result.trace.violations and "receive" in {v.kind for v in result.trace.violations}
+    assert protocol.verify(data, result.output)       # the limits broke, the arithmetic did not
+
+
+def test_unsupported_models_are_refused_with_every_reason():
+    softmax = init_transformer(vocab_size=4, dim=2, n_outputs=1, depth=1, max_len=8, kind="softmax")
+    mixing = Transformer(lambda inputs: np.zeros((len(inputs), 2)), softmax.layers, softmax.readout, dim=2)
+    with pytest.raises(UnsupportedModel) as info:
+        compile_anna(mixing)
+    assert len(info.value.reasons) == 2
+    assert "softmax head" in str(info.value) and "TokenwiseEmbedding" in str(info.value)
+
+
+def test_input_words_must_be_token_ids_of_the_vocabulary():
+    protocol = compile_anna(_anna())
+    config = protocol.default_config(8, 0.5)
+    with pytest.raises(InputError, match="token id"):
+        Simulator(config).run(protocol, np.full(8, 2.5))
+    with pytest.raises(InputError, match="token id"):
+        Simulator(config).run(protocol, np.full(8, 9.0))
+
+
+def test_tokenwise_embedding_sees_positions():
+    embedding = TokenwiseEmbedding(lambda v, p: np.stack([v, p], axis=1).astype(float), dim=2)
+    head = Head("anna", np.eye(2), np.eye(2), np.eye(2), np.eye(2), lsh=LSHConfig(Hyperplane(), 1, 2))
+    model = Transformer(embedding, (Layer((head,)),), np.eye(2), dim=2)
+    run = run_model_protocol(compile_anna(model), np.linspace(-1, 1, 20), eps=0.5)
+    assert run.agrees
+
+
+# --- the softmax baseline -------------------------------------------------------------------
+def _softmax(causal=False, heads=2, depth=2, seed=2):
+    return init_transformer(vocab_size=7, dim=4, n_outputs=2, depth=depth, heads=heads, max_len=64, kind="softmax",
+                            causal=causal, temperature=1.5, seed=seed)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n", [1, 2, 9, 30])
+def test_softmax_baseline_agrees_with_the_forward_pass_within_limits(n, causal):
+    protocol = SoftmaxProtocol(_softmax(causal))
+    config = protocol.default_config(n, 0.5)
+    run = run_model_protocol(protocol, protocol.generate_input(config, seed=n), config)
+    assert run.agrees and run.trace.check() == []
+
+
+@pytest.mark.parametrize("n", [2, 9, 30])
+def test_softmax_baseline_uses_exactly_n_plus_n_squared_machines_and_2D_plus_2_rounds_per_layer(n):
+    model = _softmax()
+    protocol = SoftmaxProtocol(model)
+    config = protocol.default_config(n, 0.5)
+    head_words = sum(max(h.dim, h.value_dim) + 2 for h in model.layers[0].heads)
+    b = config.s // (4 * head_words)
+    depth = math.ceil(round(math.log(n, b), 9))
+    assert config.machines == n + n * n == protocol.plan(config).machines
+    run = run_model_protocol(protocol, protocol.generate_input(config), config)
+    assert run.trace.num_rounds == 2 + len(model.layers) * (2 * depth + 2)
+    assert max(r.active_machines for r in run.trace.rounds) == n + n * n
+
+
+def test_softmax_baseline_refuses_anna_heads():
+    with pytest.raises(UnsupportedModel, match="softmax"):
+        SoftmaxProtocol(_anna())
+
+
+# --- batch helpers against plain references -----------------------------------------------------
+@given(keys=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=40),
+       queries=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), max_size=40))
+def test_lookup_finds_the_row_with_equal_keys_or_minus_one(keys, queries):
+    table = list(dict.fromkeys(keys))
+    a = np.array([k[0] for k in table], dtype=np.int64)
+    b = np.array([k[1] for k in table], dtype=np.int64)
+    qa = np.array([q[0] for q in queries], dtype=np.int64)
+    qb = np.array([q[1] for q in queries], dtype=np.int64)
+    expected = [table.index(q) if q in table else -1 for q in queries]
+    assert lookup((a, b), (qa, qb)).tolist() == expected
+
+
+@given(values=st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=30), data=st.data())
+def test_segmented_exclusive_sum_matches_a_loop(values, data):
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(values) - 1), max_size=5)) if len(values) > 1 else []))
+    starts = np.array([0] + cuts)
+    got = segmented_exclusive_sum(np.array(values)[:, None], starts)[:, 0]
+    expected, bounds = [], list(starts) + [len(values)]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        running = 0.0
+        for v in values[lo:hi]:
+            expected.append(running)
+            running += v
+    assert got.tolist() == expected
+
+
+def test_group_keys_orders_by_the_first_key_then_the_next():
+    order, starts, group = group_keys(np.array([2, 1, 2, 1]), np.array([0, 5, 0, 3]))
+    assert order.tolist() == [3, 1, 0, 2] and starts.tolist() == [0, 1, 2] and group.tolist() == [0, 1, 2, 2]
+
+
+def test_round_output_builds_memories_and_messages_sorted_by_sender():
+    out = RoundOutput(4)
+    out.keep(np.array([3, 1]), np.array([2, 1]), np.array([1.0, 2.0, 3.0]))
+    out.send(np.array([2, 0]), np.array([0, 3]), np.array([1, 2]), np.array([9.0, 7.0, 8.0]))
+    state, batch = out.build()
+    assert [m.tolist() for m in state.to_list()] == [[], [3.0], [], [1.0, 2.0]]
+    assert batch.src.tolist() == [0, 2] and batch.dst.tolist() == [3, 0] and batch.words.tolist() == [7.0, 8.0, 9.0]
+
+
+# --- the claim, its figures and the command line --------------------------------------------------
+def _small_theorem42():
+    from reductions.claims import Theorem42
+    return Theorem42(memory_factor=64.0, quick_exponents=(5, 6, 7), quick_baseline_exponents=(3, 4))
+
+
+def test_theorem42_claim_holds_on_a_small_sweep_and_each_check_can_fail():
+    import dataclasses
+
+    from reductions.claims import SweepPoint
+    claim = _small_theorem42()
+    sweep = claim.sweep(quick=True)
+    results = claim.check(sweep)
+    assert [r.holds for r in results] == [True] * len(results), [r for r in results if not r.holds]
+    # a point whose rounds miss the formula, or a baseline off n + n^2, must make the check fail
+    broken = [SweepPoint(p.n, {**p.values, "rounds": p.values["formula"] + 1}) if p.values["kind"] == "anna" else p
+              for p in sweep]
+    assert not {r.quantity: r.holds for r in claim.check(broken)}["rounds = 2 + sum 2(D_r + D), limits"]
+    quadratic = [dataclasses.replace(p, values={**p.values, "machines": p.n ** 2 + 7 * p.n})
+                 if p.values["kind"] == "anna" else p for p in sweep]
+    verdicts = {r.quantity: r.holds for r in claim.check(quadratic)}
+    assert not verdicts["machines vs n"] and not verdicts["ANNA vs softmax machines"]
+
+
+def test_verify_plots_writes_the_machines_figure(tmp_path):
+    from reductions.plots import write_figures
+    claim = _small_theorem42()
+    specs = claim.figures(claim.sweep(quick=True))
+    paths = write_figures(specs, tmp_path / "figures")
+    assert {p.name for p in paths} == {"theorem42_machines.png", "theorem42_rounds.png"}
+    assert all(p.stat().st_size > 1000 for p in paths)
+    machines = specs[0]
+    assert [s.label for s in machines.series] == ["ANNA protocol", "softmax baseline, n + n^2"]
+    assert machines.series[1].slope() == pytest.approx(2.0, abs=0.15)
+
+
+def test_plots_say_how_to_install_matplotlib_when_it_is_missing(monkeypatch, tmp_path):
+    import sys
+
+    from reductions.cli import main
+    from reductions.plots import PlotError, require_matplotlib
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(PlotError, match="anna-mpc\\[plot\\]"):
+        require_matplotlib()
+    assert main(["verify", "--quick", "--plots", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("example", ["random", "match2", "softmax", "lowrank"])
+def test_decompile_command_runs_every_example_and_reports_agreement(example, capsys):
+    from reductions.cli import main
+    assert main(["decompile", "--example", example, "--n", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "agrees" in out and "rounds (formula)" in out
+
+
+def test_decompile_command_loads_a_saved_model(tmp_path, capsys):
+    from reductions.cli import main
+    model = example_model("random", 16)
+    model.save(tmp_path / "model")
+    assert main(["decompile", str(tmp_path / "model.npz"), "--n", "16", "--memory-factor", "300"]) == 0
+    assert main(["decompile", "--n", "16"]) == 2
+    assert "exactly one" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_theorem42_full_sweep_holds():
+    from reductions.claims import Theorem42
+    results = Theorem42().run(quick=False)
+    assert all(r.holds for r in results), [r for r in results if not r.holds]
