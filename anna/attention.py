@@ -9,17 +9,19 @@ against: ``c_ij`` = number of tables where query ``i`` and key ``j`` share a cod
 How the fast path runs (per chunk of at most 64 tables):
 
 1. hash keys and queries into table-major codes (``uint64``, one per table);
-2. per table, number the distinct key codes (buckets), find every query's bucket, and keep only
-   the buckets some query lands in (keys elsewhere cannot reach any output);
-3. split the tables into *runs* whose kept buckets total at most ``N_k`` (``N_k / S`` when
-   causal, with ``S <= 8`` position segments), so bucket sums never take more memory than one
-   table's could; a run: add every key's value into its bucket in each table (float64), then
+2. per table, number the distinct key codes (buckets), find every query's bucket, and keep sums
+   only for buckets some query lands in and that hold two keys or more (keys elsewhere cannot
+   reach any output; a query in a one-key bucket reads that key's value directly);
+3. split the tables into *runs* whose kept buckets total at most ``max(N_k, 2**16)`` (divided by
+   ``S`` when causal, with ``S <= 8`` position segments), so bucket sums never take more memory
+   than one table's could (or a constant); a run: add every key's value into its bucket in each
+   table (float64), then
    give every query the sum of its buckets' sums and counts. Queries keep running sums across
    runs (Algorithm 2), and the last run divides.
 
 Memory: the inputs and output, codes and bucket ids for one chunk (16 bytes per row and table,
-at most 64 tables), bucket sums of at most ``N_k`` rows (``S`` copies of ``N_k / S`` rows when
-causal) and, when there is more than one run, a float64 running sum per query:
+at most 64 tables), bucket sums of at most ``max(N_k, 2**16)`` rows (``S`` copies of a ``1/S``
+share when causal) and, when there is more than one run, a float64 running sum per query:
 ``O((N_q + N_k)(m + min(ell, 64)))``, Algorithm 2's ``O((N_q + N_k) m)`` when ``ell <= m``.
 
 Numerics: bucket sums and counts are float64 / int64; for float32 values the query side reads
@@ -53,6 +55,7 @@ MAX_DENSE_ENTRIES = 2**24
 """Largest ``N_q * N_k`` that :func:`anna_weights` / :func:`collision_counts` will materialise."""
 
 _TABLE_CHUNK = 64
+_MIN_BUDGET = 2**16  # bucket-sum rows always allowed (small inputs: one run, constant memory)
 _CAUSAL_SEGMENT = 4096
 _MAX_SEGMENTS = 8
 _MAX_ROWS = 2**31 - 1  # bucket ids and first members are int32
@@ -161,7 +164,7 @@ def _algorithm1(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, see
     n_q, n_k, dim_v = q.shape[0], k.shape[0], v.shape[1]
     n_threads = numba.get_num_threads()
     segments = min(_MAX_SEGMENTS, -(-n_k // _CAUSAL_SEGMENT)) if causal else 1
-    budget = max(1, n_k // segments)
+    budget = max(1, max(n_k, _MIN_BUDGET) // segments)
     chunks = [(u0, min(lsh.ell, u0 + _TABLE_CHUNK)) for u0 in range(0, lsh.ell, _TABLE_CHUNK)]
     acc = np.empty((0, 0), dtype=np.float64)
     first = True
@@ -195,7 +198,7 @@ def _algorithm1(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, see
                 # float32 values: gather from the bucket sums rounded once to float32 (half the
                 # cache footprint; the error is one rounding of each bucket sum)
                 gathered = vsum.astype(np.float32) if v.dtype == np.float32 else vsum
-                kernels.gather_sums(buckets.bucket_of_query[a:b], start, gathered, bcount, acc, counts, out,
+                kernels.gather_sums(v, buckets.bucket_of_query[a:b], start, gathered, bcount, acc, counts, out,
                                     first, last, n_threads)
             first = False
 

@@ -21,7 +21,7 @@ and the other colliding keys are within ``c r`` with at most ``ell`` collisions 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
@@ -74,7 +74,7 @@ class AnnaCheck:
     condition1: int
     condition2: int
     failed_queries: int
-    violations: tuple[Violation, ...]
+    violations: tuple[Violation, ...] = field(repr=False)
 
     def __post_init__(self) -> None:
         if min(self.condition1, self.condition2, self.failed_queries) < 0:

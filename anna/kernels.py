@@ -30,7 +30,10 @@ from typing import Iterator
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 __all__ = [
     "PARALLEL_WORK",
@@ -43,6 +46,7 @@ __all__ = [
     "MAX_PADDED_DIM",
     "hash_codes",
     "build_buckets",
+    "SINGLE_KEY",
     "compact_hit_buckets",
     "bucket_sums",
     "gather_sums",
@@ -78,6 +82,38 @@ def threads_for(work: int) -> Iterator[None]:
     finally:
         numba.set_num_threads(previous)
 _CLAMP = 4.0e18  # E2LSH cell indices are clamped to +-4e18 (< 2**62) before the int64 cast
+
+
+@intrinsic
+def _prefetch(typingctx, array, row, column):
+    """Hint the CPU to fetch ``array[row, column]``'s cache line for writing (LLVM prefetch)."""
+    signature = types.void(array, types.intp, types.intp)
+
+    def codegen(context, builder, sig, args):
+        array_type = sig.args[0]
+        view = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, view, [args[1], args[2]],
+                                           wraparound=False)
+        byte_pointer = ir.IntType(8).as_pointer()
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer] + [ir.IntType(32)] * 3),
+            "llvm.prefetch.p0")
+        i32 = ir.IntType(32)
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+_PREFETCH_AHEAD = 16  # rows: enough to cover an L3 / DRAM latency at a few ns per row
+
+
+@njit(cache=True, inline="always")
+def _prefetch_row(array, row):
+    """Prefetch every cache line of ``array[row]`` (2-D, C-contiguous)."""
+    step = max(1, 64 // array.itemsize)
+    for column in range(0, array.shape[1], step):
+        _prefetch(array, row, column)
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
@@ -303,13 +339,14 @@ def _radix2(w, base, h):
         v[h * TILE + r] = a0 - a1
 
 
-@njit(cache=True, fastmath=True, inline="always")
-def _signed_fht(src, w, dim, signs):
-    """``w <- H diag(signs) src``: unnormalised Walsh-Hadamard transform of the tile's columns.
+@njit(cache=True, fastmath=True)
+def _signed_fht_copy(src, w, dim, signs):
+    """``w <- H diag(signs) src``: an unnormalised Walsh-Hadamard transform of the tile's columns.
 
-    ``dim = 2**p <= MAX_PADDED_DIM``; ``src`` may be ``w`` (inlined, so the compiler knows).
+    ``dim = 2**p <= MAX_PADDED_DIM``. The first pass reads ``src * signs``; the rest is
+    :func:`_fht_rest`. (Two entry points, copy and in place, so that each compiles with its
+    arrays' aliasing known.)
     """
-    # radix-8 passes at strides 1, 8, 64, ... (written out: the strides must be literals)
     if dim >= 8:
         for g in range(dim // 8):
             _radix8_first(src, w, 8 * g, signs)
@@ -317,6 +354,26 @@ def _signed_fht(src, w, dim, signs):
         for k in range(dim):
             for r in range(TILE):
                 w[k * TILE + r] = src[k * TILE + r] * signs[k]
+    _fht_rest(w, dim)
+
+
+@njit(cache=True, fastmath=True)
+def _signed_fht_inplace(w, dim, signs):
+    """``w <- H diag(signs) w`` (see :func:`_signed_fht_copy`)."""
+    if dim >= 8:
+        for g in range(dim // 8):
+            _radix8_first(w, w, 8 * g, signs)
+    else:
+        for k in range(dim):
+            for r in range(TILE):
+                w[k * TILE + r] *= signs[k]
+    _fht_rest(w, dim)
+
+
+@njit(cache=True, fastmath=True)
+def _fht_rest(w, dim):
+    """The Walsh-Hadamard passes after the first (strides 8, 64, ... then a last factor 2 or 4)."""
+    # the strides must be literals for the compiler: each pass is written out
     if dim >= 64:
         for i in range(dim // 64):
             for j in range(8):
@@ -383,9 +440,9 @@ def _cross_polytope_codes(xt, signs, mult, z, codes, row0, n_rows, work, best_ab
             acc[r] = zero
         for t in range(z):
             f = u * z + t
-            _signed_fht(xt, work, dim, signs[f, 0])
+            _signed_fht_copy(xt, work, dim, signs[f, 0])
             for rnd in range(1, rounds):
-                _signed_fht(work, work, dim, signs[f, rnd])
+                _signed_fht_inplace(work, dim, signs[f, rnd])
             for r in range(TILE):
                 best_abs[r] = -1.0
             for k in range(dim):  # strict >: the first index wins ties
@@ -555,6 +612,10 @@ def _buckets_partitioned(keys, queries, key_bucket, query_bucket):
     slot_id = np.empty(capacity, dtype=np.int32)
     count = 0
     shift_in = np.uint64(bits)
+    # ids are written in partition order, then scattered to row order in tight loops: a scatter
+    # interleaved with the probing stalls (measured: about twice slower)
+    key_ids = np.empty(n_keys, dtype=np.int32)
+    query_ids = np.empty(n_queries, dtype=np.int32)
     for p in range(n_parts):
         size = key_offsets[p + 1] - key_offsets[p]
         table_bits = 1
@@ -572,11 +633,14 @@ def _buckets_partitioned(keys, queries, key_bucket, query_bucket):
             b = _probe_insert(slot_code, slot_id, mask, np.int64((_mixed(c) << shift_in) >> shift_out), c, count)
             if b == count:
                 count += 1
-            key_bucket[key_order[t]] = b
+            key_ids[t] = b
         for t in range(query_offsets[p], query_offsets[p + 1]):
             c = query_codes[t]
-            query_bucket[query_order[t]] = _probe_find(slot_code, slot_id, mask,
-                                                       np.int64((_mixed(c) << shift_in) >> shift_out), c)
+            query_ids[t] = _probe_find(slot_code, slot_id, mask, np.int64((_mixed(c) << shift_in) >> shift_out), c)
+    for t in range(n_keys):
+        key_bucket[key_order[t]] = key_ids[t]
+    for t in range(n_queries):
+        query_bucket[query_order[t]] = query_ids[t]
     return count
 
 
@@ -617,6 +681,8 @@ def bucket_sums(v, bucket_of, bucket_start, lane_bounds, vsum, bcount):
             start = bucket_start[u]
             ids = bucket_of[u]
             for j in range(n_keys):
+                if j + _PREFETCH_AHEAD < n_keys and ids[j + _PREFETCH_AHEAD] >= 0:
+                    _prefetch_row(vsum, start + ids[j + _PREFETCH_AHEAD])  # random rows: hide latency
                 b = ids[j]
                 if b >= 0:
                     bcount[start + b] += 1
@@ -630,7 +696,7 @@ def _add_row(dst, src):
 
 
 @njit(parallel=True, cache=True)
-def gather_sums(bucket_of_query, bucket_start, vsum, bcount, acc, counts, out, first, last, n_threads):
+def gather_sums(v, bucket_of_query, bucket_start, vsum, bcount, acc, counts, out, first, last, n_threads):
     """Add the sums and counts of each query's buckets over the tables of a run.
 
     Queries go in blocks whose running sums stay in cache; within a block the tables are visited
@@ -640,7 +706,8 @@ def gather_sums(bucket_of_query, bucket_start, vsum, bcount, acc, counts, out, f
     and last`` (a single run) the result goes straight to ``out`` / ``counts``; otherwise ``acc``
     (N_q, d_v) float64 / ``counts`` carry running sums across runs (Algorithm 2) and ``last``
     divides into ``out``. Queries with count 0 get a zero row. Per query, tables are added in
-    order, whatever the blocking and the number of threads.
+    order, whatever the blocking and the number of threads. Ids ``<= SINGLE_KEY`` read the one
+    key's value from ``v`` (see :func:`compact_hit_buckets`).
     """
     n_tables, n = bucket_of_query.shape
     dim_v = vsum.shape[1]
@@ -663,10 +730,15 @@ def gather_sums(bucket_of_query, bucket_start, vsum, bcount, acc, counts, out, f
                 start = bucket_start[u]
                 ids = bucket_of_query[u, lo: lo + size]
                 for i in range(size):
+                    if i + _PREFETCH_AHEAD < size and ids[i + _PREFETCH_AHEAD] >= 0:
+                        _prefetch_row(vsum, start + ids[i + _PREFETCH_AHEAD])
                     b = ids[i]
                     if b >= 0:
                         totals[i] += bcount[start + b]
                         _add_row(rows[i], vsum[start + b])
+                    elif b <= SINGLE_KEY:
+                        totals[i] += 1
+                        _add_row(rows[i], v[SINGLE_KEY - b])
             for i in range(size):
                 counts[lo + i] = totals[i]
                 if last:
@@ -693,42 +765,54 @@ def gather_sums(bucket_of_query, bucket_start, vsum, bcount, acc, counts, out, f
                         previous[c] += row[c]
 
 
-@njit(parallel=True, cache=True)
-def compact_hit_buckets(bucket_of, bucket_of_query, n_buckets, n_hit):
-    """Per table, keep only buckets some query lands in, renumbered 0.. in their old order.
+SINGLE_KEY = -2
+"""Query bucket ids ``<= SINGLE_KEY`` name a bucket holding one key j, encoded ``SINGLE_KEY - j``."""
 
-    Rewrites ``bucket_of`` (keys in other buckets get -1: no query can see them) and
-    ``bucket_of_query`` in place and sets ``n_hit[u]``. When keys and queries rarely share a
-    code (many small buckets), this spares adding values into sums nobody reads.
+
+@njit(parallel=True, cache=True)
+def compact_hit_buckets(bucket_of, bucket_of_query, n_buckets, n_rows):
+    """Per table, keep only the buckets some query lands in; give sum rows to those with 2+ keys.
+
+    Rewrites in place: ``bucket_of[u, j]`` becomes the sum row of key j's bucket (0.., in the old
+    bucket order) or -1 when no query lands there or the bucket holds key j alone;
+    ``bucket_of_query[u, i]`` becomes the sum row, ``SINGLE_KEY - j`` for a one-key bucket (the
+    query reads ``v[j]`` directly) or stays -1. ``n_rows[u]`` = sum rows of table u. When keys
+    and queries rarely share a code (many small buckets) this spares both the sums nobody reads
+    and copying single keys' values into sums.
     """
     n_tables = bucket_of.shape[0]
     for u in prange(n_tables):
-        remap = np.zeros(n_buckets[u], dtype=np.int32)
+        keys = bucket_of[u]
         queries = bucket_of_query[u]
+        size = np.zeros(n_buckets[u], dtype=np.int64)
+        only_key = np.empty(n_buckets[u], dtype=np.int64)
+        for j in range(keys.shape[0]):
+            if size[keys[j]] == 0:
+                only_key[keys[j]] = j
+            size[keys[j]] += 1
+        hit = np.zeros(n_buckets[u], dtype=np.bool_)
         for i in range(queries.shape[0]):
             if queries[i] >= 0:
-                remap[queries[i]] = 1
+                hit[queries[i]] = True
+        row = np.full(n_buckets[u], -1, dtype=np.int64)
         count = 0
         for b in range(n_buckets[u]):
-            if remap[b]:
-                remap[b] = count
+            if hit[b] and size[b] >= 2:
+                row[b] = count
                 count += 1
-            else:
-                remap[b] = -1
-        keys = bucket_of[u]
         for j in range(keys.shape[0]):
-            keys[j] = remap[keys[j]]
+            keys[j] = row[keys[j]]
         for i in range(queries.shape[0]):
-            if queries[i] >= 0:
-                queries[i] = remap[queries[i]]
-        n_hit[u] = count
+            b = queries[i]
+            if b >= 0:
+                queries[i] = row[b] if size[b] >= 2 else SINGLE_KEY - only_key[b]
+        n_rows[u] = count
 
 
 @njit(parallel=True, cache=True)
 def causal_segment_sums(v, bucket_of, bucket_start, segment_bounds, seg_vsum, seg_count):
     """Per position segment s: the bucket sums of the keys in that segment (all run tables)."""
     n_tables = bucket_of.shape[0]
-    dim_v = v.shape[1]
     for s in prange(segment_bounds.shape[0] - 1):
         for j in range(segment_bounds[s], segment_bounds[s + 1]):
             for u in range(n_tables):
@@ -773,6 +857,9 @@ def causal_scan(v, bucket_of, bucket_of_query, bucket_start, segment_bounds, seg
                 if b >= 0:
                     total += running_count[bucket_start[u] + b]
                     _add_row(row, running[bucket_start[u] + b])
+                elif b <= SINGLE_KEY and SINGLE_KEY - b <= t:  # a one-key bucket, key already seen
+                    total += 1
+                    _add_row(row, v[SINGLE_KEY - b])
             counts[t] = total
             if last:
                 if total > 0:

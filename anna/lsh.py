@@ -14,9 +14,10 @@ functions of the table agree on them (up to a false match of probability about `
 Codes
 -----
 The ``z`` values ``h_1..h_z`` of a table are combined as ``sum_t h_t * m_t mod 2**64`` with odd
-multipliers ``m_t`` drawn from the seed; two different ``z``-tuples of small integers get the same
-code with probability at most ``2**-40`` over the multipliers (``2**-64`` when the tuples differ by
-an odd amount somewhere, as hyperplane and cross-polytope tuples do).
+multipliers ``m_t`` drawn from the seed. Two different ``z``-tuples get the same code with
+probability at most ``2**-(63 - v)`` over the multipliers, where ``2**v`` divides every difference
+``h_t - h'_t``: ``2**-63`` for hyperplane bits, at most ``2**-40`` for values below ``2**23`` in
+magnitude. Such a false match counts as a collision of the table (codes are what is compared).
 
 Seeds
 -----

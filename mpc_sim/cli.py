@@ -12,7 +12,7 @@ from rich.table import Table
 from .config import MPCConfig
 from .errors import MPCError
 from .protocols import CATALOG, make_protocol, protocol_class
-from .simulator import MODES, Simulator
+from .simulator import BACKENDS, MODES, Simulator
 from .trace import RoundStats
 
 __all__ = ["register", "cmd_protocols", "cmd_simulate", "parse_params"]
@@ -66,6 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modulus", type=int, default=None, help="modulus M (match2)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any other protocol parameter")
     p.add_argument("--no-table", action="store_true", help="print only the summary line")
+    p.add_argument("--backend", choices=BACKENDS, default="local", help="where to run the rounds (default local)")
+    p.add_argument("--workers", type=int, default=None, help="dask: workers of the local cluster started (default 2)")
+    p.add_argument("--blocks", type=int, default=None, help="dask: blocks the machines are cut into (default 2 per worker)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask: run on the cluster of this scheduler")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="dask: give up on an unreachable scheduler after this long (default 10)")
+    p.add_argument("--checkpoint", type=Path, default=None, metavar="DIR", help="dask: checkpoint every round to DIR")
+    p.add_argument("--resume", type=Path, default=None, metavar="DIR", help="dask: resume the run checkpointed in DIR")
     p.set_defaults(func=cmd_simulate)
 
 
@@ -124,6 +132,23 @@ class _LazyProgress:
             self.progress.stop()
 
 
+def _backend_options(args: argparse.Namespace) -> dict:
+    """The Simulator's backend arguments; ValueError for dask options without ``--backend dask``."""
+    if args.backend == "local":
+        given = [flag for flag, value in (("--workers", args.workers), ("--blocks", args.blocks),
+                                          ("--scheduler", args.scheduler), ("--checkpoint", args.checkpoint),
+                                          ("--resume", args.resume)) if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} need --backend dask")
+        return {}
+    from .backends.dask import DaskOptions
+    if args.scheduler is not None and args.workers is not None:
+        raise ValueError("--workers sizes a local cluster: it cannot be combined with --scheduler")
+    options = DaskOptions(workers=args.workers or 2, blocks=args.blocks, connect_timeout=args.connect_timeout)
+    return {"backend": "dask", "client": args.scheduler, "dask": options, "checkpoint": args.checkpoint,
+            "resume": args.resume}
+
+
 def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
     params = parse_params(args.param)
     for key in ("k", "op", "modulus"):
@@ -136,9 +161,10 @@ def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
         return 2
     try:
         config = _config_from(args, protocol)
+        backend = _backend_options(args)
         data = protocol.generate_input(config, seed=args.seed)
         progress = _LazyProgress(console, protocol.rounds_bound(config), f"{args.protocol} rounds")
-        simulator = Simulator(config, strict=not args.non_strict, mode=args.mode, on_round=progress)
+        simulator = Simulator(config, strict=not args.non_strict, mode=args.mode, on_round=progress, **backend)
         try:
             result = simulator.run(protocol, data, seed=args.seed)
         finally:
@@ -153,6 +179,9 @@ def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[red]violation:[/] {violation}")
     if args.trace_json is not None:
         trace.to_json(args.trace_json)
+    for retry in trace.retries:
+        console.print(f"[yellow]retry:[/] round {retry.round} rerun from round {retry.restarted_from} "
+                      f"({retry.source}): {retry.error}")
     ok = trace.verified and not trace.violations and (trace.rounds_bound is None or trace.num_rounds <= trace.rounds_bound)
     console.print(("[green]" if ok else "[red]") + trace.summary() + "[/]")
     return 0 if ok else 1

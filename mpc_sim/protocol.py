@@ -31,11 +31,17 @@ __all__ = ["Protocol", "RoundContext", "spread_input"]
 
 @dataclass(frozen=True)
 class RoundContext:
-    """What every machine knows besides its memory: the round, the config and the run's seed."""
+    """What every machine knows besides its memory: the round, the config and the run's seed.
+
+    ``first_machine`` is the id of the first machine a batch step is handed: 0 for the whole
+    cluster; a block's first machine when a distributed backend runs a block-local batch step
+    (see :attr:`Protocol.block_batch`).
+    """
 
     round: int
     config: MPCConfig
     seed: int
+    first_machine: int = 0
 
     @property
     def s(self) -> int:
@@ -85,6 +91,12 @@ class Protocol:
 
     name: str = "protocol"
     word_dtype: np.dtype = np.dtype(np.int64)
+    block_batch: bool = False
+    """Whether :meth:`batch_step` is block-local, so a distributed backend may run it on blocks of
+    machines: handed the state and delivery of machines ``ctx.first_machine ..
+    ctx.first_machine + state.machines - 1`` (machine ``i`` of them is ``ctx.first_machine + i``),
+    it reads nothing else and returns their new state and their messages (global ids, sorted by
+    source machine). Otherwise a distributed backend runs :meth:`step` on every machine."""
 
     # --- the computation ---------------------------------------------------------------------
     def step(self, ctx: RoundContext, machine: int, memory: np.ndarray,

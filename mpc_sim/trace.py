@@ -10,10 +10,11 @@ from rich.table import Table
 
 from .config import MPCConfig
 
-__all__ = ["RoundStats", "OutputStats", "Violation", "Trace", "TRACE_FORMAT"]
+__all__ = ["RoundStats", "OutputStats", "Violation", "Retry", "Trace", "TRACE_FORMAT"]
 
 TRACE_FORMAT = "anna-mpc/trace/1"
 _VIOLATION_KINDS = ("memory", "send", "receive")
+_RETRY_SOURCES = ("dask", "checkpoint", "input")
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,36 @@ class Violation:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """A round a distributed backend ran again after losing a worker (not part of the counts).
+
+    ``source`` is where the round's inputs came from the second time: ``dask`` (Dask recomputed
+    the lost results from their lineage, the run never stopped), ``checkpoint`` (the state after
+    round ``restarted_from`` was reloaded from the checkpoint directory) or ``input`` (the run
+    restarted from its input; the rounds before ``round`` were recomputed and checked to give
+    the counts already recorded). ``error`` says what was lost.
+    """
+
+    round: int
+    restarted_from: int
+    source: str
+    error: str
+
+    def __post_init__(self) -> None:
+        if self.source not in _RETRY_SOURCES:
+            raise ValueError(f"retry source must be one of {_RETRY_SOURCES}, got {self.source!r}")
+        if not (0 <= self.restarted_from < self.round):
+            raise ValueError(f"a retry of round {self.round} restarts from an earlier round, got {self.restarted_from}")
+
+
+@dataclass(frozen=True)
 class Trace:
     """Everything measured in one run of a protocol.
 
     ``rounds`` holds one :class:`RoundStats` per communication round; ``output`` the final,
-    message-free local computation. ``num_rounds`` is the protocol's round count R.
+    message-free local computation. ``num_rounds`` is the protocol's round count R. ``retries``
+    records rounds a distributed backend had to run again; like wall times, they are left out of
+    :meth:`counts`.
 
     Examples
     --------
@@ -110,6 +136,7 @@ class Trace:
     params: dict = field(default_factory=dict, compare=True)
     verified: bool | None = None
     strict: bool = True
+    retries: tuple[Retry, ...] = ()
 
     def __post_init__(self) -> None:
         for i, stats in enumerate(self.rounds):
@@ -187,6 +214,7 @@ class Trace:
             "rounds": [asdict(r) for r in self.rounds],
             "output": asdict(self.output) if self.output else None,
             "violations": [asdict(v) for v in self.violations],
+            "retries": [asdict(r) for r in self.retries],
         }
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -211,6 +239,7 @@ class Trace:
             params=data.get("params", {}),
             verified=data.get("verified"),
             strict=data.get("strict", True),
+            retries=tuple(Retry(**r) for r in data.get("retries", ())),
         )
 
     @classmethod

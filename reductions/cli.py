@@ -1,7 +1,8 @@
 """The ``anna-mpc`` command line: one entry point over the three packages.
 
 Subcommands: ``demo`` (the README's main demo), ``protocols`` and ``simulate`` (the MPC simulator),
-``compile``, ``decompile`` and ``verify`` (the reductions and the claims).
+``compile``, ``decompile`` and ``verify`` (the reductions and the claims), ``experiment`` (the
+paper's experiments, THEORY.md §6).
 """
 from __future__ import annotations
 

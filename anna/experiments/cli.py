@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -49,7 +50,6 @@ def cmd_experiment(args: argparse.Namespace, console: Console) -> int:
     if args.seeds is not None:
         changes["seeds"] = args.seeds
     if changes:
-        from dataclasses import replace
         experiment = replace(experiment, **changes)
 
     def on_log(step: int, loss: float) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 from ..lsh import CrossPolytope, Hyperplane, LSHConfig
 from ..reference import normalize_rows
 from ..train.loop import token_errors
-from ..transformer import MLP, Head, Linear, Transformer, derive_head_seed
+from ..transformer import MLP, Head, Transformer, derive_head_seed
 
 __all__ = [
     "FAMILIES",
@@ -151,7 +151,7 @@ class GridResult:
 
 # ------------------------------------------------------------------------------ forward pieces
 def _check_model(model: Transformer) -> None:
-    if model.mode != "trained" or not all(isinstance(h.query, Linear) for layer in model.layers for h in layer.heads):
+    if model.mode != "trained":  # weight matrices and trained MLPs only
         raise ValueError("batched evaluation needs a trained-mode transformer (weight matrices only)")
 
 
@@ -193,7 +193,7 @@ def _weighted(weights: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.matmul(weights, v.astype(np.float64)).astype(v.dtype)
 
 
-def _count_average(counts: np.ndarray, v: np.ndarray, causal: bool) -> np.ndarray:
+def _count_average(counts: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``Σ_j c_ij v_j / Σ_j c_ij`` per row (zero where no key collides); ``counts`` already causal."""
     totals = counts.sum(axis=2, keepdims=True)
     weights = counts / np.maximum(totals, 1)
@@ -237,7 +237,7 @@ def _finish_layer(model: Transformer, l: int, x: np.ndarray, attended: Sequence[
     y = x + update
     if layer.mlp is None:
         return y
-    return y + _tokenwise(lambda t: _mlp(layer.mlp, t) if isinstance(layer.mlp, MLP) else layer.mlp(t, None), y)
+    return y + _tokenwise(lambda t: _mlp(layer.mlp, t), y)
 
 
 def _codes(family, q: np.ndarray, k: np.ndarray, z: int, ell: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -298,7 +298,7 @@ def anna_logits(model: Transformer, inputs: np.ndarray, lsh: Sequence[LSHConfig]
             qc, kc = _codes(config.family, q, k, config.z, config.ell, derive_head_seed(seed, l, h))
             counts = np.zeros((x.shape[0], x.shape[1], x.shape[1]), dtype=np.int32)
             _add_collisions(counts, qc, kc, 0, config.ell, layer.causal)
-            attended.append(_count_average(counts, v, layer.causal))
+            attended.append(_count_average(counts, v))
         x = _finish_layer(model, l, x, attended)
     return _tokenwise(model.readout, x)
 
@@ -317,7 +317,7 @@ def _sweep(model: Transformer, x: np.ndarray, targets: np.ndarray, ells: Sequenc
         attended = []
         for qc, kc, v, counts in per_head:
             _add_collisions(counts, qc, kc, done, ell, layer.causal)
-            attended.append(_count_average(counts, v, layer.causal))
+            attended.append(_count_average(counts, v))
         done = ell
         y = _finish_layer(model, l, x, attended)
         if l + 1 == len(model.layers):

@@ -52,7 +52,7 @@ def _plot_match2(result: GridResult, plt):
 def _plot_induction(result: GridResult, plt):
     ell1s, ell2s, zs = result.layer_ells(0), result.layer_ells(1), result.zs
     errors = {(c.ells, c.z): c.error for c in result.cells}
-    fig, axes = plt.subplots(1, len(zs), figsize=(3.2 * len(zs) + 1.0, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(zs), figsize=(3.0 * len(zs) + 1.2, 3.6), squeeze=False, layout="constrained")
     image = None
     for ax, z in zip(axes[0], zs):
         grid = np.array([[errors.get(((e1, e2), z), np.nan) for e2 in ell2s] for e1 in ell1s])

@@ -20,26 +20,25 @@ def _cell(error: float) -> str:
 
 
 def grid_tables(result: GridResult) -> list[Table]:
-    """Match2: one table, rows z, columns ℓ. Induction heads: one table per z, rows ℓ1, columns ℓ2.
+    """Match2: one table, rows ℓ, columns z. Induction heads: one table per z, rows ℓ1, columns ℓ2.
 
     Examples
     --------
     >>> from anna.experiments.evaluate import GridCell
     >>> r = GridResult("match2", "hyperplane", (GridCell((1,), 1, 0.5, 10), GridCell((2,), 1, 0.0, 10)), 0.0, 4)
     >>> [t.row_count for t in grid_tables(r)]
-    [1]
+    [2]
     """
     errors = {(c.ells, c.z): c.error for c in result.cells}
     seeds = max(c.seeds for c in result.cells)
     title = f"{result.task}: test error with Algorithm 1 ({result.family}), mean of {seeds} hashing seeds"
     if len(result.cells[0].ells) == 1:
         table = Table(title=title)
-        table.add_column("z \\ ℓ", justify="right")
-        ells = result.layer_ells(0)
-        for ell in ells:
-            table.add_column(str(ell), justify="right")
+        table.add_column("ℓ \\ z", justify="right")
         for z in result.zs:
-            table.add_row(str(z), *(_cell(errors[((ell,), z)]) if ((ell,), z) in errors else "" for ell in ells))
+            table.add_column(str(z), justify="right")
+        for ell in result.layer_ells(0):
+            table.add_row(str(ell), *(_cell(errors[((ell,), z)]) if ((ell,), z) in errors else "" for z in result.zs))
         return [table]
     tables = []
     ell1s, ell2s = result.layer_ells(0), result.layer_ells(1)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 import anna.attention as attention_module
+from anna import kernels
 from anna.attention import MAX_DENSE_ENTRIES, AnnaStats, anna_attention, anna_weights, collision_counts
 from anna.lsh import E2LSH, CrossPolytope, Hyperplane, LSHConfig
 from tests.strategies.attention import attention_inputs, lsh_configs
@@ -87,10 +88,13 @@ def test_runs_segments_and_table_chunks_give_the_same_result(monkeypatch, causal
     # Small budgets force the multi-run (Algorithm 2 running sums), multi-segment (causal prefix)
     # and multi-chunk (tables hashed in groups) paths; the result must not change.
     q, k, v = planted(300, 5, np.float64, seed=1)
-    lsh = LSHConfig(E2LSH(0.5), 3, 7)  # narrow cells: nearly one bucket per key, so runs split
+    k[1::2] = k[0::2]  # keys in pairs and narrow cells: ~N/2 two-key buckets per table, all hit
+    q = np.roll(k, 3, axis=0)
+    lsh = LSHConfig(E2LSH(0.5), 3, 7)
     reference, reference_counts = anna_attention(q, k, v, lsh, seed=2, causal=causal)
     monkeypatch.setattr(attention_module, "_TABLE_CHUNK", 3)
     monkeypatch.setattr(attention_module, "_CAUSAL_SEGMENT", 37)
+    monkeypatch.setattr(attention_module, "_MIN_BUDGET", 1)
     seen_runs = []
     original_runs = attention_module._runs
     monkeypatch.setattr(attention_module, "_runs", lambda nb, budget: seen_runs.append(original_runs(nb, budget))
@@ -108,7 +112,8 @@ def test_runs_split_tables_when_buckets_exceed_the_budget():
     assert attention_module._runs(np.array([2, 3]), budget=10) == [(0, 2)]
 
 
-def test_output_is_identical_for_equal_seeds_and_thread_counts_and_differs_across_seeds():
+def test_output_is_identical_for_equal_seeds_and_thread_counts_and_differs_across_seeds(monkeypatch):
+    monkeypatch.setattr(kernels, "PARALLEL_WORK", 0)  # small as it is, run this on every thread
     q, k, v = planted(400, 8, np.float32, seed=3)
     lsh = LSHConfig(E2LSH(2.0), 2, 6)
     out, counts = anna_attention(q, k, v, lsh, seed=10)
@@ -212,7 +217,8 @@ LSH = LSHConfig(E2LSH(), 1, 2)
     ("v", lambda q, k, v: (q, k, v.astype(np.float16)), "v must be float32 or float64"),
     ("q", lambda q, k, v: (q[:, :2].copy(), k, v), "q and k must have the same number of columns"),
     ("v", lambda q, k, v: (q, k, v[:4]), "k and v must have the same number of rows"),
-    ("q", lambda q, k, v: (np.where(np.eye(4, 3) > 0, np.nan, q), k, v), r"q contains NaN or inf \(first at index \(0, 0\)\)"),
+    ("q", lambda q, k, v: (np.where(np.eye(4, 3) > 0, np.nan, q), k, v),
+     r"q contains NaN or inf \(first at index \(0, 0\)\)"),
     ("k", lambda q, k, v: (q, np.where(np.eye(5, 3) > 0, np.inf, k), v), "k contains NaN or inf"),
     ("v", lambda q, k, v: (q, k, np.full_like(v, -np.inf)), "v contains NaN or inf"),
     ("k", lambda q, k, v: (q, np.asfortranarray(k), v), "k must be C-contiguous"),

@@ -1,0 +1,303 @@
+"""One round of one block of machines, as pure functions of arrays: what a distributed task runs.
+
+The machines are cut into contiguous blocks (:func:`partition`). A round of block ``b`` is two
+functions, each a task of the distributed backend:
+
+* :func:`compute_block` takes the block's kept memories and its delivered inbox, runs the
+  protocol's computation on its machines, checks the result, measures it (holding, sent, kept,
+  machines over the limit) and splits the outgoing messages by destination block
+  (:func:`split_by_block`, a stable counting sort): one message batch per destination block.
+* :func:`deliver_block` takes the pieces addressed to its block, one from every source block in
+  block order, concatenates them and delivers them with the numba route kernel, then measures
+  what each machine received.
+
+Concatenating the pieces in source-block order gives each destination's messages in the order of
+the whole cluster's batch (sources are blocks of increasing machine ids), so inboxes are exactly
+those of the local engine. Nothing here raises on a protocol's mistake: errors are returned in the
+reports with the phase of the round they happened in (:data:`PHASES`), and the driver raises the
+one the local engine would have raised first.
+
+Examples
+--------
+>>> from mpc_sim import MPCConfig, Protocol, spread_input
+>>> class Shift(Protocol):           # every machine passes its words to the next machine
+...     name = "shift"
+...     def step(self, ctx, machine, memory, inbox):
+...         if ctx.round == 1 and memory.size:
+...             return memory[:0], [((machine + 1) % ctx.machines, memory)]
+...         return np.concatenate([memory, inbox.words]), []
+>>> cfg = MPCConfig(n=16, eps=0.5)                          # s = 4, 4 machines
+>>> plan = BlockPlan(Shift(), cfg, seed=0, style="machine", bounds=partition(cfg.machines, 2))
+>>> plan.bounds
+(0, 2, 4)
+>>> first = spread_input(np.arange(16), cfg)
+>>> outputs = [compute_block(plan, b, 1, block_state(first, *plan.block(b)), None) for b in range(2)]
+>>> [[len(p.words) for p in pieces] for _, pieces, _ in outputs]    # words to blocks 0 and 1
+[[4, 4], [4, 4]]
+>>> delivery, received = deliver_block(plan, 0, outputs[0][1][0], outputs[1][1][0])
+>>> delivery.inbox(0).sources.tolist(), delivery.inbox(0).words.tolist(), received.max_received
+([3], [12, 13, 14, 15], 4)
+"""
+from __future__ import annotations
+
+import pickle
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import MPCConfig
+from ..errors import LimitExceeded, ProtocolError, UnknownDestination
+from ..protocol import Protocol, RoundContext
+from ..routing import route
+from ..state import ClusterState, Delivery, MessageBatch
+from .base import (Traffic, assemble_batch, assemble_state, check_destinations, check_lengths, check_message_dtype,
+                   check_sources, check_state, over_limit, run_steps, step_result)
+
+__all__ = ["PHASES", "COMPUTE_PHASES", "STYLES", "BlockPlan", "BlockError", "ComputeReport", "ReceiveReport",
+           "partition", "block_state", "compute_block", "deliver_block", "split_by_block", "concat_batches"]
+
+# A round's phases in the order the local engine meets them; every error is tagged with one.
+PHASES = ("step", "state", "messages", "state check", "message dtype", "sources", "destinations", "lengths",
+          "internal")
+COMPUTE_PHASES = frozenset(range(4))     # before the engine looks at whether anything was sent
+STYLES = ("machine", "block", "cluster")
+
+
+def partition(machines: int, blocks: int) -> tuple[int, ...]:
+    """Bounds of ``blocks`` contiguous blocks of nearly equal size (at most ``machines`` blocks).
+
+    Examples
+    --------
+    >>> partition(10, 3), partition(2, 5)
+    ((0, 3, 6, 10), (0, 1, 2))
+    """
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
+    blocks = min(int(blocks), machines)
+    return tuple(int(x) for x in (np.arange(blocks + 1) * machines) // blocks)
+
+
+def block_state(state: ClusterState, lo: int, hi: int) -> ClusterState:
+    """Machines ``lo .. hi - 1`` of a cluster state, as a state of their own (a copy)."""
+    first, last = state.offsets[lo], state.offsets[hi]
+    return ClusterState(state.words[first:last].copy(), state.offsets[lo:hi + 1] - first)
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """What every block task of a run needs: the protocol, the cluster, the seed, the style and
+    the block bounds.
+
+    ``style`` is ``machine`` (the per-machine step on every machine of the block), ``block``
+    (the protocol's block-local batch step, see :attr:`~mpc_sim.protocol.Protocol.block_batch`)
+    or ``cluster`` (a batch step that is not block-local: one block holds the whole cluster).
+    """
+
+    protocol: Protocol
+    config: MPCConfig
+    seed: int
+    style: str
+    bounds: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
+        bounds = np.asarray(self.bounds)
+        if bounds[0] != 0 or bounds[-1] != self.config.machines or (np.diff(bounds) <= 0).any():
+            raise ValueError(f"block bounds must rise from 0 to {self.config.machines}, got {self.bounds}")
+        if self.style == "cluster" and len(self.bounds) != 2:
+            raise ValueError("a batch step that is not block-local runs as a single block")
+
+    @property
+    def blocks(self) -> int:
+        return len(self.bounds) - 1
+
+    def block(self, b: int) -> tuple[int, int]:
+        """First machine and one past the last machine of block ``b``."""
+        return self.bounds[b], self.bounds[b + 1]
+
+    def describe(self, b: int) -> str:
+        lo, hi = self.block(b)
+        return "the cluster" if self.blocks == 1 else f"block {b} (machines {lo}..{hi - 1})"
+
+
+@dataclass(frozen=True)
+class BlockError:
+    """An error met by a block task, with the round's phase it happened in."""
+
+    phase: int
+    block: int
+    error: BaseException | tuple
+    traceback: str
+
+    @classmethod
+    def capture(cls, phase: int, block: int, exc: BaseException) -> "BlockError":
+        text = "".join(traceback.format_exception(exc))
+        try:                    # the error travels back pickled: keep it if it survives that
+            pickle.loads(pickle.dumps(exc))
+            error: BaseException | tuple = exc
+        except Exception:
+            if isinstance(exc, UnknownDestination):
+                error = (UnknownDestination, dict(round=exc.round, machine=exc.machine,
+                                                  destination=exc.destination, machines=exc.machines))
+            elif isinstance(exc, LimitExceeded):
+                error = (type(exc), dict(round=exc.round, machine=exc.machine, observed=exc.observed,
+                                         limit=exc.limit))
+            else:
+                error = ProtocolError(f"{type(exc).__name__}: {exc} (the exception could not be pickled)")
+        return cls(phase, block, error, text)
+
+    def exception(self) -> BaseException:
+        """The error to raise on the driver, its remote traceback attached as a note."""
+        if isinstance(self.error, tuple):
+            cls, kwargs = self.error
+            exc = cls(**kwargs)
+        else:
+            exc = self.error
+        exc.add_note(f"raised in the {PHASES[self.phase]} phase of block {self.block} on a Dask worker:\n"
+                     + self.traceback)
+        return exc
+
+
+@dataclass(frozen=True, eq=False)
+class ComputeReport:
+    """What :func:`compute_block` measured: the block's traffic, the machines over the limit
+    (memory when the round started, kept memory when it ended, words sent) and any error."""
+
+    block: int
+    messages: int
+    traffic: Traffic | None
+    memory_over: tuple[np.ndarray, np.ndarray]
+    kept_over: tuple[np.ndarray, np.ndarray]
+    max_kept: int
+    send_over: tuple[np.ndarray, np.ndarray]
+    error: BlockError | None
+    seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class ReceiveReport:
+    """What :func:`deliver_block` measured: the most words a machine of the block received,
+    and the machines that received more than ``s``."""
+
+    block: int
+    max_received: int
+    receive_over: tuple[np.ndarray, np.ndarray]
+    seconds: float
+
+
+_NONE_OVER = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
+def compute_block(plan: BlockPlan, b: int, r: int, state: ClusterState,
+                  delivery: Delivery | None) -> tuple[ClusterState, tuple[MessageBatch, ...], ComputeReport]:
+    """Round ``r`` of block ``b``: its new kept memories, its messages split by destination block,
+    and the report. ``delivery`` is the block's inbox (``None``: nothing was delivered)."""
+    start = time.perf_counter()
+    protocol, config = plan.protocol, plan.config
+    dtype = np.dtype(protocol.word_dtype)
+    lo, hi = plan.block(b)
+    count = hi - lo
+    no_pieces = tuple(MessageBatch.empty(dtype) for _ in range(plan.blocks))
+    phase, messages, memory_over, kept_over, max_kept = 8, 0, _NONE_OVER, _NONE_OVER, 0
+
+    def report(traffic=None, send_over=_NONE_OVER, error=None) -> ComputeReport:
+        return ComputeReport(b, messages, traffic, memory_over, kept_over, max_kept, send_over, error,
+                             time.perf_counter() - start)
+
+    try:
+        if delivery is None:
+            delivery = Delivery.empty(count, dtype)
+        holding = state.sizes() + delivery.words_per_machine()
+        memory_over = over_limit(holding, config.s, lo)
+        ctx = RoundContext(r, config, plan.seed, lo)
+        if plan.style == "machine":
+            phase = 0
+            memories, outgoing = run_steps(protocol, ctx, state, delivery, lo)
+            phase = 1
+            new_state = assemble_state(memories, dtype, round=r, first=lo)
+            phase = 2
+            batch = assemble_batch(outgoing, dtype, round=r)
+        else:
+            phase = 0
+            new_state, batch = step_result(protocol.batch_step(ctx, state, delivery), protocol, round=r)
+        phase = 3
+        check_state(new_state, count, protocol, round=r, where=plan.describe(b))
+        kept = new_state.sizes()
+        kept_over, max_kept = over_limit(kept, config.s, lo), int(kept.max(initial=0))
+        messages = batch.num_messages
+        if messages == 0:
+            return new_state, no_pieces, report(Traffic.measure(holding, np.zeros_like(holding), words=0, messages=0))
+        phase = 4
+        check_message_dtype(batch, protocol, round=r)
+        phase = 5
+        if plan.style == "block":
+            check_sources(batch, config.machines, round=r, first=lo, count=count)
+        else:
+            check_sources(batch, config.machines, round=r)
+        phase = 6
+        check_destinations(batch, config.machines, round=r)
+        phase = 7
+        lengths = check_lengths(batch, round=r)
+        phase = 8
+        sent = np.bincount(batch.src - lo, weights=lengths, minlength=count).astype(np.int64)
+        traffic = Traffic.measure(holding, sent, words=batch.num_words, messages=messages)
+        return new_state, split_by_block(batch, plan.bounds), report(traffic, over_limit(sent, config.s, lo))
+    except Exception as exc:        # returned, not raised: the driver raises what the local engine would
+        return state, no_pieces, report(error=BlockError.capture(phase, b, exc))
+
+
+def deliver_block(plan: BlockPlan, d: int, *pieces: MessageBatch) -> tuple[Delivery, ReceiveReport]:
+    """Deliver to block ``d`` the pieces addressed to it (one per source block, in block order)."""
+    start = time.perf_counter()
+    lo, hi = plan.block(d)
+    batch = concat_batches(pieces, np.dtype(plan.protocol.word_dtype))
+    routed = route(MessageBatch(batch.src, batch.dst - lo, batch.offsets, batch.words), hi - lo)
+    messages = routed.messages
+    delivery = Delivery(MessageBatch(messages.src, messages.dst + lo, messages.offsets, messages.words),
+                        routed.machine_offsets)
+    received = delivery.words_per_machine()
+    return delivery, ReceiveReport(d, int(received.max(initial=0)), over_limit(received, plan.config.s, lo),
+                                   time.perf_counter() - start)
+
+
+def split_by_block(batch: MessageBatch, bounds: tuple[int, ...]) -> tuple[MessageBatch, ...]:
+    """The batch cut by destination block, each piece keeping the batch's order (a stable
+    counting sort by block, with the route kernel).
+
+    Examples
+    --------
+    >>> b = MessageBatch.from_list([(0, 3, [1]), (1, 0, [2, 3]), (1, 2, [4])])
+    >>> [(p.dst.tolist(), p.words.tolist()) for p in split_by_block(b, (0, 2, 4))]
+    [([0], [2, 3]), ([3, 2], [1, 4])]
+    """
+    blocks = len(bounds) - 1
+    if blocks == 1:
+        return (batch,)
+    block_of = np.searchsorted(np.asarray(bounds, dtype=np.int64), batch.dst, side="right") - 1
+    # the message's index rides as its source: the sort's permutation comes out with the words
+    by_block = route(MessageBatch(np.arange(batch.num_messages, dtype=np.int64), block_of.astype(np.int64),
+                                  batch.offsets, batch.words), blocks)
+    order = by_block.messages.src
+    src, dst = batch.src[order], batch.dst[order]
+    offsets, words, firsts = by_block.messages.offsets, by_block.messages.words, by_block.machine_offsets
+    pieces = []
+    for d in range(blocks):
+        i, j = firsts[d], firsts[d + 1]
+        pieces.append(MessageBatch(src[i:j], dst[i:j], offsets[i:j + 1] - offsets[i], words[offsets[i]:offsets[j]]))
+    return tuple(pieces)
+
+
+def concat_batches(pieces: tuple[MessageBatch, ...] | list[MessageBatch], dtype: np.dtype) -> MessageBatch:
+    """The pieces one after the other, as one batch."""
+    if len(pieces) == 1:
+        return pieces[0]
+    if not pieces:
+        return MessageBatch.empty(dtype)
+    lengths = [p.num_words for p in pieces]
+    starts = np.cumsum([0] + lengths[:-1])
+    offsets = np.concatenate([p.offsets[:-1] + start for p, start in zip(pieces, starts)] + [[sum(lengths)]])
+    return MessageBatch(np.concatenate([p.src for p in pieces]), np.concatenate([p.dst for p in pieces]),
+                        offsets.astype(np.int64), np.concatenate([p.words for p in pieces]).astype(dtype, copy=False))

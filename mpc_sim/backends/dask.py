@@ -1,0 +1,514 @@
+"""The Dask backend: the same rounds on a real distributed engine, with checkpoints and retries.
+
+What runs where. The machines are cut into contiguous blocks (two per worker by default). The
+driver (the process calling :meth:`Simulator.run`) computes the initial state and scatters it,
+block by block, to the workers; after that the words stay on the workers. Every round is a small
+task graph, submitted at once:
+
+* ``compute_block(b)`` for every block: the protocol's computation on the block's machines, the
+  checks, the block's accounting, and its messages cut by destination block;
+* ``deliver_block(d)`` for every block: the pieces addressed to ``d`` (one per source block, an
+  all-to-all of array batches moved by Dask between workers) concatenated in source order and
+  delivered with the numba route kernel, and what each machine received;
+
+then the driver gathers only the reports (sums, maxima and the machines over a limit), raises the
+error the local engine would have raised first, reduces the reports into the round's
+:class:`~mpc_sim.trace.RoundStats` and goes on. Only the final state travels back (for the
+protocol's output). See :mod:`mpc_sim.backends.blocks` for the block functions.
+
+Faults. A lost worker loses the blocks it held. Results Dask can recompute from their lineage it
+recomputes by itself (the round goes on; the trace records a ``dask`` retry). When it cannot
+(scattered input gone, a task killed too often), gathering the round fails and the driver
+restarts the run from the last complete round of the checkpoint, or from the input when there is
+no checkpoint, replaying the rounds already recorded and checking they give the same counts; the
+trace records a ``checkpoint`` or ``input`` retry. At most ``max_retries`` restarts per run.
+
+Checkpoints (``checkpoint=DIR``): after every round each worker writes its blocks (kept memories
+and the inbox of the next round) as ``.npz`` files, then the driver commits a JSON manifest naming
+them with the trace so far (:mod:`mpc_sim.backends.checkpoint`). ``resume=DIR`` loads the blocks
+of the last committed round on the workers and continues; the result and the trace counts are
+those of an uninterrupted run. Workers and driver must see ``DIR`` at the same path (a shared
+file system on a real cluster).
+
+``distributed`` is imported only when a run starts, so this module imports without it.
+
+Examples
+--------
+>>> DaskOptions(workers=4).blocks_for(4)
+8
+>>> DaskOptions(workers=0)
+Traceback (most recent call last):
+...
+ValueError: workers must be >= 1, got 0
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import ProtocolError
+from ..protocol import Protocol
+from ..randomness import normalize_seed
+from ..state import ClusterState
+from ..trace import Retry, RoundStats, Trace, Violation
+from .base import BackendError, CheckpointError, Limits, Traffic, check_state
+from .blocks import (COMPUTE_PHASES, BlockPlan, ComputeReport, block_state, compute_block,
+                     deliver_block, partition)
+from .checkpoint import CheckpointStore, load_block, save_block
+
+__all__ = ["DaskOptions", "connect", "run_on_dask"]
+
+_INTERNAL_PHASE = 8
+
+
+@dataclass(frozen=True)
+class DaskOptions:
+    """How the Dask backend runs.
+
+    Parameters
+    ----------
+    workers : int
+        Workers of the ``LocalCluster`` started when no client is given (default 2).
+    threads_per_worker : int
+        Threads per worker of that cluster (default 1: protocols are mostly Python).
+    processes : bool
+        Workers as separate processes (default, like a real cluster) or threads of this process.
+    blocks : int, optional
+        Blocks the machines are cut into (default: two per worker). Batch steps that are not
+        block-local always run as one block.
+    connect_timeout : float
+        Seconds to wait for a scheduler given by address, and for the first worker.
+    max_retries : int
+        Restarts from a checkpoint or the input allowed in one run before giving up.
+    """
+
+    workers: int = 2
+    threads_per_worker: int = 1
+    processes: bool = True
+    blocks: int | None = None
+    connect_timeout: float = 10.0
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "threads_per_worker"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.blocks is not None and (not isinstance(self.blocks, int) or self.blocks < 1):
+            raise ValueError(f"blocks must be None or >= 1, got {self.blocks!r}")
+        if not (self.connect_timeout > 0):
+            raise ValueError(f"connect_timeout must be > 0 seconds, got {self.connect_timeout!r}")
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
+
+    def blocks_for(self, workers: int) -> int:
+        """The number of blocks on a cluster of ``workers`` workers."""
+        return self.blocks if self.blocks is not None else 2 * max(1, workers)
+
+
+def connect(address: str, timeout: float = 10.0):
+    """A ``distributed.Client`` connected to the scheduler at ``address``; :class:`BackendError`
+    naming the address and the timeout if it cannot be reached within ``timeout`` seconds."""
+    from distributed import Client
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except Exception as exc:        # refused, timed out, unresolvable, malformed: all mean "not reachable"
+        raise BackendError(f"could not reach the Dask scheduler at {address} within the {timeout:g} s "
+                           f"connect timeout ({type(exc).__name__}: {exc})") from None
+
+
+@contextlib.contextmanager
+def _session(client: object, options: DaskOptions) -> Iterator:
+    """The client to run on: the given one as is, one connected to a given address, or one on a
+    LocalCluster started here; whatever was opened here is closed on the way out."""
+    if client is None:
+        from distributed import Client, LocalCluster
+        cluster = LocalCluster(n_workers=options.workers, threads_per_worker=options.threads_per_worker,
+                               processes=options.processes, dashboard_address=None, silence_logs=logging.ERROR)
+        try:
+            own = Client(cluster, set_as_default=False)
+            try:
+                yield own
+            finally:
+                own.close()
+        finally:
+            cluster.close()
+    elif isinstance(client, str):
+        own = connect(client, options.connect_timeout)
+        try:
+            yield own
+        finally:
+            own.close()
+    else:
+        yield client
+
+
+def run_on_dask(sim, protocol: Protocol, data: object, seed: int | None, *, record_states: bool = False):
+    """What :meth:`Simulator.run` does when ``backend="dask"``."""
+    options = sim.dask if sim.dask is not None else DaskOptions()
+    if not isinstance(options, DaskOptions):
+        raise TypeError(f"dask options must be a DaskOptions, got {type(options).__name__}")
+    if data is None and sim.resume is None:
+        raise ValueError("data may be None only when resuming from a checkpoint")
+    with _session(sim.client, options) as client:
+        return _DaskRun(sim, client, options, protocol, seed, record_states).run(data)
+
+
+class _Lost(Exception):
+    """Dask lost something this run needed (a worker, its data, a task killed too often)."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _item(value: tuple, index: int):
+    return value[index]
+
+
+def _piece(output: tuple, block: int):
+    return output[1][block]
+
+
+def _constant(value):
+    return value
+
+
+def _describe(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _jsonable(value: object) -> object:
+    return json.loads(json.dumps(value, default=repr))
+
+
+def _digest(words: np.ndarray) -> str:
+    return hashlib.blake2b(memoryview(np.ascontiguousarray(words)).cast("B"), digest_size=16).hexdigest()
+
+
+def _joined(overs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([o[0] for o in overs]), np.concatenate([o[1] for o in overs])
+
+
+def _total(reports: list[ComputeReport]) -> Traffic:
+    total = reports[0].traffic
+    for report in reports[1:]:
+        total = total + report.traffic
+    return total
+
+
+def _join_states(blocks: list[ClusterState], dtype: np.dtype) -> ClusterState:
+    sizes = np.concatenate([b.sizes() for b in blocks])
+    words = np.concatenate([b.words for b in blocks]) if blocks else np.zeros(0, dtype=dtype)
+    offsets = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return ClusterState(words.astype(dtype, copy=False), offsets)
+
+
+class _DaskRun:
+    """One run of a protocol on a Dask client (see the module docstring)."""
+
+    def __init__(self, sim, client, options: DaskOptions, protocol: Protocol, seed: int | None, record_states: bool):
+        self.sim, self.client, self.options, self.protocol = sim, client, options, protocol
+        self.config = sim.config
+        self.seed = normalize_seed(seed)
+        self.record_states = record_states
+        mode = sim.resolve_mode(protocol)
+        self.style = "machine" if mode == "machine" else ("block" if protocol.block_batch else "cluster")
+        protocol.check_config(self.config)
+        self.limits = Limits(self.config.s, sim.strict)
+        self.rounds: list[RoundStats] = []
+        self.retries: list[Retry] = []
+        self.states: list[ClusterState] = []
+        self.failures = 0
+        self.words: np.ndarray | None = None        # kept while a restart may need the input
+        self.input_digest: str | None = None
+        self.block_futures: list = []                # per block: its kept memories, on a worker
+        self.inbox_futures: list = []                # per block: its inbox for the next round (or None)
+        self.keys: dict[str, int] = {}               # keys of the last rounds' tasks -> round
+        self.removals: list[dict] = []               # workers the scheduler removed (its events)
+        self.noted: set[tuple] = set()               # removals already looked at
+        writing = sim.checkpoint if sim.checkpoint is not None else sim.resume
+        self.store = CheckpointStore(writing) if writing is not None else None
+
+    # --- the run ----------------------------------------------------------------------------------
+    def run(self, data: object):
+        from ..simulator import RunResult
+        self._wait_for_workers()
+        self.client.subscribe_topic("all", self._on_event)
+        try:
+            first = self._resume(data) if self.sim.resume is not None else self._start(data)
+            final, output_stats = self._rounds(first + 1)
+            # removal events still on their way to this client: the scheduler's log has them all
+            self.removals.extend(message for _, message in self.client.get_events("all")
+                                 if isinstance(message, dict) and message.get("action") == "remove-worker")
+            self._note_removals()
+        finally:
+            self.client.unsubscribe_topic("all")
+            self._release()
+        protocol, config = self.protocol, self.config
+        output = protocol.output(config, final)
+        trace = Trace(protocol.name, config, tuple(self.rounds), rounds_bound=int(protocol.rounds_bound(config)),
+                      output=output_stats, violations=tuple(self.limits.violations), seed=self.seed,
+                      params=protocol.params(), strict=self.sim.strict, retries=tuple(self.retries))
+        return RunResult(output, trace, final, tuple(self.states))
+
+    def _start(self, data: object) -> int:
+        config, protocol = self.config, self.protocol
+        words = protocol.validate_input(config, data)
+        blocks = 1 if self.style == "cluster" else self.options.blocks_for(len(self.workers))
+        self.plan = BlockPlan(protocol, config, self.seed, self.style, partition(config.machines, blocks))
+        self.plan_future = self.client.submit(_constant, self.plan, pure=False)
+        if self.store is not None:
+            if self.store.manifest() is not None:
+                raise CheckpointError(f"{self.store.root} already holds a checkpoint: resume from it "
+                                      f"(resume=...) or write to an empty directory")
+            self.input_digest = _digest(words)
+        self.words = words
+        self._scatter_input()
+        if self.store is not None:
+            self._checkpoint(0)
+        return 0
+
+    def _resume(self, data: object) -> int:
+        manifest = CheckpointStore(self.sim.resume).manifest()
+        if manifest is None:
+            raise CheckpointError(f"nothing to resume: {self.sim.resume} holds no checkpoint manifest")
+        if self.store is not None and self.store.root != CheckpointStore(self.sim.resume).root \
+                and self.store.manifest() is not None:
+            raise CheckpointError(f"{self.store.root} already holds a checkpoint: write to an empty directory")
+        mine = self._identity()
+        different = [f"{key}: checkpoint has {manifest['run'].get(key)!r}, this run {mine[key]!r}"
+                     for key in mine if manifest["run"].get(key) != mine[key]]
+        if different:
+            raise CheckpointError(f"{self.sim.resume} holds a checkpoint of another run: " + "; ".join(different))
+        self.input_digest = manifest["input_digest"]
+        if data is not None and _digest(self.protocol.validate_input(self.config, data)) != self.input_digest:
+            raise CheckpointError(f"the input differs from the one of the run checkpointed in {self.sim.resume}")
+        self.plan = BlockPlan(self.protocol, self.config, self.seed, self.style, tuple(manifest["bounds"]))
+        self.plan_future = self.client.submit(_constant, self.plan, pure=False)
+        trace = manifest["trace"]
+        self.rounds = [RoundStats(**r) for r in trace["rounds"]]
+        self.limits.violations = [Violation(**v) for v in trace["violations"]]
+        self.retries = [Retry(**r) for r in trace["retries"]]
+        self._load(CheckpointStore(self.sim.resume), manifest)
+        if self.store is not None and self.store.root != CheckpointStore(self.sim.resume).root:
+            self._checkpoint(manifest["round"])
+        return int(manifest["round"])
+
+    def _rounds(self, r: int):
+        """Run rounds from ``r`` on until the final local computation; restart on losses."""
+        while True:
+            try:
+                outcome = self._round(r)
+                if isinstance(outcome, tuple):
+                    return outcome
+                if self.store is not None:
+                    self._checkpoint(r)
+                if outcome == "new" and self.sim.on_round is not None:     # after its checkpoint: durable
+                    self.sim.on_round(self.rounds[r - 1])
+                r += 1
+            except _Lost as lost:
+                r = self._recover(r, lost.error)
+
+    # --- one round ----------------------------------------------------------------------------------
+    def _round(self, r: int):
+        """Round ``r``: ``"new"``, ``"replayed"`` (a round recorded before a restart, recomputed and
+        checked), or the final state and output stats after the final computation.
+        Everything Dask may fail on happens before the round's first side effect, so a round
+        that fails is replayed from scratch."""
+        start = time.perf_counter()
+        blocks, submit, dtype = self.plan.blocks, self._submit, np.dtype(self.protocol.word_dtype)
+        outputs = [submit(compute_block, b, self.plan_future, b, r, self.block_futures[b], self.inbox_futures[b])
+                   for b in range(blocks)]
+        kept = [submit(_item, b, out, 0) for b, out in enumerate(outputs)]
+        reports = [submit(_item, b, out, 2) for b, out in enumerate(outputs)]
+        pieces = [[submit(_piece, b, out, d) for d in range(blocks)] for b, out in enumerate(outputs)]
+        delivered = [submit(deliver_block, d, self.plan_future, d, *(pieces[b][d] for b in range(blocks)))
+                     for d in range(blocks)]
+        inboxes = [submit(_item, d, out, 0) for d, out in enumerate(delivered)]
+        receipts = [submit(_item, d, out, 1) for d, out in enumerate(delivered)]
+        self._remember(r, outputs + kept + reports + delivered + inboxes + receipts)
+        gathered = self._gather(reports + receipts)
+        compute_reports, receive_reports = gathered[:blocks], gathered[blocks:]
+        final = sum(rep.messages for rep in compute_reports) == 0 and all(rep.error is None for rep in compute_reports)
+        replay = r <= len(self.rounds)
+        state = (_join_states(self._gather(kept), dtype)
+                 if final or (self.record_states and not replay) else None)
+        # from here on nothing fails on Dask's side
+        limits = Limits(self.config.s, self.sim.strict) if replay else self.limits
+        self._check_computed(r, compute_reports, limits)
+        if self.record_states and not replay:
+            self.states.append(state)
+        if final:
+            if replay:
+                raise BackendError(f"round {r} sent messages when first run and none when recomputed after a lost "
+                                   f"worker: is the protocol deterministic in its seed?")
+            limits.report("memory", r, *_joined([rep.kept_over for rep in compute_reports]))
+            self._note_removals()
+            traffic = _total(compute_reports)
+            return state, traffic.output_stats(max(rep.max_kept for rep in compute_reports),
+                                               time.perf_counter() - start)
+        if r > self.sim.max_rounds:
+            raise ProtocolError(f"{self.protocol.name} still sending after max_rounds = {self.sim.max_rounds}", round=r)
+        self._raise_first([rep.error for rep in compute_reports if rep.error is not None])
+        limits.report("send", r, *_joined([rep.send_over for rep in compute_reports]))
+        limits.report("receive", r, *_joined([rep.receive_over for rep in receive_reports]))
+        stats = _total(compute_reports).round_stats(r, max_received=max(rep.max_received for rep in receive_reports),
+                                                    wall_time=time.perf_counter() - start)
+        self.block_futures, self.inbox_futures = kept, inboxes
+        self._note_removals()
+        if replay:
+            if stats.counts() != self.rounds[r - 1].counts():
+                raise BackendError(f"round {r} recomputed after a lost worker gave {stats.counts()}, first "
+                                   f"{self.rounds[r - 1].counts()}: is the protocol deterministic in its seed?")
+            return "replayed"
+        self.rounds.append(stats)
+        return "new"
+
+    def _check_computed(self, r: int, reports: list[ComputeReport], limits: Limits) -> None:
+        """What the local engine checks before it looks at the messages, in its order."""
+        errors = [rep.error for rep in reports if rep.error is not None]
+        self._raise_first([e for e in errors if e.phase == _INTERNAL_PHASE])
+        limits.report("memory", r, *_joined([rep.memory_over for rep in reports]))
+        self._raise_first([e for e in errors if e.phase in COMPUTE_PHASES])
+
+    @staticmethod
+    def _raise_first(errors: list) -> None:
+        """Raise the error the local engine meets first: earliest phase, then lowest machine."""
+        if errors:
+            raise min(errors, key=lambda e: (e.phase, e.block)).exception()
+
+    # --- data placement, gathering, checkpoints -----------------------------------------------------
+    @property
+    def workers(self) -> list[str]:
+        return sorted(self.client.nthreads())
+
+    def _wait_for_workers(self) -> None:
+        try:
+            self.client.wait_for_workers(1, timeout=self.options.connect_timeout)
+        except Exception as exc:
+            raise BackendError(f"the Dask cluster has no worker after {self.options.connect_timeout:g} s "
+                               f"({type(exc).__name__}: {exc})") from None
+
+    def _homes(self) -> list[str]:
+        workers = self.workers
+        return [workers[b * len(workers) // self.plan.blocks] for b in range(self.plan.blocks)]
+
+    def _submit(self, fn, block: int, *args):
+        """Submit a task, preferably on the home worker of ``block`` (any worker if it is gone)."""
+        try:
+            return self.client.submit(fn, *args, pure=False, workers=[self.home[block]], allow_other_workers=True)
+        except Exception as exc:
+            raise _Lost(exc) from exc
+
+    def _gather(self, futures: list) -> list:
+        try:
+            return self.client.gather(futures)
+        except Exception as exc:        # the block tasks never raise: this is Dask losing something
+            raise _Lost(exc) from exc
+
+    def _scatter_input(self) -> None:
+        state = self.protocol.initial_state(self.config, self.words)
+        check_state(state, self.config.machines, self.protocol, round=0)
+        self.home = self._homes()
+        futures = []
+        try:
+            for b in range(self.plan.blocks):
+                futures.append(self.client.scatter(block_state(state, *self.plan.block(b)), workers=[self.home[b]],
+                                                   hash=False))
+        except Exception as exc:
+            raise _Lost(exc) from exc
+        self.block_futures, self.inbox_futures = futures, [None] * self.plan.blocks
+        self._remember(1, futures)
+
+    def _load(self, store: CheckpointStore, manifest: dict) -> None:
+        self.home = self._homes()
+        paths = store.files(manifest)
+        loaded = [self._submit(load_block, b, str(path)) for b, path in enumerate(paths)]
+        self.block_futures = [self._submit(_item, b, out, 0) for b, out in enumerate(loaded)]
+        self.inbox_futures = [self._submit(_item, b, out, 1) for b, out in enumerate(loaded)]
+        self._remember(int(manifest["round"]) + 1, loaded + self.block_futures + self.inbox_futures)
+
+    def _checkpoint(self, r: int) -> None:
+        paths = [self.store.block_path(r, b) for b in range(self.plan.blocks)]
+        sizes = self._gather([self._submit(save_block, b, str(path), self.block_futures[b], self.inbox_futures[b])
+                              for b, path in enumerate(paths)])
+        self.store.commit({
+            "round": r, "run": self._identity(), "input_digest": self.input_digest, "bounds": list(self.plan.bounds),
+            "files": [str(p.relative_to(self.store.root)) for p in paths], "bytes": sizes,
+            "trace": {"rounds": [asdict(s) for s in self.rounds[:r]],
+                      "violations": [asdict(v) for v in self.limits.violations if v.round <= r],
+                      "retries": [asdict(x) for x in self.retries]},
+        })
+        self.words = None        # from now on a restart reloads the checkpoint
+
+    def _identity(self) -> dict:
+        protocol = self.protocol
+        return {"protocol": protocol.name, "class": f"{type(protocol).__module__}.{type(protocol).__qualname__}",
+                "params": _jsonable(protocol.params()), "config": self.config.to_dict(), "seed": self.seed,
+                "strict": self.sim.strict, "style": self.style, "word_dtype": str(np.dtype(protocol.word_dtype))}
+
+    def _release(self) -> None:
+        live = [f for f in self.block_futures + self.inbox_futures if f is not None]
+        self.keys.clear()
+        if live:
+            with contextlib.suppress(Exception):
+                self.client.cancel(live)
+        self.block_futures, self.inbox_futures = [], []
+
+    # --- faults -------------------------------------------------------------------------------------
+    def _recover(self, r: int, error: BaseException) -> int:
+        """Restart after Dask lost something it could not recompute: from the checkpoint's last
+        complete round, else from the input. Returns the round to run next."""
+        self.failures += 1
+        if self.failures > self.options.max_retries:
+            raise BackendError(f"round {r}: the Dask cluster lost workers or data {self.failures} times "
+                               f"(max_retries = {self.options.max_retries}); last: {_describe(error)}") from error
+        self._release()
+        self.removals.clear()
+        self._wait_for_workers()
+        manifest = self.store.manifest() if self.store is not None else None
+        if manifest is not None and self.words is None:
+            self._load(self.store, manifest)
+            restart, source = int(manifest["round"]), "checkpoint"
+        elif self.words is not None:
+            self._scatter_input()
+            restart, source = 0, "input"
+        else:
+            raise BackendError(f"round {r}: Dask lost data and there is neither a checkpoint nor the input to "
+                               f"restart from ({_describe(error)})") from error
+        self.retries.append(Retry(r, restart, source, _describe(error)))
+        return restart + 1
+
+    def _remember(self, r: int, futures: list) -> None:
+        self.keys = {k: v for k, v in self.keys.items() if v >= r - 1}
+        self.keys.update((f.key, r) for f in futures)
+
+    def _on_event(self, event: tuple) -> None:
+        message = event[1]
+        if isinstance(message, dict) and message.get("action") == "remove-worker":
+            self.removals.append(message)
+
+    def _note_removals(self) -> None:
+        """Workers lost while the last rounds ran, whose tasks Dask reran without failing: retries."""
+        pending, self.removals = self.removals, []
+        for message in pending:
+            seen = (message.get("worker"), message.get("stimulus_id"))
+            if seen in self.noted:
+                continue
+            self.noted.add(seen)
+            rerun = [k for k in message.get("processing-tasks", ()) if k in self.keys]
+            recomputed = [k for k in message.get("lost-computed-tasks", ()) if k in self.keys]
+            if rerun or recomputed:
+                lost_round = max(1, min(self.keys[k] for k in rerun + recomputed))
+                self.retries.append(Retry(lost_round, lost_round - 1, "dask",
+                                          f"worker {message.get('worker')} lost: {len(rerun)} running task(s) rerun, "
+                                          f"{len(recomputed)} result(s) recomputed from their lineage"))

@@ -1,0 +1,356 @@
+"""The Dask backend runs the same protocols as the local engine with identical results: outputs,
+every round's states and inboxes, trace counts, violations and errors; it checkpoints and resumes
+to the identical result; it fails cleanly on an unreachable scheduler. Workers here are threads of
+the test process (fast); the worker-kill tests, which need processes, are in test_dask_faults.py."""
+import json
+import socket
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+distributed = pytest.importorskip("distributed", reason="the dask backend needs the optional extra anna-mpc[dask]")
+
+from mpc_sim import MPCConfig, Protocol, ProtocolError, Simulator, UnknownDestination, make_protocol  # noqa: E402
+from mpc_sim.backends import BackendError, CheckpointError  # noqa: E402
+from mpc_sim.backends.dask import DaskOptions, connect  # noqa: E402
+from mpc_sim.trace import Retry, Trace  # noqa: E402
+from reductions.cli import main as cli_main  # noqa: E402
+from tests.mpc_sim.test_simulator import (BATCH_MALFORMED, LIMIT_ERRORS, MACHINE_MALFORMED, Returns,  # noqa: E402
+                                          Rounds, SendTo)
+from tests.strategies.backends import BlockDigesting, Digesting  # noqa: E402
+from tests.strategies.mpc import ScriptedProtocol, make_schedule, schedules  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def on_dask(config, client, blocks=None, **kwargs) -> Simulator:
+    return Simulator(config, backend="dask", client=client, dask=DaskOptions(blocks=blocks), **kwargs)
+
+
+def bits(a):
+    return np.asarray(a).view(np.int64)
+
+
+def assert_identical(local, dask):
+    assert dask.trace.counts() == local.trace.counts()
+    assert dask.output.dtype == local.output.dtype and np.array_equal(bits(dask.output), bits(local.output))
+    assert dask.state.equals(local.state)
+    assert len(dask.states) == len(local.states)
+    for r, (a, b) in enumerate(zip(local.states, dask.states), start=1):
+        assert b.equals(a), f"states differ after round {r}"
+
+
+# --- equivalence ---------------------------------------------------------------------------------------------
+@settings(max_examples=12)
+@given(schedule=schedules(), seed=st.integers(0, 2**32 - 1), blocks=st.integers(1, 4))
+def test_per_machine_runs_on_blocks_equal_local_runs_state_by_state(client, schedule, seed, blocks):
+    local = Simulator(schedule.config, mode="machine").run(Digesting(schedule), schedule.input_data(), seed=seed,
+                                                          record_states=True)
+    dask = on_dask(schedule.config, client, blocks).run(Digesting(schedule), schedule.input_data(), seed=seed,
+                                                        record_states=True)
+    assert_identical(local, dask)
+    assert dask.trace.retries == () and dask.trace.check() == []
+
+
+@settings(max_examples=8)
+@given(schedule=schedules(), blocks=st.integers(1, 4))
+def test_block_local_batch_steps_run_per_block_and_equal_the_whole_cluster_batch(client, schedule, blocks):
+    local = Simulator(schedule.config, mode="batch").run(BlockDigesting(schedule), schedule.input_data(),
+                                                         record_states=True)
+    dask = on_dask(schedule.config, client, blocks, mode="batch").run(BlockDigesting(schedule), schedule.input_data(),
+                                                                      record_states=True)
+    assert_identical(local, dask)
+
+
+@settings(max_examples=8)
+@given(schedule=schedules(loose=True, max_rounds=2), blocks=st.integers(1, 3))
+def test_violations_are_recorded_identically_and_strict_runs_raise_the_same_first_error(client, schedule, blocks):
+    local = Simulator(schedule.config, strict=False, mode="machine").run(Digesting(schedule), schedule.input_data())
+    dask = on_dask(schedule.config, client, blocks, strict=False).run(Digesting(schedule), schedule.input_data())
+    assert dask.trace.counts() == local.trace.counts()          # includes the violations, in order
+    assert np.array_equal(bits(dask.output), bits(local.output))
+    if not local.trace.violations:
+        return
+    first = local.trace.violations[0]
+    with pytest.raises(LIMIT_ERRORS[first.kind]) as info:
+        on_dask(schedule.config, client, blocks).run(Digesting(schedule), schedule.input_data())
+    assert (info.value.round, info.value.machine, info.value.observed) == (first.round, first.machine, first.observed)
+
+
+LIBRARY = {"sort": 1000, "broadcast": 300, "aggregate": 300, "prefix-sum": 300, "match2": 300, "khop": 64,
+           "connectivity": 32, "threesum": 64}
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY))
+def test_every_library_protocol_gives_the_local_output_and_trace_counts(client, name):
+    protocol = make_protocol(name)
+    config = protocol.default_config(LIBRARY[name], 0.5)
+    data = protocol.generate_input(config, seed=5)
+    local = Simulator(config).run(protocol, data, seed=9)            # the fast batch style
+    dask = on_dask(config, client).run(protocol, data, seed=9)       # per-machine steps on blocks
+    assert_identical(local, dask)
+    assert protocol.verify(data, dask.output)
+
+
+def test_library_protocols_cover_the_catalog():
+    from mpc_sim.protocols import CATALOG
+    assert set(LIBRARY) == set(CATALOG)
+
+
+def test_auto_mode_on_dask_prefers_per_machine_steps_unless_the_batch_step_is_block_local(client):
+    schedule = make_schedule(MPCConfig(n=20, eps=0.5), 1, seed=0)
+    sim = on_dask(schedule.config, client)
+    assert sim.resolve_mode(ScriptedProtocol(schedule)) == "machine"
+    assert sim.resolve_mode(BlockDigesting(schedule)) == "batch"
+    assert Simulator(schedule.config).resolve_mode(ScriptedProtocol(schedule)) == "batch"
+
+
+def test_a_batch_step_that_is_not_block_local_runs_as_one_task_over_the_whole_cluster(client):
+    schedule = make_schedule(MPCConfig(n=60, eps=0.5), 2, seed=3)
+    local = Simulator(schedule.config, mode="batch").run(ScriptedProtocol(schedule, "script"), schedule.input_data())
+    dask = on_dask(schedule.config, client, blocks=4, mode="batch").run(ScriptedProtocol(schedule, "script"),
+                                                                      schedule.input_data())
+    assert_identical(local, dask)
+
+
+# --- errors: the ones the local engine raises, in its order --------------------------------------------------
+@pytest.mark.parametrize("name", sorted(MACHINE_MALFORMED))
+def test_malformed_steps_raise_the_local_engines_error(client, name):
+    make, message = MACHINE_MALFORMED[name]
+    cfg = MPCConfig(n=16, eps=0.5)
+    with pytest.raises(ProtocolError, match=message) as local:
+        Simulator(cfg, mode="machine").run(Returns(make), np.arange(16))
+    with pytest.raises(ProtocolError, match=message) as dask:
+        on_dask(cfg, client, blocks=2, mode="machine").run(Returns(make), np.arange(16))
+    assert str(dask.value) == str(local.value) and dask.value.round == 1
+
+
+@pytest.mark.parametrize("name", sorted(BATCH_MALFORMED))
+def test_malformed_batch_steps_raise_the_local_engines_error(client, name):
+    make, message = BATCH_MALFORMED[name]
+    cfg = MPCConfig(n=16, eps=0.5)
+    with pytest.raises(ProtocolError, match=message) as local:
+        Simulator(cfg, mode="batch").run(Returns(make), np.arange(16))
+    with pytest.raises(ProtocolError, match=message) as dask:
+        on_dask(cfg, client, mode="batch").run(Returns(make), np.arange(16))
+    assert str(dask.value) == str(local.value)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("destination", [-1, 4, 11])
+def test_unknown_destinations_raise_the_typed_error_on_dask_too(client, strict, destination):
+    with pytest.raises(UnknownDestination) as info:
+        on_dask(MPCConfig(n=16, eps=0.5), client, blocks=2, strict=strict).run(SendTo(destination), np.arange(16))
+    assert (info.value.round, info.value.machine, info.value.destination) == (1, 0, destination)
+
+
+def test_empty_messages_and_never_halting_protocols_are_stopped_as_locally(client):
+    cfg = MPCConfig(n=16, eps=0.5)
+    with pytest.raises(ProtocolError, match="carries 0 words"):
+        on_dask(cfg, client).run(SendTo(2, payload=()), np.arange(16))
+    with pytest.raises(ProtocolError, match="still sending after max_rounds = 3") as info:
+        on_dask(cfg, client, max_rounds=3).run(Rounds(10**9), np.arange(16))
+    assert info.value.round == 4
+    assert on_dask(cfg, client, max_rounds=3).run(Rounds(3), np.arange(16)).trace.num_rounds == 3
+
+
+def test_an_exception_in_a_step_arrives_with_its_type_message_and_remote_traceback(client):
+    class Fails(Protocol):
+        name = "fails"
+
+        def step(self, ctx, machine, memory, inbox):
+            if machine == 2:
+                raise ZeroDivisionError(f"machine {machine} divides by zero")
+            return memory, []
+
+    with pytest.raises(ZeroDivisionError, match="machine 2 divides by zero") as info:
+        on_dask(MPCConfig(n=16, eps=0.5), client, blocks=2).run(Fails(), np.arange(16))
+    assert any("step phase of block 1" in note for note in info.value.__notes__)
+
+
+def test_a_block_local_batch_step_sending_from_outside_its_block_is_refused(client):
+    class Outside(Protocol):
+        name = "outside"
+        block_batch = True
+
+        def batch_step(self, ctx, state, delivery):
+            from mpc_sim import ClusterState, MessageBatch
+            empty = ClusterState.empty(state.machines)
+            if ctx.round > 1:
+                return empty, MessageBatch.empty()
+            return empty, MessageBatch.from_list([(0, 1, [5])])       # every block claims machine 0
+
+    with pytest.raises(ProtocolError, match="not a machine of its block \\(2..3\\)"):
+        on_dask(MPCConfig(n=16, eps=0.5), client, blocks=2, mode="batch").run(Outside(), np.arange(16))
+
+
+# --- arguments ------------------------------------------------------------------------------------------------
+def test_backend_arguments_are_checked():
+    cfg = MPCConfig(n=16, eps=0.5)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Simulator(cfg, backend="spark")
+    with pytest.raises(ValueError, match="client, checkpoint need backend='dask'"):
+        Simulator(cfg, client="tcp://x:1", checkpoint="somewhere")
+    with pytest.raises(TypeError, match="DaskOptions"):
+        Simulator(cfg, backend="dask", dask={"workers": 2}).run(Rounds(1), np.arange(16))
+    for bad in (dict(workers=0), dict(blocks=0), dict(connect_timeout=0), dict(max_retries=-1)):
+        with pytest.raises(ValueError):
+            DaskOptions(**bad)
+    with pytest.raises(ValueError, match="only when resuming"):
+        Simulator(cfg, backend="dask", client="tcp://127.0.0.1:1").run(Rounds(1), None)
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_an_unreachable_scheduler_is_a_clean_error_naming_address_and_timeout():
+    address = f"tcp://127.0.0.1:{closed_port()}"
+    start = time.perf_counter()
+    with pytest.raises(BackendError) as info:
+        Simulator(MPCConfig(n=16, eps=0.5), backend="dask", client=address,
+                  dask=DaskOptions(connect_timeout=1.0)).run(Rounds(1), np.arange(16))
+    assert time.perf_counter() - start < 15          # no hang: the timeout is honoured
+    assert address in str(info.value) and "1 s connect timeout" in str(info.value)
+    with pytest.raises(BackendError, match="could not reach the Dask scheduler at nowhere"):
+        connect("nowhere", timeout=0.5)
+
+
+def test_cli_reports_an_unreachable_scheduler_and_exits_2(capsys):
+    address = f"tcp://127.0.0.1:{closed_port()}"
+    status = cli_main(["simulate", "broadcast", "--n", "64", "--eps", "0.5", "--backend", "dask",
+                       "--scheduler", address, "--connect-timeout", "1", "--no-table"])
+    out = capsys.readouterr().out
+    assert status == 2 and "BackendError" in out and address in out and "1 s" in out
+
+
+def test_cli_refuses_dask_options_without_the_dask_backend(capsys):
+    status = cli_main(["simulate", "broadcast", "--n", "64", "--eps", "0.5", "--workers", "3"])
+    assert status == 2 and "--workers need --backend dask" in capsys.readouterr().out
+
+
+# --- checkpoints and resume ----------------------------------------------------------------------------------
+class Stop(Exception):
+    pass
+
+
+def stop_after(k: int, seen: list):
+    def on_round(stats):
+        seen.append(stats)
+        if stats.round == k:
+            raise Stop(f"interrupted after round {k}")
+    return on_round
+
+
+def test_checkpoint_files_hold_exactly_the_state_after_the_last_round_without_pickle(client, tmp_path):
+    protocol = make_protocol("sort")
+    config = protocol.default_config(1000, 0.5)
+    data = protocol.generate_input(config, seed=1)
+    local = Simulator(config).run(protocol, data, seed=2, record_states=True)
+    result = on_dask(config, client, blocks=3, checkpoint=tmp_path).run(protocol, data, seed=2)
+    assert result.trace.counts() == local.trace.counts() and np.array_equal(result.output, local.output)
+    manifest = json.loads((tmp_path / "checkpoint.json").read_text())
+    last = local.trace.num_rounds
+    assert manifest["round"] == last and manifest["bounds"] == [0, 10, 21, 32]
+    assert [r["round"] for r in manifest["trace"]["rounds"]] == list(range(1, last + 1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json", f"round-{last:06d}"]
+    words, sizes = [], []
+    for name in manifest["files"]:
+        with np.load(tmp_path / name, allow_pickle=False) as z:
+            words.append(z["state_words"])
+            sizes.append(np.diff(z["state_offsets"]))
+            assert z["inbox_machine_offsets"].shape[0] == np.diff(z["state_offsets"]).shape[0] + 1
+    expected = local.states[last - 1]                   # kept memories after round R's computation
+    assert np.array_equal(np.concatenate(words), expected.words)
+    assert np.array_equal(np.concatenate(sizes), expected.sizes())
+
+
+@pytest.mark.parametrize("stop", [1, 3])
+def test_resume_continues_from_the_last_complete_round_to_the_identical_result(client, tmp_path, stop):
+    protocol = make_protocol("sort")
+    config = protocol.default_config(1000, 0.5)
+    data = protocol.generate_input(config, seed=1)
+    local = Simulator(config).run(protocol, data, seed=2)
+    seen = []
+    with pytest.raises(Stop):
+        on_dask(config, client, checkpoint=tmp_path, on_round=stop_after(stop, seen)).run(protocol, data, seed=2)
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["round"] == stop   # on_round: once durable
+    # a crash while writing the next round: a torn file of that round must not matter
+    (tmp_path / f"round-{stop + 1:06d}").mkdir()
+    (tmp_path / f"round-{stop + 1:06d}" / "block-0000.npz").write_bytes(b"torn")
+    resumed = on_dask(config, client, resume=tmp_path).run(protocol, data, seed=2)
+    assert resumed.trace.counts() == local.trace.counts()
+    assert np.array_equal(resumed.output, local.output) and resumed.state.equals(local.state)
+    # rounds up to the checkpoint come back from it losslessly, wall times included
+    assert resumed.trace.rounds[:stop] == tuple(seen)
+    assert [r.wall_time for r in resumed.trace.rounds[:stop]] == [r.wall_time for r in seen]
+    again = on_dask(config, client, resume=tmp_path).run(protocol, None, seed=2)   # the input is not needed
+    assert np.array_equal(again.output, local.output)
+
+
+def test_resume_refuses_another_run_a_missing_checkpoint_and_a_used_directory(client, tmp_path):
+    protocol = make_protocol("prefix-sum")
+    config = protocol.default_config(300, 0.5)
+    data = protocol.generate_input(config, seed=1)
+    on_dask(config, client, checkpoint=tmp_path).run(protocol, data, seed=2)
+    with pytest.raises(CheckpointError, match="seed: checkpoint has 2, this run 3"):
+        on_dask(config, client, resume=tmp_path).run(protocol, data, seed=3)
+    with pytest.raises(CheckpointError, match="protocol: checkpoint has 'prefix-sum', this run 'aggregate'"):
+        on_dask(config, client, resume=tmp_path).run(make_protocol("aggregate"), data, seed=2)
+    with pytest.raises(CheckpointError, match="the input differs"):
+        on_dask(config, client, resume=tmp_path).run(protocol, data + 1, seed=2)
+    with pytest.raises(CheckpointError, match="already holds a checkpoint"):
+        on_dask(config, client, checkpoint=tmp_path).run(protocol, data, seed=2)
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        on_dask(config, client, resume=tmp_path / "empty").run(protocol, data, seed=2)
+
+
+def test_resume_into_another_directory_copies_the_checkpoint_there(client, tmp_path):
+    protocol = make_protocol("sort")
+    config = protocol.default_config(1000, 0.5)
+    data = protocol.generate_input(config, seed=1)
+    with pytest.raises(Stop):
+        on_dask(config, client, checkpoint=tmp_path / "a", on_round=stop_after(2, [])).run(protocol, data)
+    result = on_dask(config, client, resume=tmp_path / "a", checkpoint=tmp_path / "b").run(protocol, data)
+    assert np.array_equal(result.output, np.sort(data))
+    assert json.loads((tmp_path / "b" / "checkpoint.json").read_text())["round"] == result.trace.num_rounds
+
+
+def test_cli_runs_on_a_given_scheduler_with_checkpoint_and_resume(client, tmp_path, capsys):
+    args = ["simulate", "sort", "--n", "1000", "--eps", "0.5", "--backend", "dask", "--no-table",
+            "--scheduler", client.scheduler.address]
+    assert cli_main(args + ["--checkpoint", str(tmp_path), "--trace-json", str(tmp_path / "a.json")]) == 0
+    assert cli_main(args + ["--resume", str(tmp_path), "--trace-json", str(tmp_path / "b.json")]) == 0
+    first, second = Trace.from_json(tmp_path / "a.json"), Trace.from_json(tmp_path / "b.json")
+    assert first.counts() == second.counts() and first.verified and second.verified
+    assert "verified" in capsys.readouterr().out
+
+
+# --- the trace's retry records -----------------------------------------------------------------------------
+def test_retries_round_trip_through_json_and_stay_out_of_the_counts():
+    schedule = make_schedule(MPCConfig(n=20, eps=0.5), 2, seed=0)
+    trace = Simulator(schedule.config).run(ScriptedProtocol(schedule), schedule.input_data()).trace
+    retried = Trace(**{**{f: getattr(trace, f) for f in trace.__dataclass_fields__},
+                       "retries": (Retry(2, 1, "checkpoint", "FutureCancelledError: lost"), Retry(2, 0, "input", "x"))})
+    assert retried.counts() == trace.counts() and retried != trace
+    back = Trace.from_json(retried.to_json())
+    assert back == retried and back.retries == retried.retries
+    assert Trace.from_dict({k: v for k, v in json.loads(trace.to_json()).items() if k != "retries"}) == trace
+    with pytest.raises(ValueError, match="source"):
+        Retry(2, 1, "luck", "")
+    with pytest.raises(ValueError, match="earlier round"):
+        Retry(2, 2, "input", "")

@@ -1,0 +1,101 @@
+"""Protocols for testing the distributed backend against the local engine.
+
+Task arguments are copied to the workers, so a protocol cannot log its inboxes back to the test
+the way :class:`~tests.strategies.mpc.ScriptedProtocol` does. :class:`Digesting` replays a schedule
+but stamps a digest of every inbox into the kept memory it returns (same sizes, so the expected
+counts are the schedule's): comparing the states of every round compares every delivery, word for
+word and in order. :class:`BlockDigesting` does the same in a block-local batch step.
+:class:`KillOnce` kills the worker process running one machine in one round, once per marker file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpc_sim.protocols.sample_sort import SampleSort
+from mpc_sim.state import ClusterState, MessageBatch
+
+from .mpc import ScriptedProtocol
+
+__all__ = ["Digesting", "BlockDigesting", "KillOnce", "KillingSort", "KillingDigesting", "stamp"]
+
+
+def stamp(memory: np.ndarray, round: int, machine: int, sources: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """``memory`` with its first word's bits xor-ed with a digest of (round, machine, inbox)."""
+    if memory.shape[0] == 0:
+        return memory
+    h = hashlib.blake2b(digest_size=8)
+    for part in (np.array([round, machine]), sources.astype(np.int64), words.view(np.int64)):
+        h.update(np.ascontiguousarray(part).tobytes())
+    out = np.array(memory, copy=True)
+    first = out[:1].view(np.int64)
+    first ^= np.frombuffer(h.digest(), dtype=np.int64)
+    return out
+
+
+class Digesting(ScriptedProtocol):
+    """A scripted protocol whose kept memories carry a digest of each inbox (per-machine style)."""
+
+    name = "digesting"
+
+    def step(self, ctx, machine, memory, inbox):
+        kept, outgoing = super().step(ctx, machine, memory, inbox)
+        return stamp(np.asarray(kept, dtype=self.word_dtype), ctx.round, machine, inbox.sources, inbox.words), outgoing
+
+
+class BlockDigesting(Digesting):
+    """The same, as a block-local batch step: messages by source machine, global ids."""
+
+    block_batch = True
+
+    def batch_step(self, ctx, state, delivery):
+        memories, messages = [], []
+        for i in range(state.machines):
+            machine = ctx.first_machine + i
+            kept, outgoing = self.step(ctx, machine, state.memory(i), delivery.inbox(i))
+            memories.append(kept)
+            messages.extend((machine, dst, payload) for dst, payload in outgoing)
+        return ClusterState.from_list(memories, self.word_dtype), MessageBatch.from_list(messages, self.word_dtype)
+
+
+class KillOnce:
+    """Mixin: the worker process running ``kill_machine`` in ``kill_round`` kills itself (SIGKILL)
+    if it can create ``marker``, so only the first attempt dies. Never in the driver's process."""
+
+    kill_round: int
+    kill_machine: int
+    marker: str
+    driver_pid: int
+
+    def step(self, ctx, machine, memory, inbox):
+        if ctx.round == self.kill_round and machine == self.kill_machine and os.getpid() != self.driver_pid:
+            try:
+                fd = os.open(self.marker, os.O_CREAT | os.O_EXCL)
+            except FileExistsError:
+                pass
+            else:
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().step(ctx, machine, memory, inbox)
+
+
+@dataclass(frozen=True)
+class KillingSort(KillOnce, SampleSort):
+    """SampleSort whose worker dies once in the middle of a round."""
+
+    kill_round: int = 3
+    kill_machine: int = 0
+    marker: str = ""
+    driver_pid: int = 0
+
+
+class KillingDigesting(KillOnce, Digesting):
+    """A digesting scripted protocol whose worker dies once in the middle of a round."""
+
+    def __init__(self, schedule, kill_round: int, kill_machine: int, marker: str):
+        super().__init__(schedule)
+        self.kill_round, self.kill_machine, self.marker, self.driver_pid = kill_round, kill_machine, marker, os.getpid()
