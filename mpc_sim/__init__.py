@@ -14,13 +14,13 @@ from .randomness import hash64, machine_rng, normalize_seed, uniform01
 from .routing import route
 from .simulator import RunResult, Simulator, simulate
 from .state import ClusterState, Delivery, Inbox, MessageBatch, ragged_offsets
-from .trace import OutputStats, RoundStats, Trace, Violation
+from .trace import OutputStats, Retry, RoundStats, Trace, Violation
 
 __all__ = [
     "MPCConfig", "Protocol", "RoundContext", "spread_input",
     "Simulator", "RunResult", "simulate", "route",
     "ClusterState", "MessageBatch", "Delivery", "Inbox", "ragged_offsets",
-    "RoundStats", "OutputStats", "Violation", "Trace",
+    "RoundStats", "OutputStats", "Violation", "Retry", "Trace",
     "CATALOG", "make_protocol", "protocol_class",
     "hash64", "uniform01", "machine_rng", "normalize_seed",
     "MPCError", "ConfigError", "InputError", "ProtocolError", "UnknownDestination",

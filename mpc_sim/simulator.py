@@ -56,7 +56,10 @@ class Simulator:
         :mod:`mpc_sim.backends.dask`): same protocol and seed, same output and trace counts.
         Under ``dask``, ``auto`` runs the per-machine step unless the protocol's batch step is
         block-local (:attr:`Protocol.block_batch`); ``batch`` on a protocol whose batch step is
-        not block-local runs it as one task over the whole cluster.
+        not block-local runs it as one task over the whole cluster. A round's wall time there
+        includes scheduling and moving messages between workers; ``on_round`` is called once
+        the round is complete and, with ``checkpoint``, committed. The trace records in
+        ``retries`` the rounds run again after a worker was lost.
     client : distributed.Client or str, optional
         ``dask`` only: the cluster to use as is, or a scheduler address to connect to. Without
         one, a ``LocalCluster`` is started for the run and closed after it.
@@ -68,7 +71,8 @@ class Simulator:
         directory, as ``.npz`` arrays and a JSON manifest.
     resume : path, optional
         ``dask`` only: continue the run checkpointed in this directory from its last complete
-        round (``data`` may then be ``None``); checkpoints go on being written there.
+        round (``data`` may then be ``None``); checkpoints go on being written there (or to
+        ``checkpoint``). ``record_states`` then holds the rounds run after the resume.
 
     Examples
     --------

@@ -13,7 +13,6 @@ Every check and every count of a round lives here, written for any contiguous ra
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,7 @@ from ..trace import OutputStats, RoundStats, Violation
 
 __all__ = [
     "BackendError", "CheckpointError", "LIMIT_ERRORS", "Limits", "over_limit", "Traffic",
-    "run_steps", "assemble_state", "assemble_batch", "machine_by_machine",
+    "run_steps", "assemble_state", "assemble_batch", "concat_batches", "machine_by_machine",
     "step_result", "check_state", "check_message_dtype", "check_sources", "check_destinations",
     "check_lengths", "check_batch",
 ]
@@ -135,10 +134,16 @@ class Traffic:
 # The per-machine style, in three phases
 # --------------------------------------------------------------------------------------------------
 def run_steps(protocol: Protocol, ctx: RoundContext, state: ClusterState, delivery: Delivery,
-              first: int = 0) -> tuple[list, list]:
-    """Run ``step`` on every machine of ``state`` (machine ``i`` is ``first + i``): the kept
-    memories as returned, and the messages ``(source, destination, payload)`` in send order."""
-    memories, messages = [], []
+              first: int = 0) -> tuple[list, list[MessageBatch], Exception | None]:
+    """Run ``step`` on every machine of ``state`` (machine ``i`` is ``first + i``).
+
+    Returns the kept memories as returned, the messages of each machine that sent any as a
+    batch (converted right after its step, so a round's messages never exist as millions of
+    Python objects at once), and the first error met converting messages: it is raised by
+    :func:`assemble_batch`, after the memories are assembled, as if every message had been
+    converted at the end (the engine's order of errors)."""
+    memories, batches, malformed = [], [], None
+    dtype = protocol.word_dtype
     for i in range(state.machines):
         machine = first + i
         returned = protocol.step(ctx, machine, state.memory(i), delivery.inbox(i))
@@ -149,11 +154,19 @@ def run_steps(protocol: Protocol, ctx: RoundContext, state: ClusterState, delive
                                 round=ctx.round, machine=machine) from exc
         memories.append(memory)
         try:
-            messages.extend((machine, dst, payload) for dst, payload in outgoing)
+            sent = [(machine, dst, payload) for dst, payload in outgoing]
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"messages must be (destination, payload) pairs ({exc})",
                                 round=ctx.round, machine=machine) from exc
-    return memories, messages
+        if sent and malformed is None:
+            try:
+                batches.append(MessageBatch.from_list(sent, dtype))
+            except ProtocolError as exc:
+                malformed = ProtocolError(str(exc), round=ctx.round)
+                malformed.__cause__ = exc
+            except Exception as exc:
+                malformed = exc
+    return memories, batches, malformed
 
 
 def assemble_state(memories: list, dtype: np.dtype, *, round: int, first: int = 0) -> ClusterState:
@@ -167,20 +180,40 @@ def assemble_state(memories: list, dtype: np.dtype, *, round: int, first: int = 
     return ClusterState(words.astype(dtype, copy=False), ragged_offsets([a.shape[0] for a in arrays]))
 
 
-def assemble_batch(messages: Iterable[tuple[int, int, object]], dtype: np.dtype, *, round: int) -> MessageBatch:
-    """The messages as a batch, in send order."""
-    try:
-        return MessageBatch.from_list(messages, dtype)
-    except ProtocolError as exc:
-        raise ProtocolError(str(exc), round=round) from exc
+def assemble_batch(batches: list[MessageBatch], malformed: Exception | None, dtype: np.dtype) -> MessageBatch:
+    """The machines' batches as one, in machine order (raises what :func:`run_steps` met)."""
+    if malformed is not None:
+        raise malformed
+    return concat_batches(batches, dtype)
+
+
+def concat_batches(batches: list[MessageBatch] | tuple[MessageBatch, ...], dtype: np.dtype) -> MessageBatch:
+    """The batches one after the other, as one batch.
+
+    Examples
+    --------
+    >>> a, b = MessageBatch.from_list([(0, 1, [5, 6])]), MessageBatch.from_list([(2, 0, [7])])
+    >>> joined = concat_batches([a, b], np.dtype(np.int64))
+    >>> joined.src.tolist(), joined.offsets.tolist(), joined.words.tolist()
+    ([0, 2], [0, 2, 3], [5, 6, 7])
+    """
+    if len(batches) == 1:
+        return batches[0]
+    if not batches:
+        return MessageBatch.empty(dtype)
+    lengths = [b.num_words for b in batches]
+    starts = np.cumsum([0] + lengths[:-1])
+    offsets = np.concatenate([b.offsets[:-1] + start for b, start in zip(batches, starts)] + [[sum(lengths)]])
+    return MessageBatch(np.concatenate([b.src for b in batches]), np.concatenate([b.dst for b in batches]),
+                        offsets.astype(np.int64), np.concatenate([b.words for b in batches]).astype(dtype, copy=False))
 
 
 def machine_by_machine(protocol: Protocol, ctx: RoundContext, state: ClusterState,
                        delivery: Delivery) -> tuple[ClusterState, MessageBatch]:
     """Run the per-machine step on every machine and assemble the cluster's state and messages."""
-    memories, messages = run_steps(protocol, ctx, state, delivery, ctx.first_machine)
+    memories, batches, malformed = run_steps(protocol, ctx, state, delivery, ctx.first_machine)
     new_state = assemble_state(memories, protocol.word_dtype, round=ctx.round, first=ctx.first_machine)
-    return new_state, assemble_batch(messages, protocol.word_dtype, round=ctx.round)
+    return new_state, assemble_batch(batches, malformed, protocol.word_dtype)
 
 
 # --------------------------------------------------------------------------------------------------

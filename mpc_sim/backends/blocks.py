@@ -9,7 +9,9 @@ functions, each a task of the distributed backend:
   (:func:`split_by_block`, a stable counting sort): one message batch per destination block.
 * :func:`deliver_block` takes the pieces addressed to its block, one from every source block in
   block order, concatenates them and delivers them with the numba route kernel, then measures
-  what each machine received.
+  what each machine received. It also takes the block's own :func:`compute_block` result, for
+  the block's piece and its kept memories, which it passes on with the inbox: the next round's
+  input, on the worker that computed the block.
 
 Concatenating the pieces in source-block order gives each destination's messages in the order of
 the whole cluster's batch (sources are blocks of increasing machine ids), so inboxes are exactly
@@ -31,17 +33,16 @@ Examples
 >>> plan.bounds
 (0, 2, 4)
 >>> first = spread_input(np.arange(16), cfg)
->>> outputs = [compute_block(plan, b, 1, block_state(first, *plan.block(b)), None) for b in range(2)]
+>>> outputs = [compute_block(plan, b, 1, (block_state(first, *plan.block(b)), None)) for b in range(2)]
 >>> [[len(p.words) for p in pieces] for _, pieces, _ in outputs]    # words to blocks 0 and 1
 [[4, 4], [4, 4]]
->>> delivery, received = deliver_block(plan, 0, outputs[0][1][0], outputs[1][1][0])
+>>> (kept, delivery), received = deliver_block(plan, 0, outputs[0], None, outputs[1][1][0])
 >>> delivery.inbox(0).sources.tolist(), delivery.inbox(0).words.tolist(), received.max_received
 ([3], [12, 13, 14, 15], 4)
 """
 from __future__ import annotations
 
 import pickle
-import time
 import traceback
 from dataclasses import dataclass
 
@@ -53,10 +54,10 @@ from ..protocol import Protocol, RoundContext
 from ..routing import route
 from ..state import ClusterState, Delivery, MessageBatch
 from .base import (Traffic, assemble_batch, assemble_state, check_destinations, check_lengths, check_message_dtype,
-                   check_sources, check_state, over_limit, run_steps, step_result)
+                   check_sources, check_state, concat_batches, over_limit, run_steps, step_result)
 
 __all__ = ["PHASES", "COMPUTE_PHASES", "STYLES", "BlockPlan", "BlockError", "ComputeReport", "ReceiveReport",
-           "partition", "block_state", "compute_block", "deliver_block", "split_by_block", "concat_batches"]
+           "partition", "block_state", "compute_block", "deliver_block", "split_by_block"]
 
 # A round's phases in the order the local engine meets them; every error is tagged with one.
 PHASES = ("step", "state", "messages", "state check", "message dtype", "sources", "destinations", "lengths",
@@ -174,7 +175,6 @@ class ComputeReport:
     max_kept: int
     send_over: tuple[np.ndarray, np.ndarray]
     error: BlockError | None
-    seconds: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,27 +185,28 @@ class ReceiveReport:
     block: int
     max_received: int
     receive_over: tuple[np.ndarray, np.ndarray]
-    seconds: float
 
 
 _NONE_OVER = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
 
-def compute_block(plan: BlockPlan, b: int, r: int, state: ClusterState,
-                  delivery: Delivery | None) -> tuple[ClusterState, tuple[MessageBatch, ...], ComputeReport]:
+def compute_block(plan: BlockPlan, b: int, r: int,
+                  held: tuple[ClusterState, Delivery | None]) -> tuple[ClusterState, tuple[MessageBatch, ...],
+                                                                      ComputeReport]:
     """Round ``r`` of block ``b``: its new kept memories, its messages split by destination block,
-    and the report. ``delivery`` is the block's inbox (``None``: nothing was delivered)."""
-    start = time.perf_counter()
+    and the report. ``held`` is the block's kept memories and inbox (``None``: nothing was
+    delivered), as :func:`deliver_block` leaves them."""
+    state, delivery = held
     protocol, config = plan.protocol, plan.config
     dtype = np.dtype(protocol.word_dtype)
     lo, hi = plan.block(b)
     count = hi - lo
     no_pieces = tuple(MessageBatch.empty(dtype) for _ in range(plan.blocks))
+    # phase: an index into PHASES, where an error would be reported (8: the block machinery itself)
     phase, messages, memory_over, kept_over, max_kept = 8, 0, _NONE_OVER, _NONE_OVER, 0
 
     def report(traffic=None, send_over=_NONE_OVER, error=None) -> ComputeReport:
-        return ComputeReport(b, messages, traffic, memory_over, kept_over, max_kept, send_over, error,
-                             time.perf_counter() - start)
+        return ComputeReport(b, messages, traffic, memory_over, kept_over, max_kept, send_over, error)
 
     try:
         if delivery is None:
@@ -215,11 +216,11 @@ def compute_block(plan: BlockPlan, b: int, r: int, state: ClusterState,
         ctx = RoundContext(r, config, plan.seed, lo)
         if plan.style == "machine":
             phase = 0
-            memories, outgoing = run_steps(protocol, ctx, state, delivery, lo)
+            memories, batches, malformed = run_steps(protocol, ctx, state, delivery, lo)
             phase = 1
             new_state = assemble_state(memories, dtype, round=r, first=lo)
             phase = 2
-            batch = assemble_batch(outgoing, dtype, round=r)
+            batch = assemble_batch(batches, malformed, dtype)
         else:
             phase = 0
             new_state, batch = step_result(protocol.batch_step(ctx, state, delivery), protocol, round=r)
@@ -249,18 +250,22 @@ def compute_block(plan: BlockPlan, b: int, r: int, state: ClusterState,
         return state, no_pieces, report(error=BlockError.capture(phase, b, exc))
 
 
-def deliver_block(plan: BlockPlan, d: int, *pieces: MessageBatch) -> tuple[Delivery, ReceiveReport]:
-    """Deliver to block ``d`` the pieces addressed to it (one per source block, in block order)."""
-    start = time.perf_counter()
+def deliver_block(plan: BlockPlan, d: int, computed: tuple,
+                  *pieces: MessageBatch | None) -> tuple[tuple[ClusterState, Delivery], ReceiveReport]:
+    """Deliver to block ``d`` the pieces addressed to it: ``pieces`` has one per source block, in
+    block order, ``None`` at ``d`` (the block's own piece comes with ``computed``, what
+    :func:`compute_block` returned for it). Returns the block's kept memories and inbox for the
+    next round, and the report. Taking ``computed`` keeps the task where the block's memories are."""
     lo, hi = plan.block(d)
-    batch = concat_batches(pieces, np.dtype(plan.protocol.word_dtype))
+    state, own = computed[0], computed[1][d]
+    batch = concat_batches([own if i == d else piece for i, piece in enumerate(pieces)],
+                           np.dtype(plan.protocol.word_dtype))
     routed = route(MessageBatch(batch.src, batch.dst - lo, batch.offsets, batch.words), hi - lo)
     messages = routed.messages
     delivery = Delivery(MessageBatch(messages.src, messages.dst + lo, messages.offsets, messages.words),
                         routed.machine_offsets)
     received = delivery.words_per_machine()
-    return delivery, ReceiveReport(d, int(received.max(initial=0)), over_limit(received, plan.config.s, lo),
-                                   time.perf_counter() - start)
+    return (state, delivery), ReceiveReport(d, int(received.max(initial=0)), over_limit(received, plan.config.s, lo))
 
 
 def split_by_block(batch: MessageBatch, bounds: tuple[int, ...]) -> tuple[MessageBatch, ...]:
@@ -288,16 +293,3 @@ def split_by_block(batch: MessageBatch, bounds: tuple[int, ...]) -> tuple[Messag
         i, j = firsts[d], firsts[d + 1]
         pieces.append(MessageBatch(src[i:j], dst[i:j], offsets[i:j + 1] - offsets[i], words[offsets[i]:offsets[j]]))
     return tuple(pieces)
-
-
-def concat_batches(pieces: tuple[MessageBatch, ...] | list[MessageBatch], dtype: np.dtype) -> MessageBatch:
-    """The pieces one after the other, as one batch."""
-    if len(pieces) == 1:
-        return pieces[0]
-    if not pieces:
-        return MessageBatch.empty(dtype)
-    lengths = [p.num_words for p in pieces]
-    starts = np.cumsum([0] + lengths[:-1])
-    offsets = np.concatenate([p.offsets[:-1] + start for p, start in zip(pieces, starts)] + [[sum(lengths)]])
-    return MessageBatch(np.concatenate([p.src for p in pieces]), np.concatenate([p.dst for p in pieces]),
-                        offsets.astype(np.int64), np.concatenate([p.words for p in pieces]).astype(dtype, copy=False))

@@ -25,7 +25,7 @@ Examples
 True
 >>> state = ClusterState.from_list([np.array([1, 2]), np.array([3])])
 >>> path = store.block_path(0, 0)
->>> save_block(str(path), state, None) > 0
+>>> save_block(str(path), (state, None)) > 0
 True
 >>> store.commit({"round": 0, "files": [str(path.relative_to(root))]})
 >>> loaded, inbox = load_block(str(path))
@@ -67,9 +67,10 @@ def write_atomically(path: Path, write) -> None:
             tmp.unlink()
 
 
-def save_block(path: str, state: ClusterState, delivery: Delivery | None) -> int:
-    """Write one block's kept memories and inbox to ``path`` (atomically); returns its size in
-    bytes. Runs on the worker holding the block."""
+def save_block(path: str, held: tuple[ClusterState, Delivery | None]) -> int:
+    """Write one block's kept memories and inbox (``None``: nothing delivered) to ``path``
+    (atomically); returns its size in bytes. Runs on the worker holding the block."""
+    state, delivery = held
     arrays = {"state_words": state.words, "state_offsets": state.offsets}
     if delivery is not None:
         m = delivery.messages

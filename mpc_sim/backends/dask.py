@@ -2,8 +2,8 @@
 
 What runs where. The machines are cut into contiguous blocks (two per worker by default). The
 driver (the process calling :meth:`Simulator.run`) computes the initial state and scatters it,
-block by block, to the workers; after that the words stay on the workers. Every round is a small
-task graph, submitted at once:
+block by block, round-robin over the workers; after that the words stay on the workers. Every
+round is a small task graph, submitted at once (``B**2 + 4 B`` tasks for ``B`` blocks):
 
 * ``compute_block(b)`` for every block: the protocol's computation on the block's machines, the
   checks, the block's accounting, and its messages cut by destination block;
@@ -14,7 +14,9 @@ task graph, submitted at once:
 then the driver gathers only the reports (sums, maxima and the machines over a limit), raises the
 error the local engine would have raised first, reduces the reports into the round's
 :class:`~mpc_sim.trace.RoundStats` and goes on. Only the final state travels back (for the
-protocol's output). See :mod:`mpc_sim.backends.blocks` for the block functions.
+protocol's output). See :mod:`mpc_sim.backends.blocks` for the block functions. Tasks carry no
+worker restrictions: a block's round runs where its memories are because that is where its
+largest input is, and a task whose preferred worker died never waits for it.
 
 Faults. A lost worker loses the blocks it held. Results Dask can recompute from their lineage it
 recomputes by itself (the round goes on; the trace records a ``dask`` retry). When it cannot
@@ -29,6 +31,10 @@ them with the trace so far (:mod:`mpc_sim.backends.checkpoint`). ``resume=DIR`` 
 of the last committed round on the workers and continues; the result and the trace counts are
 those of an uninterrupted run. Workers and driver must see ``DIR`` at the same path (a shared
 file system on a real cluster).
+
+``on_round`` is called once a round is complete and, with checkpoints, committed. The driver
+listens to the scheduler's ``"all"`` event topic during a run (for worker removals), replacing any
+handler a given client had for it.
 
 ``distributed`` is imported only when a run starts, so this module imports without it.
 
@@ -130,7 +136,7 @@ def _session(client: object, options: DaskOptions) -> Iterator:
     if client is None:
         from distributed import Client, LocalCluster
         cluster = LocalCluster(n_workers=options.workers, threads_per_worker=options.threads_per_worker,
-                               processes=options.processes, dashboard_address=None, silence_logs=logging.ERROR)
+                               processes=options.processes, dashboard_address=":0", silence_logs=logging.ERROR)
         try:
             own = Client(cluster, set_as_default=False)
             try:
@@ -172,8 +178,8 @@ def _item(value: tuple, index: int):
     return value[index]
 
 
-def _piece(output: tuple, block: int):
-    return output[1][block]
+def _piece(computed: tuple, block: int):
+    return computed[1][block]
 
 
 def _constant(value):
@@ -230,11 +236,11 @@ class _DaskRun:
         self.failures = 0
         self.words: np.ndarray | None = None        # kept while a restart may need the input
         self.input_digest: str | None = None
-        self.block_futures: list = []                # per block: its kept memories, on a worker
-        self.inbox_futures: list = []                # per block: its inbox for the next round (or None)
+        self.held: list = []                         # per block: (kept memories, inbox) on a worker
         self.keys: dict[str, int] = {}               # keys of the last rounds' tasks -> round
         self.removals: list[dict] = []               # workers the scheduler removed (its events)
         self.noted: set[tuple] = set()               # removals already looked at
+        self.checkpoint_due: int | None = None       # a round to checkpoint before going on
         writing = sim.checkpoint if sim.checkpoint is not None else sim.resume
         self.store = CheckpointStore(writing) if writing is not None else None
 
@@ -244,7 +250,11 @@ class _DaskRun:
         self._wait_for_workers()
         self.client.subscribe_topic("all", self._on_event)
         try:
-            first = self._resume(data) if self.sim.resume is not None else self._start(data)
+            try:
+                first = self._resume(data) if self.sim.resume is not None else self._start(data)
+            except _Lost as lost:
+                raise BackendError(f"could not place the cluster's state on the Dask workers: "
+                                   f"{_describe(lost.error)}") from lost.error
             final, output_stats = self._rounds(first + 1)
             # removal events still on their way to this client: the scheduler's log has them all
             self.removals.extend(message for _, message in self.client.get_events("all")
@@ -265,7 +275,7 @@ class _DaskRun:
         words = protocol.validate_input(config, data)
         blocks = 1 if self.style == "cluster" else self.options.blocks_for(len(self.workers))
         self.plan = BlockPlan(protocol, config, self.seed, self.style, partition(config.machines, blocks))
-        self.plan_future = self.client.submit(_constant, self.plan, pure=False)
+        self.plan_future = self._submit(_constant, self.plan)
         if self.store is not None:
             if self.store.manifest() is not None:
                 raise CheckpointError(f"{self.store.root} already holds a checkpoint: resume from it "
@@ -274,7 +284,7 @@ class _DaskRun:
         self.words = words
         self._scatter_input()
         if self.store is not None:
-            self._checkpoint(0)
+            self.checkpoint_due = 0
         return 0
 
     def _resume(self, data: object) -> int:
@@ -293,20 +303,23 @@ class _DaskRun:
         if data is not None and _digest(self.protocol.validate_input(self.config, data)) != self.input_digest:
             raise CheckpointError(f"the input differs from the one of the run checkpointed in {self.sim.resume}")
         self.plan = BlockPlan(self.protocol, self.config, self.seed, self.style, tuple(manifest["bounds"]))
-        self.plan_future = self.client.submit(_constant, self.plan, pure=False)
+        self.plan_future = self._submit(_constant, self.plan)
         trace = manifest["trace"]
         self.rounds = [RoundStats(**r) for r in trace["rounds"]]
         self.limits.violations = [Violation(**v) for v in trace["violations"]]
         self.retries = [Retry(**r) for r in trace["retries"]]
         self._load(CheckpointStore(self.sim.resume), manifest)
         if self.store is not None and self.store.root != CheckpointStore(self.sim.resume).root:
-            self._checkpoint(manifest["round"])
+            self._checkpoint(int(manifest["round"]))          # a copy in the new directory
         return int(manifest["round"])
 
     def _rounds(self, r: int):
         """Run rounds from ``r`` on until the final local computation; restart on losses."""
         while True:
             try:
+                if self.checkpoint_due is not None:
+                    self._checkpoint(self.checkpoint_due)
+                    self.checkpoint_due = None
                 outcome = self._round(r)
                 if isinstance(outcome, tuple):
                     return outcome
@@ -326,21 +339,20 @@ class _DaskRun:
         that fails is replayed from scratch."""
         start = time.perf_counter()
         blocks, submit, dtype = self.plan.blocks, self._submit, np.dtype(self.protocol.word_dtype)
-        outputs = [submit(compute_block, b, self.plan_future, b, r, self.block_futures[b], self.inbox_futures[b])
-                   for b in range(blocks)]
-        kept = [submit(_item, b, out, 0) for b, out in enumerate(outputs)]
-        reports = [submit(_item, b, out, 2) for b, out in enumerate(outputs)]
-        pieces = [[submit(_piece, b, out, d) for d in range(blocks)] for b, out in enumerate(outputs)]
-        delivered = [submit(deliver_block, d, self.plan_future, d, *(pieces[b][d] for b in range(blocks)))
+        outputs = [submit(compute_block, self.plan_future, b, r, self.held[b]) for b in range(blocks)]
+        reports = [submit(_item, out, 2) for out in outputs]
+        pieces = [[None if b == d else submit(_piece, out, d) for d in range(blocks)] for b, out in enumerate(outputs)]
+        delivered = [submit(deliver_block, self.plan_future, d, outputs[d], *(pieces[b][d] for b in range(blocks)))
                      for d in range(blocks)]
-        inboxes = [submit(_item, d, out, 0) for d, out in enumerate(delivered)]
-        receipts = [submit(_item, d, out, 1) for d, out in enumerate(delivered)]
-        self._remember(r, outputs + kept + reports + delivered + inboxes + receipts)
+        held = [submit(_item, out, 0) for out in delivered]
+        receipts = [submit(_item, out, 1) for out in delivered]
+        self._remember(r, outputs + reports + [p for row in pieces for p in row if p is not None] + delivered
+                       + held + receipts)
         gathered = self._gather(reports + receipts)
         compute_reports, receive_reports = gathered[:blocks], gathered[blocks:]
         final = sum(rep.messages for rep in compute_reports) == 0 and all(rep.error is None for rep in compute_reports)
         replay = r <= len(self.rounds)
-        state = (_join_states(self._gather(kept), dtype)
+        state = (_join_states(self._gather([submit(_item, out, 0) for out in outputs]), dtype)
                  if final or (self.record_states and not replay) else None)
         # from here on nothing fails on Dask's side
         limits = Limits(self.config.s, self.sim.strict) if replay else self.limits
@@ -363,7 +375,7 @@ class _DaskRun:
         limits.report("receive", r, *_joined([rep.receive_over for rep in receive_reports]))
         stats = _total(compute_reports).round_stats(r, max_received=max(rep.max_received for rep in receive_reports),
                                                     wall_time=time.perf_counter() - start)
-        self.block_futures, self.inbox_futures = kept, inboxes
+        self.held = held
         self._note_removals()
         if replay:
             if stats.counts() != self.rounds[r - 1].counts():
@@ -398,14 +410,11 @@ class _DaskRun:
             raise BackendError(f"the Dask cluster has no worker after {self.options.connect_timeout:g} s "
                                f"({type(exc).__name__}: {exc})") from None
 
-    def _homes(self) -> list[str]:
-        workers = self.workers
-        return [workers[b * len(workers) // self.plan.blocks] for b in range(self.plan.blocks)]
-
-    def _submit(self, fn, block: int, *args):
-        """Submit a task, preferably on the home worker of ``block`` (any worker if it is gone)."""
+    def _submit(self, fn, *args):
+        """Submit a task. No worker restrictions: tasks follow their data (a block's round runs
+        where its memories are), and nothing waits for a worker that is gone."""
         try:
-            return self.client.submit(fn, *args, pure=False, workers=[self.home[block]], allow_other_workers=True)
+            return self.client.submit(fn, *args, pure=False)
         except Exception as exc:
             raise _Lost(exc) from exc
 
@@ -416,31 +425,26 @@ class _DaskRun:
             raise _Lost(exc) from exc
 
     def _scatter_input(self) -> None:
+        """The initial state, block by block, spread over the workers (round-robin)."""
         state = self.protocol.initial_state(self.config, self.words)
         check_state(state, self.config.machines, self.protocol, round=0)
-        self.home = self._homes()
-        futures = []
+        blocks = [(block_state(state, *self.plan.block(b)), None) for b in range(self.plan.blocks)]
+        del state
         try:
-            for b in range(self.plan.blocks):
-                futures.append(self.client.scatter(block_state(state, *self.plan.block(b)), workers=[self.home[b]],
-                                                   hash=False))
+            self.held = self.client.scatter(blocks, hash=False)
         except Exception as exc:
             raise _Lost(exc) from exc
-        self.block_futures, self.inbox_futures = futures, [None] * self.plan.blocks
-        self._remember(1, futures)
+        self._remember(1, self.held)
 
     def _load(self, store: CheckpointStore, manifest: dict) -> None:
-        self.home = self._homes()
-        paths = store.files(manifest)
-        loaded = [self._submit(load_block, b, str(path)) for b, path in enumerate(paths)]
-        self.block_futures = [self._submit(_item, b, out, 0) for b, out in enumerate(loaded)]
-        self.inbox_futures = [self._submit(_item, b, out, 1) for b, out in enumerate(loaded)]
-        self._remember(int(manifest["round"]) + 1, loaded + self.block_futures + self.inbox_futures)
+        """The blocks of the checkpoint's round, read by tasks on the workers (so Dask can read
+        them again if a worker holding them is lost)."""
+        self.held = [self._submit(load_block, str(path)) for path in store.files(manifest)]
+        self._remember(int(manifest["round"]) + 1, self.held)
 
     def _checkpoint(self, r: int) -> None:
         paths = [self.store.block_path(r, b) for b in range(self.plan.blocks)]
-        sizes = self._gather([self._submit(save_block, b, str(path), self.block_futures[b], self.inbox_futures[b])
-                              for b, path in enumerate(paths)])
+        sizes = self._gather([self._submit(save_block, str(path), held) for path, held in zip(paths, self.held)])
         self.store.commit({
             "round": r, "run": self._identity(), "input_digest": self.input_digest, "bounds": list(self.plan.bounds),
             "files": [str(p.relative_to(self.store.root)) for p in paths], "bytes": sizes,
@@ -457,36 +461,41 @@ class _DaskRun:
                 "strict": self.sim.strict, "style": self.style, "word_dtype": str(np.dtype(protocol.word_dtype))}
 
     def _release(self) -> None:
-        live = [f for f in self.block_futures + self.inbox_futures if f is not None]
+        """Cancel what this run holds on the cluster (its blocks and its plan)."""
+        live, self.held = self.held + [getattr(self, "plan_future", None)], []
+        live = [f for f in live if f is not None]
         self.keys.clear()
         if live:
             with contextlib.suppress(Exception):
                 self.client.cancel(live)
-        self.block_futures, self.inbox_futures = [], []
 
     # --- faults -------------------------------------------------------------------------------------
     def _recover(self, r: int, error: BaseException) -> int:
         """Restart after Dask lost something it could not recompute: from the checkpoint's last
         complete round, else from the input. Returns the round to run next."""
-        self.failures += 1
-        if self.failures > self.options.max_retries:
-            raise BackendError(f"round {r}: the Dask cluster lost workers or data {self.failures} times "
-                               f"(max_retries = {self.options.max_retries}); last: {_describe(error)}") from error
-        self._release()
-        self.removals.clear()
-        self._wait_for_workers()
-        manifest = self.store.manifest() if self.store is not None else None
-        if manifest is not None and self.words is None:
-            self._load(self.store, manifest)
-            restart, source = int(manifest["round"]), "checkpoint"
-        elif self.words is not None:
-            self._scatter_input()
-            restart, source = 0, "input"
-        else:
-            raise BackendError(f"round {r}: Dask lost data and there is neither a checkpoint nor the input to "
-                               f"restart from ({_describe(error)})") from error
-        self.retries.append(Retry(r, restart, source, _describe(error)))
-        return restart + 1
+        while True:
+            self.failures += 1
+            if self.failures > self.options.max_retries:
+                raise BackendError(f"round {r}: the Dask cluster lost workers or data {self.failures} times "
+                                   f"(max_retries = {self.options.max_retries}); last: {_describe(error)}") from error
+            self._release()
+            self.removals.clear()
+            self._wait_for_workers()
+            try:
+                self.plan_future = self._submit(_constant, self.plan)       # a restarted cluster forgot it
+                if self.words is not None:            # no round committed yet: the input is still here
+                    self._scatter_input()
+                    restart, source = 0, "input"
+                    self.checkpoint_due = 0 if self.store is not None else None
+                else:
+                    manifest = self.store.manifest()
+                    self._load(self.store, manifest)
+                    restart, source = int(manifest["round"]), "checkpoint"
+            except _Lost as lost:                     # lost again while restarting: try again
+                error = lost.error
+                continue
+            self.retries.append(Retry(r, restart, source, _describe(error)))
+            return restart + 1
 
     def _remember(self, r: int, futures: list) -> None:
         self.keys = {k: v for k, v in self.keys.items() if v >= r - 1}

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from mpc_sim import ClusterState, MessageBatch, MPCConfig, Protocol, ProtocolError, Simulator, route
 from mpc_sim.backends import CheckpointError
-from mpc_sim.backends.base import Limits, Traffic, over_limit
-from mpc_sim.backends.blocks import (BlockError, BlockPlan, block_state, compute_block, concat_batches, deliver_block,
+from mpc_sim.backends.base import Limits, Traffic, concat_batches, over_limit
+from mpc_sim.backends.blocks import (BlockError, BlockPlan, block_state, compute_block, deliver_block,
                                      partition, split_by_block)
 from mpc_sim.backends.checkpoint import CheckpointStore, load_block, save_block
 from tests.strategies.mpc import MachineOnly, message_batches, random_words, schedules
@@ -84,17 +84,18 @@ def test_split_by_block_keeps_each_blocks_messages_in_batch_order(case, data):
 def test_delivering_pieces_from_every_source_block_gives_exactly_the_whole_clusters_inboxes(case, data):
     batch, machines = case
     bounds = data.draw(bounds_for(machines))
-    sources = data.draw(bounds_for(machines))       # sending blocks: messages grouped by source block
-    order = np.argsort(batch.src, kind="stable")
-    batch = _take(batch, order)                     # the whole cluster's batch lists sources in order
+    batch = _take(batch, np.argsort(batch.src, kind="stable"))   # the cluster's batch lists sources in order
     whole = route(batch, machines)
     plan = BlockPlan(Words(batch.dtype), square_config(machines), 0, "machine", bounds)
-    per_source = [split_by_block(_take(batch, np.flatnonzero((batch.src >= lo) & (batch.src < hi))), bounds)
-                  for lo, hi in zip(sources[:-1], sources[1:])]
+    # what each block sent: its messages, cut by destination block
+    sent = [split_by_block(_take(batch, np.flatnonzero((batch.src >= lo) & (batch.src < hi))), bounds)
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
     for d in range(plan.blocks):
         lo, hi = plan.block(d)
-        delivery, receipt = deliver_block(plan, d, *(pieces[d] for pieces in per_source))
-        assert delivery.machines == hi - lo
+        kept = ClusterState.empty(hi - lo)
+        others = [None if b == d else sent[b][d] for b in range(plan.blocks)]
+        (passed, delivery), receipt = deliver_block(plan, d, (kept, sent[d], None), *others)
+        assert passed is kept and delivery.machines == hi - lo
         for m in range(lo, hi):
             want, got = whole.inbox(m), delivery.inbox(m - lo)
             assert got.sources.tolist() == want.sources.tolist()
@@ -103,7 +104,7 @@ def test_delivering_pieces_from_every_source_block_gives_exactly_the_whole_clust
         assert ((delivery.messages.dst >= lo) & (delivery.messages.dst < hi)).all()   # global ids
         received = whole.words_per_machine()[lo:hi]
         assert receipt.max_received == received.max(initial=0)
-        machines_over, amounts = receipt.receive_over
+        machines_over, _ = receipt.receive_over
         assert machines_over.tolist() == (np.flatnonzero(received > plan.config.s) + lo).tolist()
 
 
@@ -128,10 +129,9 @@ def test_rounds_computed_block_by_block_reproduce_the_local_engine_exactly(sched
     protocol = MachineOnly(schedule)
     plan = BlockPlan(protocol, cfg, 0, "machine", bounds)
     start = protocol.initial_state(cfg, schedule.input_data())
-    states = [block_state(start, *plan.block(b)) for b in range(plan.blocks)]
-    inboxes = [None] * plan.blocks
+    held = [(block_state(start, *plan.block(b)), None) for b in range(plan.blocks)]
     for r in range(1, schedule.rounds + 2):
-        outputs = [compute_block(plan, b, r, states[b], inboxes[b]) for b in range(plan.blocks)]
+        outputs = [compute_block(plan, b, r, held[b]) for b in range(plan.blocks)]
         reports = [out[2] for out in outputs]
         assert all(rep.error is None for rep in reports)
         states = [out[0] for out in outputs]
@@ -146,8 +146,9 @@ def test_rounds_computed_block_by_block_reproduce_the_local_engine_exactly(sched
             kept = max(rep.max_kept for rep in reports)
             assert traffic.output_stats(kept, 0.0).counts() == local.trace.output.counts()
             break
-        delivered = [deliver_block(plan, d, *(out[1][d] for out in outputs)) for d in range(plan.blocks)]
-        inboxes = [x[0] for x in delivered]
+        delivered = [deliver_block(plan, d, outputs[d], *(None if b == d else out[1][d] for b, out in enumerate(outputs)))
+                     for d in range(plan.blocks)]
+        held = [x[0] for x in delivered]
         stats = traffic.round_stats(r, max_received=max(x[1].max_received for x in delivered), wall_time=0.0)
         assert stats.counts() == local.trace.rounds[r - 1].counts()
 
@@ -164,11 +165,11 @@ def test_block_errors_are_returned_with_their_phase_never_raised():
     cfg = square_config(4)
     plan = BlockPlan(BadStep(), cfg, 0, "machine", (0, 2, 4))
     start = ClusterState.from_list([np.arange(2)] * 4)
-    _, pieces, report = compute_block(plan, 0, 1, block_state(start, 0, 2), None)
+    _, pieces, report = compute_block(plan, 0, 1, (block_state(start, 0, 2), None))
     assert report.error.phase == 6 and report.messages == 1          # destinations checked: 99 is unknown
     assert all(p.num_messages == 0 for p in pieces)                  # nothing invalid is ever routed
     assert "unknown machine 99" in str(report.error.exception())
-    _, _, report = compute_block(plan, 1, 1, block_state(start, 2, 4), None)
+    _, _, report = compute_block(plan, 1, 1, (block_state(start, 2, 4), None))
     assert report.error.phase == 0 and isinstance(report.error.exception(), KeyError)
 
 
@@ -214,7 +215,7 @@ def test_checkpoint_blocks_round_trip_bit_exactly_without_pickle(tmp_path, dtype
     batch = MessageBatch.from_list([(0, 2, random_words(rng, 2, dtype)), (1, 0, random_words(rng, 1, dtype))], dtype)
     delivery = route(batch, 3) if with_inbox else None
     path = tmp_path / "round-000001" / "block-0000.npz"
-    assert save_block(str(path), state, delivery) == path.stat().st_size
+    assert save_block(str(path), (state, delivery)) == path.stat().st_size
     with np.load(path, allow_pickle=False) as z:      # plain arrays: loadable with pickle refused
         assert all(z[name].dtype != object for name in z.files)
     loaded, inbox = load_block(str(path))
@@ -232,9 +233,9 @@ def test_checkpoint_commit_is_the_last_complete_round_and_prunes_the_others(tmp_
     store = CheckpointStore(tmp_path)
     state = ClusterState.from_list([np.arange(3)])
     for r in (0, 1):
-        save_block(str(store.block_path(r, 0)), state, None)
+        save_block(str(store.block_path(r, 0)), (state, None))
         store.commit({"round": r, "files": [str(store.block_path(r, 0).relative_to(store.root))]})
-    save_block(str(store.block_path(2, 0)), state, None)        # round 2 written, never committed (a crash)
+    save_block(str(store.block_path(2, 0)), (state, None))        # round 2 written, never committed (a crash)
     assert store.manifest()["round"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json", "round-000001", "round-000002"]
     assert [p.name for p in store.files(store.manifest())] == ["block-0000.npz"]

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 distributed = pytest.importorskip("distributed", reason="the dask backend needs the optional extra anna-mpc[dask]")
 
-from mpc_sim import MPCConfig, Protocol, ProtocolError, Simulator, UnknownDestination, make_protocol  # noqa: E402
+from mpc_sim import (MPCConfig, Protocol, ProtocolError, Simulator, UnknownDestination, make_protocol,  # noqa: E402
+                     simulate)
 from mpc_sim.backends import BackendError, CheckpointError  # noqa: E402
 from mpc_sim.backends.dask import DaskOptions, connect  # noqa: E402
 from mpc_sim.trace import Retry, Trace  # noqa: E402
@@ -26,7 +27,7 @@ from tests.strategies.mpc import ScriptedProtocol, make_schedule, schedules  # n
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0")
     client = distributed.Client(cluster, set_as_default=False)
     yield client
     client.close()
@@ -100,6 +101,20 @@ def test_every_library_protocol_gives_the_local_output_and_trace_counts(client, 
     dask = on_dask(config, client).run(protocol, data, seed=9)       # per-machine steps on blocks
     assert_identical(local, dask)
     assert protocol.verify(data, dask.output)
+
+
+def test_blocks_are_computed_on_both_workers_and_messages_cross_between_them(client):
+    protocol = make_protocol("sort")
+    config = protocol.default_config(3000, 0.5)
+    with distributed.get_task_stream(client=client) as stream:
+        result = on_dask(config, client, blocks=4).run(protocol, protocol.generate_input(config, seed=1))
+    assert protocol.verify(protocol.generate_input(config, seed=1), result.output)
+
+    def tasks(name):
+        return [t for t in stream.data if str(t["key"]).startswith(name)]
+    assert {t["worker"] for t in tasks("compute_block")} == set(client.nthreads())
+    transfers = [s for t in tasks("deliver_block") for s in t["startstops"] if s["action"] == "transfer"]
+    assert transfers, "the all-to-all moved no piece between workers"
 
 
 def test_library_protocols_cover_the_catalog():
@@ -210,6 +225,24 @@ def test_backend_arguments_are_checked():
         Simulator(cfg, backend="dask", client="tcp://127.0.0.1:1").run(Rounds(1), None)
 
 
+def test_without_a_client_a_local_cluster_is_started_for_the_run_and_closed_after(monkeypatch):
+    started = []
+
+    class Recorded(distributed.LocalCluster):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(distributed, "LocalCluster", Recorded)
+    protocol = make_protocol("prefix-sum")
+    config = protocol.default_config(300, 0.5)
+    data = protocol.generate_input(config, seed=1)
+    result = simulate(protocol, data, config, backend="dask", verify=True)      # default options: 2 processes
+    assert result.trace.verified and result.trace.counts() == simulate(protocol, data, config).trace.counts()
+    (cluster,) = started
+    assert len(cluster.workers) == 0 and cluster.status.name == "closed"
+
+
 def closed_port() -> int:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -238,9 +271,12 @@ def test_cli_reports_an_unreachable_scheduler_and_exits_2(capsys):
     assert status == 2 and "BackendError" in out and address in out and "1 s" in out
 
 
-def test_cli_refuses_dask_options_without_the_dask_backend(capsys):
-    status = cli_main(["simulate", "broadcast", "--n", "64", "--eps", "0.5", "--workers", "3"])
-    assert status == 2 and "--workers need --backend dask" in capsys.readouterr().out
+def test_cli_refuses_dask_options_without_the_dask_backend_and_a_cluster_size_with_a_scheduler(capsys):
+    status = cli_main(["simulate", "broadcast", "--n", "64", "--eps", "0.5", "--workers", "3", "--resume", "x"])
+    assert status == 2 and "--workers, --resume need --backend dask" in capsys.readouterr().out
+    status = cli_main(["simulate", "broadcast", "--n", "64", "--eps", "0.5", "--backend", "dask", "--workers", "3",
+                       "--scheduler", "tcp://127.0.0.1:1"])
+    assert status == 2 and "cannot be combined with --scheduler" in " ".join(capsys.readouterr().out.split())
 
 
 # --- checkpoints and resume ----------------------------------------------------------------------------------
