@@ -26,7 +26,7 @@ from anna.transformer import init_transformer
 @pytest.fixture
 def torch():
     module = pytest.importorskip("torch", reason="training needs torch, the optional extra 'train' "
-                                                 "(pip install torch==2.13.0); CI installs .[dev] only")
+                                                 "(pip install torch==2.13.0); CI does not install it")
     module.set_num_threads(1)
     return module
 
