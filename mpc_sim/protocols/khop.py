@@ -60,7 +60,7 @@ from ._blocks import (HEARTBEAT, INT_MAX, bitonic_stages, build_state, delivery_
                       pack_batch, pack_local, relayout_batch, relayout_local, smallest_config, sort_round_batch,
                       sort_round_local, spanned, with_heartbeat)
 
-__all__ = ["KHop", "hop_k_reference"]
+__all__ = ["KHop", "hop_k_reference", "doubling_steps"]
 
 _X, _G, _A = 0, 1, 2  # columns of a working machine's state: token, g pointer, a pointer
 
@@ -100,9 +100,24 @@ class _Trip:
     token: bool = False
 
 
-def _trips(k: int) -> tuple[_Trip, ...]:
-    """The doubling program for ``k >= 1``: one trip per bit that needs a request, then the token trip."""
-    trips, a_is_identity, pending_copy = [], True, False
+def doubling_steps(k: int) -> tuple[tuple[bool, bool, bool], ...]:
+    """Pointer doubling along the bits of ``k >= 1``, low bit first: per bit ``(copy, g_req, a_req)``.
+
+    With ``g = find^(2^j)`` and ``a`` the composition of the bits done so far: ``copy`` sets
+    ``a <- g`` (the first set bit, while ``a`` is the identity), ``a_req`` sets ``a <- g o a`` (a
+    later set bit), ``g_req`` sets ``g <- g o g`` (every bit but the top one). A step with neither
+    request is the top bit of a power of two: ``find^k`` is ``g`` itself.
+
+    Examples
+    --------
+    >>> doubling_steps(3)
+    ((True, True, False), (False, False, True))
+    >>> doubling_steps(4)
+    ((False, True, False), (False, True, False), (True, False, False))
+    """
+    if k < 1:
+        raise ValueError(f"the doubling program needs k >= 1, got {k}")
+    steps, a_is_identity = [], True
     length = k.bit_length()
     for j in range(length):
         copy = a_req = False
@@ -111,10 +126,17 @@ def _trips(k: int) -> tuple[_Trip, ...]:
                 copy, a_is_identity = True, False
             else:
                 a_req = True
-        g_req = j < length - 1
+        steps.append((copy, j < length - 1, a_req))
+    return tuple(steps)
+
+
+def _trips(k: int) -> tuple[_Trip, ...]:
+    """The doubling program for ``k >= 1``: one trip per bit that needs a request, then the token trip."""
+    trips, pending_copy = [], False
+    for copy, g_req, a_req in doubling_steps(k):
         if g_req or a_req:
             trips.append(_Trip(copy=copy, g_req=g_req, a_req=a_req))
-        else:  # the top bit of a power of two: a ← g, done while sending the token trip
+        else:  # the top bit of a power of two: a <- g, done while sending the token trip
             pending_copy = copy
     trips.append(_Trip(copy=pending_copy, token=True))
     return tuple(trips)

@@ -55,7 +55,7 @@ from anna.lsh import LSHConfig
 from anna.tasks import BOTTOM
 from anna.transformer import Head, Layer, Transformer
 from mpc_sim import MPCConfig
-from mpc_sim.protocols.khop import KHop
+from mpc_sim.protocols.khop import KHop, doubling_steps
 
 from ..compile import CompiledModel, compile_mpc
 from ._common import check_attention, check_symbols, columns, place, with_lsh
@@ -108,16 +108,8 @@ def doubling_program(k: int) -> tuple[tuple[Doubling, ...], str]:
     k = _check_k(k)
     if k < 1:
         raise ValueError(f"the doubling program needs k >= 1, got {k}")
-    layers, a_is_identity, answer = [], True, "a"
-    length = k.bit_length()
-    for j in range(length):
-        copy = a_req = False
-        if (k >> j) & 1:
-            if a_is_identity:
-                copy, a_is_identity = True, False
-            else:
-                a_req = True
-        g_req = j < length - 1
+    layers, answer = [], "a"
+    for copy, g_req, a_req in doubling_steps(k):       # the protocol's program, one layer per step
         if g_req or a_req:
             layers.append(Doubling(copy, g_req, a_req))
         elif copy:  # top bit of a power of two: find^k is g itself, no layer needed
