@@ -4,12 +4,14 @@ One run per input size (10^7 words; also 10^8 with ``--large``; 10^5 with ``--qu
 fresh subprocess so its peak memory is its own:
 
 * ``local``: ``Simulator(config)``, the default batch style (numba kernels over the whole cluster);
-* ``local, per machine``: the per-machine style in this process (what the Dask workers run for
-  SampleSort, which has no block-local batch step), sizes up to 10^7 only (``--machine-large``
-  adds 10^8): it separates the cost of the style from the cost of distribution;
+* ``local, per machine``: the per-machine style in this process, sizes up to 10^7 only
+  (``--machine-large`` adds 10^8): it separates the cost of the style from the cost of distribution;
 * ``dask``: ``Simulator(config, backend="dask")`` on a fresh ``LocalCluster`` of 2 worker
   processes with 1 thread each, machines cut into ``--blocks`` blocks (default 8, spread
-  round-robin over the workers).
+  round-robin over the workers). The workers run SampleSort's block-local batch step (its numba
+  kernels on each block);
+* ``dask, per machine``: the same cluster running the per-machine step on every machine (what the
+  workers ran before SampleSort's batch step was block-local), at the per-machine sizes.
 
 All use ``SampleSort().default_config(n, 0.5)`` and the same seeded input; outputs and trace counts
 are checked identical across runs (by digest). Time per round is the trace's wall time of each
@@ -81,7 +83,7 @@ def child_local(n: int, mode: str) -> dict:
     return {**_summary(result, seconds, data), "peak_rss": _peak_rss()}
 
 
-def child_dask(n: int, workers: int, blocks: int) -> dict:
+def child_dask(n: int, workers: int, blocks: int, mode: str = "auto") -> dict:
     import logging
 
     import psutil
@@ -97,12 +99,13 @@ def child_dask(n: int, workers: int, blocks: int) -> dict:
     try:
         options = DaskOptions(blocks=blocks)
         small = protocol.default_config(WARMUP_N, EPS)
-        Simulator(small, backend="dask", client=client, dask=options).run(protocol, protocol.generate_input(small, SEED))
+        Simulator(small, backend="dask", client=client, dask=options, mode=mode).run(
+            protocol, protocol.generate_input(small, SEED))
         idle = client.run(lambda: psutil.Process().memory_info().rss)
         config = protocol.default_config(n, EPS)
         data = protocol.generate_input(config, SEED)
         start = time.perf_counter()
-        result = Simulator(config, backend="dask", client=client, dask=options).run(protocol, data, seed=SEED)
+        result = Simulator(config, backend="dask", client=client, dask=options, mode=mode).run(protocol, data, seed=SEED)
         seconds = time.perf_counter() - start
         peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     finally:
@@ -110,7 +113,7 @@ def child_dask(n: int, workers: int, blocks: int) -> dict:
         cluster.close()
     return {**_summary(result, seconds, data), "driver_peak_rss": _peak_rss(),
             "worker_peak_rss": sorted(peaks.values()), "worker_idle_rss": sorted(idle.values()),
-            "workers": workers, "blocks": blocks}
+            "workers": workers, "blocks": blocks, "mode": mode}
 
 
 def _run_child(args: list[str]) -> dict:
@@ -127,12 +130,15 @@ def measure(n: int, workers: int, blocks: int, machine_style: bool) -> dict:
     row = {"n": n, "local": _run_child(["local", str(n), "batch"])}
     if machine_style:
         row["local_machine"] = _run_child(["local", str(n), "machine"])
-    row["dask"] = _run_child(["dask", str(n), str(workers), str(blocks)])
-    runs = [row[k] for k in ("local", "local_machine", "dask") if k in row]
+    row["dask"] = _run_child(["dask", str(n), str(workers), str(blocks), "auto"])
+    if machine_style:
+        row["dask_machine"] = _run_child(["dask", str(n), str(workers), str(blocks), "machine"])
+    runs = [row[k] for k in ("local", "local_machine", "dask", "dask_machine") if k in row]
     errors = [r["error"] for r in runs if "error" in r]
     if not errors:
         reference = row["local"]
-        for key, run in (("local_machine", row.get("local_machine")), ("dask", row["dask"])):
+        for key in ("local_machine", "dask", "dask_machine"):
+            run = row.get(key)
             if run is not None and (run["output_digest"] != reference["output_digest"] or run["counts"] != reference["counts"]):
                 errors.append(f"{key}: output or trace counts differ from the local run")
         if not all(r["sorted"] and not r["problems"] for r in runs):
@@ -144,6 +150,8 @@ def measure(n: int, workers: int, blocks: int, machine_style: bool) -> dict:
         row["round_ratios"] = [d / max(lo, 1e-9) for d, lo in zip(dask["round_seconds"], local["round_seconds"])]
         if "local_machine" in row:
             row["ratio_vs_machine_style"] = dask["seconds"] / row["local_machine"]["seconds"]
+        if "dask_machine" in row:
+            row["ratio_dask_machine"] = row["dask_machine"]["seconds"] / local["seconds"]
     return row
 
 
@@ -165,19 +173,22 @@ def render(result: dict, console: Console) -> None:
             console.print(f"[bold red]n = {row['n']:.0e}: FAILED[/] " + "; ".join(row["errors"]))
             continue
         local, dask = row["local"], row["dask"]
-        machine = row.get("local_machine")
+        machine, dask_machine = row.get("local_machine"), row.get("dask_machine")
         table = Table(title=f"SampleSort of n = {row['n']:.0e} words, eps = {result['eps']}, s = {local['s']}, "
                             f"{local['machines']} machines, {local['rounds']} rounds; dask: {dask['workers']} "
                             f"worker processes, {dask['blocks']} blocks")
         for col in ("round", "local (batch) s", *(["local (per machine) s"] if machine else []), "dask s",
-                    "dask / local"):
+                    "dask / local", *(["dask (per machine) s", "÷ local"] if dask_machine else [])):
             table.add_column(col, justify="right")
         for i, (lo, da) in enumerate(zip(local["round_seconds"], dask["round_seconds"])):
             name = str(i + 1) if i < local["rounds"] else "output"
+            dm = dask_machine["round_seconds"][i] if dask_machine else None
             table.add_row(name, f"{lo:.3f}", *([f"{machine['round_seconds'][i]:.3f}"] if machine else []),
-                          f"{da:.3f}", f"{da / max(lo, 1e-9):.1f}x")
+                          f"{da:.3f}", f"{da / max(lo, 1e-9):.1f}x",
+                          *([f"{dm:.3f}", f"{dm / max(lo, 1e-9):.1f}x"] if dask_machine else []))
         table.add_row("[bold]total[/]", f"{local['seconds']:.2f}", *([f"{machine['seconds']:.2f}"] if machine else []),
-                      f"{dask['seconds']:.2f}", f"[bold]{row['ratio']:.1f}x[/]")
+                      f"{dask['seconds']:.2f}", f"[bold]{row['ratio']:.1f}x[/]",
+                      *([f"{dask_machine['seconds']:.2f}", f"{row['ratio_dask_machine']:.1f}x"] if dask_machine else []))
         console.print(table)
         size = local["input_bytes"]
         console.print(f"  peak memory (ru_maxrss): local process {_gb(local['peak_rss'])} "
@@ -202,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         kind, *rest = args.child
-        row = child_local(int(rest[0]), rest[1]) if kind == "local" else child_dask(*map(int, rest))
+        row = (child_local(int(rest[0]), rest[1]) if kind == "local"
+               else child_dask(int(rest[0]), int(rest[1]), int(rest[2]), rest[3]))
         print(json.dumps(row))
         return 0
     sizes = [10**5] if args.quick else [10**7] + ([10**8] if args.large else [])

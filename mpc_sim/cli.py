@@ -72,6 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask: run on the cluster of this scheduler")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="dask: give up on an unreachable scheduler after this long (default 10)")
+    p.add_argument("--worker-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="dask: give up once the cluster has had no worker for this long (default 60)")
+    p.add_argument("--round-timeout", type=float, default=None, metavar="SECONDS",
+                   help="dask: give up on a round that takes longer than this (default: no limit)")
     p.add_argument("--checkpoint", type=Path, default=None, metavar="DIR", help="dask: checkpoint every round to DIR")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR", help="dask: resume the run checkpointed in DIR")
     p.set_defaults(func=cmd_simulate)
@@ -79,14 +83,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_protocols(args: argparse.Namespace, console: Console) -> int:
     table = Table(title=f"Protocol library (round bounds at eps = {args.eps:g}, default constants)")
-    table.add_column("name")
+    table.add_column("name", no_wrap=True)
     table.add_column("what it computes")
     for n in _LISTING_SIZES:
         table.add_column(f"bound n=2^{n.bit_length() - 1}", justify="right")
+    table.add_column("on dask", no_wrap=True)
     for name in sorted(CATALOG):
         cls = protocol_class(name)
         protocol = cls()
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        doc = cls.summary or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
         bounds = []
         for n in _LISTING_SIZES:
             try:
@@ -95,7 +100,7 @@ def cmd_protocols(args: argparse.Namespace, console: Console) -> int:
                 bounds.append(str(protocol.rounds_bound(config)))
             except MPCError as exc:
                 bounds.append(f"[dim]n/a ({exc})[/]")
-        table.add_row(name, doc, *bounds)
+        table.add_row(name, doc, *bounds, "block batch" if cls.block_batch else "per machine")
     console.print(table)
     return 0
 
@@ -137,14 +142,16 @@ def _backend_options(args: argparse.Namespace) -> dict:
     if args.backend == "local":
         given = [flag for flag, value in (("--workers", args.workers), ("--blocks", args.blocks),
                                           ("--scheduler", args.scheduler), ("--checkpoint", args.checkpoint),
-                                          ("--resume", args.resume)) if value is not None]
+                                          ("--resume", args.resume),
+                                          ("--round-timeout", args.round_timeout)) if value is not None]
         if given:
             raise ValueError(f"{', '.join(given)} need --backend dask")
         return {}
     from .backends.dask import DaskOptions
     if args.scheduler is not None and args.workers is not None:
         raise ValueError("--workers sizes a local cluster: it cannot be combined with --scheduler")
-    options = DaskOptions(workers=args.workers or 2, blocks=args.blocks, connect_timeout=args.connect_timeout)
+    options = DaskOptions(workers=args.workers or 2, blocks=args.blocks, connect_timeout=args.connect_timeout,
+                          worker_timeout=args.worker_timeout, round_timeout=args.round_timeout)
     return {"backend": "dask", "client": args.scheduler, "dask": options, "checkpoint": args.checkpoint,
             "resume": args.resume}
 

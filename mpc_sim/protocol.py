@@ -90,6 +90,8 @@ class Protocol:
     """
 
     name: str = "protocol"
+    summary: str = ""
+    """One line for listings (``anna-mpc protocols``); empty: the class docstring's first line."""
     word_dtype: np.dtype = np.dtype(np.int64)
     block_batch: bool = False
     """Whether :meth:`batch_step` is block-local, so a distributed backend may run it on blocks of

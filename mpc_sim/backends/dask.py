@@ -24,6 +24,8 @@ recomputes by itself (the round goes on; the trace records a ``dask`` retry). Wh
 restarts the run from the last complete round of the checkpoint, or from the input when there is
 no checkpoint, replaying the rounds already recorded and checking they give the same counts; the
 trace records a ``checkpoint`` or ``input`` retry. At most ``max_retries`` restarts per run.
+Nothing waits forever: a cluster left without any worker for ``worker_timeout`` seconds, or a
+round past its ``round_timeout``, ends the run with a :class:`BackendError` naming the round.
 
 Checkpoints (``checkpoint=DIR``): after every round each worker writes its blocks (kept memories
 and the inbox of the next round) as ``.npz`` files, then the driver commits a JSON manifest naming
@@ -72,6 +74,7 @@ from .checkpoint import CheckpointStore, load_block, save_block
 __all__ = ["DaskOptions", "connect", "run_on_dask"]
 
 _INTERNAL_PHASE = 8
+_POLL_SECONDS = 0.5          # how often a waiting driver checks the cluster still has workers
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,18 @@ class DaskOptions:
         Seconds to wait for a scheduler given by address, and for the first worker.
     max_retries : int
         Restarts from a checkpoint or the input allowed in one run before giving up.
+    worker_timeout : float
+        Seconds the run waits while the cluster has no worker at all (every worker lost and none
+        back yet, e.g. a nanny restarting a killed process on a loaded machine) before it gives
+        up with :class:`BackendError`. Nothing waits forever for a cluster that is gone.
+    round_timeout : float, optional
+        Seconds one round (with its checkpoint) may take before :class:`BackendError`; ``None``
+        (the default) sets no limit, since a round of a large input may legitimately take long.
+    lost_worker_grace : float
+        For the ``LocalCluster`` started here only: seconds a lost worker's nanny has to bring
+        it back before the cluster gives up on it. Dask's default (15 s) is shorter than a
+        worker restart can take on a busy machine; a worker given up on never comes back.
+        (Dask's setting ``distributed.deploy.lost-worker-timeout``, set while the run lasts.)
     """
 
     workers: int = 2
@@ -101,6 +116,9 @@ class DaskOptions:
     blocks: int | None = None
     connect_timeout: float = 10.0
     max_retries: int = 3
+    worker_timeout: float = 60.0
+    round_timeout: float | None = None
+    lost_worker_grace: float = 600.0
 
     def __post_init__(self) -> None:
         for name in ("workers", "threads_per_worker"):
@@ -108,14 +126,22 @@ class DaskOptions:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.blocks is not None and (not isinstance(self.blocks, int) or self.blocks < 1):
             raise ValueError(f"blocks must be None or >= 1, got {self.blocks!r}")
-        if not (self.connect_timeout > 0):
-            raise ValueError(f"connect_timeout must be > 0 seconds, got {self.connect_timeout!r}")
+        for name in ("connect_timeout", "worker_timeout", "lost_worker_grace"):
+            if isinstance(getattr(self, name), bool) or not (_is_number(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
+        if self.round_timeout is not None and (isinstance(self.round_timeout, bool)
+                                               or not (_is_number(self.round_timeout) and self.round_timeout > 0)):
+            raise ValueError(f"round_timeout must be None or > 0 seconds, got {self.round_timeout!r}")
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
 
     def blocks_for(self, workers: int) -> int:
         """The number of blocks on a cluster of ``workers`` workers."""
         return self.blocks if self.blocks is not None else 2 * max(1, workers)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and bool(np.isfinite(value))
 
 
 def connect(address: str, timeout: float = 10.0):
@@ -134,17 +160,20 @@ def _session(client: object, options: DaskOptions) -> Iterator:
     """The client to run on: the given one as is, one connected to a given address, or one on a
     LocalCluster started here; whatever was opened here is closed on the way out."""
     if client is None:
+        import dask
         from distributed import Client, LocalCluster
-        cluster = LocalCluster(n_workers=options.workers, threads_per_worker=options.threads_per_worker,
-                               processes=options.processes, dashboard_address=":0", silence_logs=logging.ERROR)
-        try:
-            own = Client(cluster, set_as_default=False)
+        # read by the cluster each time a worker is lost: set for the cluster's whole life
+        with dask.config.set({"distributed.deploy.lost-worker-timeout": f"{options.lost_worker_grace}s"}):
+            cluster = LocalCluster(n_workers=options.workers, threads_per_worker=options.threads_per_worker,
+                                   processes=options.processes, dashboard_address=":0", silence_logs=logging.ERROR)
             try:
-                yield own
+                own = Client(cluster, set_as_default=False)
+                try:
+                    yield own
+                finally:
+                    own.close()
             finally:
-                own.close()
-        finally:
-            cluster.close()
+                cluster.close()
     elif isinstance(client, str):
         own = connect(client, options.connect_timeout)
         try:
@@ -241,13 +270,15 @@ class _DaskRun:
         self.removals: list[dict] = []               # workers the scheduler removed (its events)
         self.noted: set[tuple] = set()               # removals already looked at
         self.checkpoint_due: int | None = None       # a round to checkpoint before going on
+        self.current = 0                             # the round being run (for error messages)
+        self.deadline: float | None = None           # when the current round passes its round_timeout
         writing = sim.checkpoint if sim.checkpoint is not None else sim.resume
         self.store = CheckpointStore(writing) if writing is not None else None
 
     # --- the run ----------------------------------------------------------------------------------
     def run(self, data: object):
         from ..simulator import RunResult
-        self._wait_for_workers()
+        self._wait_for_workers(self.options.connect_timeout)
         self.client.subscribe_topic("all", self._on_event)
         try:
             try:
@@ -316,6 +347,9 @@ class _DaskRun:
     def _rounds(self, r: int):
         """Run rounds from ``r`` on until the final local computation; restart on losses."""
         while True:
+            self.current = r
+            if self.options.round_timeout is not None:
+                self.deadline = time.monotonic() + self.options.round_timeout
             try:
                 if self.checkpoint_due is not None:
                     self._checkpoint(self.checkpoint_due)
@@ -403,11 +437,12 @@ class _DaskRun:
     def workers(self) -> list[str]:
         return sorted(self.client.nthreads())
 
-    def _wait_for_workers(self) -> None:
+    def _wait_for_workers(self, timeout: float, round: int | None = None) -> None:
         try:
-            self.client.wait_for_workers(1, timeout=self.options.connect_timeout)
+            self.client.wait_for_workers(1, timeout=timeout)
         except Exception as exc:
-            raise BackendError(f"the Dask cluster has no worker after {self.options.connect_timeout:g} s "
+            where = "" if round is None else f"round {round}: "
+            raise BackendError(f"{where}the Dask cluster has no worker after {timeout:g} s "
                                f"({type(exc).__name__}: {exc})") from None
 
     def _submit(self, fn, *args):
@@ -419,10 +454,45 @@ class _DaskRun:
             raise _Lost(exc) from exc
 
     def _gather(self, futures: list) -> list:
+        self._wait(futures)
         try:
             return self.client.gather(futures)
         except Exception as exc:        # the block tasks never raise: this is Dask losing something
             raise _Lost(exc) from exc
+
+    def _wait(self, futures: list) -> None:
+        """Wait until every future is finished or failed, but not forever: :class:`BackendError`
+        once the cluster has had no worker for ``worker_timeout`` seconds, or once the round is
+        past its ``round_timeout``."""
+        from distributed import wait
+        alone_since = None
+        while True:
+            try:
+                with self.client.as_current():          # wait() asks for the current client
+                    wait(futures, timeout=_POLL_SECONDS)
+                return
+            except TimeoutError:
+                pass
+            except Exception as exc:
+                raise _Lost(exc) from exc
+            now = time.monotonic()
+            if self.deadline is not None and now > self.deadline:
+                raise BackendError(f"round {self.current}: not done after the round_timeout of "
+                                   f"{self.options.round_timeout:g} s")
+            if self._has_workers():
+                alone_since = None
+            elif alone_since is None:
+                alone_since = now
+            elif now - alone_since > self.options.worker_timeout:
+                raise BackendError(f"round {self.current}: the Dask cluster has had no worker for "
+                                   f"{self.options.worker_timeout:g} s (worker_timeout); every worker was lost "
+                                   f"and none came back")
+
+    def _has_workers(self) -> bool:
+        try:
+            return len(self.client.nthreads(callback_timeout=_POLL_SECONDS * 10)) > 0
+        except Exception:               # the scheduler does not answer: no worker to count on
+            return False
 
     def _scatter_input(self) -> None:
         """The initial state, block by block, spread over the workers (round-robin)."""
@@ -431,7 +501,7 @@ class _DaskRun:
         blocks = [(block_state(state, *self.plan.block(b)), None) for b in range(self.plan.blocks)]
         del state
         try:
-            self.held = self.client.scatter(blocks, hash=False)
+            self.held = self.client.scatter(blocks, hash=False, timeout=self.options.worker_timeout)
         except Exception as exc:
             raise _Lost(exc) from exc
         self._remember(1, self.held)
@@ -461,13 +531,18 @@ class _DaskRun:
                 "strict": self.sim.strict, "style": self.style, "word_dtype": str(np.dtype(protocol.word_dtype))}
 
     def _release(self) -> None:
-        """Cancel what this run holds on the cluster (its blocks and its plan)."""
+        """Release what this run holds on the cluster (its blocks and its plan): the scheduler
+        forgets them once nothing wants them. Releasing, not ``Client.cancel``: cancelling keys
+        whose dependents nobody wants any more trips an assertion in the scheduler
+        (``stimulus_cancel``, distributed 2026.8) that drops the client's connection and cancels
+        every future of the next run."""
         live, self.held = self.held + [getattr(self, "plan_future", None)], []
-        live = [f for f in live if f is not None]
+        self.plan_future = None
         self.keys.clear()
-        if live:
-            with contextlib.suppress(Exception):
-                self.client.cancel(live)
+        for future in live:
+            if future is not None:
+                with contextlib.suppress(Exception):
+                    future.release()
 
     # --- faults -------------------------------------------------------------------------------------
     def _recover(self, r: int, error: BaseException) -> int:
@@ -480,7 +555,7 @@ class _DaskRun:
                                    f"(max_retries = {self.options.max_retries}); last: {_describe(error)}") from error
             self._release()
             self.removals.clear()
-            self._wait_for_workers()
+            self._wait_for_workers(self.options.worker_timeout, round=r)
             try:
                 self.plan_future = self._submit(_constant, self.plan)       # a restarted cluster forgot it
                 if self.words is not None:            # no round committed yet: the input is still here

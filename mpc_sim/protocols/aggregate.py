@@ -53,6 +53,8 @@ class Aggregate(Protocol):
         The reduction (``sum`` wraps modulo 2**64 like numpy).
     """
 
+    summary = "sum, min or max of all words, by a fan-in tree"
+
     op: str = "sum"
     name = "aggregate"
 

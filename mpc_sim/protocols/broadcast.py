@@ -50,6 +50,8 @@ class Broadcast(Protocol):
         Words broadcast (>= 1); the config needs ``width <= min(n, s)``.
     """
 
+    summary = "machine 0's first words to every machine, by a fan-out tree"
+
     width: int = 1
     name = "broadcast"
 

@@ -236,6 +236,8 @@ class Connectivity(Protocol):
     True
     """
 
+    summary = "connected components of an edge list"
+
     vertices: int | None = None
     name = "connectivity"
 

@@ -215,6 +215,8 @@ class KHop(Protocol):
     (True, [])
     """
 
+    summary = "k-hop induction heads, by pointer doubling"
+
     k: int = 1
     bottom: int = -1
     name = "khop"

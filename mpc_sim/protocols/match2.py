@@ -135,6 +135,8 @@ class Match2(Protocol):
     (True, [])
     """
 
+    summary = "Match2 labels (pairs summing to 0 mod M)"
+
     modulus: int = 37
     name = "match2"
 

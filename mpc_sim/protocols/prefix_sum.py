@@ -64,6 +64,8 @@ def _ends(relative: np.ndarray, x: np.ndarray) -> np.ndarray:
 class PrefixSum(Protocol):
     """Inclusive prefix sums (int64, wrapping) by an up- and down-sweep over helper machines."""
 
+    summary = "inclusive prefix sums, by an up- and down-sweep"
+
     name = "prefix-sum"
 
     # --- declared facts ----------------------------------------------------------------------

@@ -290,17 +290,19 @@ def _bucket_of(x, position, splitter_values, splitter_positions):  # pragma: no 
 
 
 @nb.njit(cache=True, parallel=True)
-def _to_buckets_kernel(words, starts, data_len, load, splitter_values, splitter_positions, k, out):  # pragma: no cover
-    """Machine ``m``'s data is ``words[starts[m]:starts[m] + data_len[m]]`` (positions ``m * load + t``).
-    Writes it regrouped by bucket, stably, to ``out[m * load:]`` and returns the messages
-    ``(src, dst, offsets)`` in (machine, bucket) order. ``out`` first holds the bucket ids."""
+def _to_buckets_kernel(words, starts, data_len, first, load, splitter_values, splitter_positions, k, out):  # pragma: no cover
+    """Machine ``m`` (global id ``first + m``) has data ``words[starts[m]:starts[m] + data_len[m]]``
+    (positions ``(first + m) * load + t``). Writes it regrouped by bucket, stably, to
+    ``out[m * load:]`` and returns the messages ``(src, dst, offsets)`` in (machine, bucket) order,
+    ``src`` global. ``out`` first holds the bucket ids."""
     machines = data_len.shape[0]
     distinct = np.zeros(machines, dtype=np.int64)
     for m in nb.prange(machines):                         # bucket ids, and buckets per machine
         counts = np.zeros(k, dtype=np.int64)
         base = m * load
+        position = (first + m) * load
         for t in range(data_len[m]):
-            b = _bucket_of(words[starts[m] + t], base + t, splitter_values, splitter_positions)
+            b = _bucket_of(words[starts[m] + t], position + t, splitter_values, splitter_positions)
             out[base + t] = b
             if counts[b] == 0:
                 distinct[m] += 1
@@ -322,7 +324,7 @@ def _to_buckets_kernel(words, starts, data_len, load, splitter_values, splitter_
         j, start = first_message[m], base
         for b in range(k):
             if counts[b] > 0:
-                src[j], dst[j], offsets[j] = m, b, start
+                src[j], dst[j], offsets[j] = first + m, b, start
                 cursor[b] = start
                 start += counts[b]
                 j += 1
@@ -347,6 +349,8 @@ class SampleSort(Protocol):
         every plan that fits the machines (experiments: an overflow then stops the run with the
         simulator's limit error).
     """
+
+    summary = "sorting, by one level of sampling"
 
     max_failure: float = 1e-9
     name = "sort"
@@ -492,93 +496,131 @@ class SampleSort(Protocol):
         return [(target, values[max(start, target * s) - start:min(stop, (target + 1) * s) - start])
                 for target in range(start // s, (stop - 1) // s + 1)] if values.size else []
 
-    # --- batch style -------------------------------------------------------------------------
+    # --- batch style (block-local) -----------------------------------------------------------
+    block_batch = True
+
     def batch_step(self, ctx, state, delivery):
+        """The round on machines ``lo .. hi - 1`` (``lo = ctx.first_machine``; the whole cluster
+        when run locally): vectorised, numba kernels for the heavy rounds, reading nothing outside
+        the block. Every machine that spreads or uses the splitters holds its own copy of them."""
         plan = self.plan(ctx.config)
         if plan.trivial:
             return ClusterState(sort_segments(state.words, state.offsets), state.offsets.copy()), MessageBatch.empty()
         r, classify = ctx.round, plan.classify_round
+        lo, hi = ctx.first_machine, ctx.first_machine + state.machines
         if r == 1:
-            return state, self._sample_batch(plan, state, ctx.seed)
+            return state, self._sample_batch(plan, state, ctx.seed, lo, hi)
         if r == 2:
-            return self._move_batch(plan, state, delivery, ctx.seed)
+            return self._move_batch(plan, state, delivery, ctx.seed, lo, hi)
         if r <= classify:
+            # data arrives in round 2 and the leader keeps its splitters then: data first, splitters after
             inbox = delivery.inbox_state()
             if r < classify:
                 held = concat_memories(inbox, state) if r == 3 else concat_memories(state, inbox)
-                leader = held.memory(plan.leader)
-                return held, self._tree_batch(plan, r, leader[int(plan.data_len(plan.leader)):])
-            return ClusterState.empty(state.machines), self._bucket_batch(plan, r, state, inbox)
+                return held, self._tree_batch(plan, r, held, lo, hi)
+            return ClusterState.empty(state.machines), self._bucket_batch(plan, r, state, inbox, lo, hi)
+        k = plan.buckets
         if r == classify + 1:
             buckets = delivery.inbox_state()
-            k = plan.buckets
-            return buckets, MessageBatch.fixed_width(np.arange(k), np.full(k, plan.coordinator),
-                                                     buckets.sizes()[:k, None])
+            senders = np.arange(lo, min(hi, k), dtype=np.int64)
+            return buckets, MessageBatch.fixed_width(senders, np.full(senders.shape[0], plan.coordinator),
+                                                     buckets.sizes()[:senders.shape[0], None])
         if r == classify + 2:
-            counts = delivery.inbox(plan.coordinator).words
+            if not lo <= plan.coordinator < hi:
+                return state, MessageBatch.empty()
+            counts = delivery.inbox(plan.coordinator - lo).words          # bucket sizes, in bucket order
             starts = np.cumsum(counts) - counts
-            k = plan.buckets
             return state, MessageBatch.fixed_width(np.full(k, plan.coordinator), np.arange(k), starts[:, None])
         if r == classify + 3:
-            return ClusterState.empty(state.machines), self._output_batch(plan, state, delivery.inbox_state().words)
+            return ClusterState.empty(state.machines), self._output_batch(plan, state, delivery.inbox_state().words, lo)
         return delivery.inbox_state(), MessageBatch.empty()
 
     @staticmethod
-    def _sample_batch(plan: SortPlan, state: ClusterState, seed: int) -> MessageBatch:
+    def _sample_batch(plan: SortPlan, state: ClusterState, seed: int, lo: int, hi: int) -> MessageBatch:
         positions = sample_positions(plan.n, plan.samples, seed)
         machines = positions // plan.s
-        values = state.words[state.offsets[machines] + positions - machines * plan.s]
+        mine = (machines >= lo) & (machines < hi)
+        positions, machines = positions[mine], machines[mine]
+        values = state.words[state.offsets[machines - lo] + positions - machines * plan.s]
         senders, firsts = np.unique(machines, return_index=True)
         return MessageBatch(senders, np.full(senders.shape[0], plan.leader, dtype=np.int64),
                             np.append(firsts, positions.shape[0]).astype(np.int64), values)
 
-    def _move_batch(self, plan: SortPlan, state: ClusterState, delivery, seed: int):
-        n = plan.n
-        starts = np.union1d(np.arange(0, n, plan.s), np.arange(0, n, plan.load)).astype(np.int64)
-        splitters = self._splitters(plan, delivery.inbox(plan.leader).words, seed)
-        tree_sends = self._tree_batch(plan, 2, splitters)
-        moves = MessageBatch(starts // plan.s, starts // plan.load, np.append(starts, n), state.words)
+    def _move_batch(self, plan: SortPlan, state: ClusterState, delivery, seed: int, lo: int, hi: int):
+        # the block's input machines hold words lo * s .. (one past its last input word), all of them
+        n, first = plan.n, lo * plan.s
+        last = max(first, min(hi * plan.s, n))
+        cuts = np.union1d(np.arange(0, n, plan.s), np.arange(0, n, plan.load)).astype(np.int64)
+        cuts = cuts[(cuts >= first) & (cuts < last)]
+        moves = MessageBatch(cuts // plan.s, cuts // plan.load, np.append(cuts, last) - first, state.words)
         sizes = np.zeros(state.machines, dtype=np.int64)
-        sizes[plan.leader] = splitters.shape[0]
+        if not lo <= plan.leader < hi:
+            return ClusterState(state.words[:0], ragged_offsets(sizes)), moves
+        splitters = self._splitters(plan, delivery.inbox(plan.leader - lo).words, seed)
+        sizes[plan.leader - lo] = splitters.shape[0]
+        tree_sends = self._tree_sends_from(plan, 2, splitters, lo, hi)
         return ClusterState(splitters, ragged_offsets(sizes)), _concat_batches(moves, tree_sends)
 
+    def _tree_batch(self, plan: SortPlan, r: int, held: ClusterState, lo: int, hi: int) -> MessageBatch:
+        """Round ``r``'s splitter messages of the block's tree nodes (each holds, after its data,
+        the splitters; any sender's copy serves, they are identical)."""
+        parents = self._tree_links(plan, r)[1]
+        inside = parents[(parents >= lo) & (parents < hi)]
+        if inside.size == 0:
+            return MessageBatch.empty()
+        sender = int(inside[0])
+        splitters = held.memory(sender - lo)[int(plan.data_len(sender)):]
+        return self._tree_sends_from(plan, r, splitters, lo, hi)
+
     @staticmethod
-    def _tree_batch(plan: SortPlan, r: int, splitters: np.ndarray) -> MessageBatch:
+    def _tree_links(plan: SortPlan, r: int) -> tuple[np.ndarray, np.ndarray]:
         tree = plan.tree()
-        children, parents = tree.links(tree.depth - r + 2)
-        children = (children + plan.leader) % tree.leaves
-        parents = (parents + plan.leader) % tree.leaves
+        children, parents = tree.links(tree.depth - r + 2)        # round 2 sends from the root's top level
+        return (children + plan.leader) % tree.leaves, (parents + plan.leader) % tree.leaves
+
+    def _tree_sends_from(self, plan: SortPlan, r: int, splitters: np.ndarray, lo: int, hi: int) -> MessageBatch:
+        children, parents = self._tree_links(plan, r)
+        inside = (parents >= lo) & (parents < hi)
+        children, parents = children[inside], parents[inside]
         order = np.argsort(parents, kind="stable")          # by sender, each sender's children in tree order
         return MessageBatch.fixed_width(parents[order], children[order],
                                         np.broadcast_to(splitters, (order.shape[0], splitters.shape[0])))
 
     @staticmethod
-    def _bucket_batch(plan: SortPlan, r: int, state: ClusterState, inbox: ClusterState) -> MessageBatch:
-        # data comes first in each machine's words: in its inbox if it arrived in the previous
-        # round (round 3), else in its kept memory; classified where it lies, without a copy
+    def _bucket_batch(plan: SortPlan, r: int, state: ClusterState, inbox: ClusterState, lo: int,
+                      hi: int) -> MessageBatch:
+        """Every data machine of the block sends each element to its bucket. Data comes first in
+        each machine's words: in its inbox if it arrived in the previous round (round 3), else in
+        its kept memory; it is classified where it lies, without a copy. The splitters follow the
+        data: the block's first machine's copy serves."""
+        data_machines = max(0, min(hi, plan.data_machines) - lo)
+        if data_machines == 0:
+            return MessageBatch.empty()
         data = inbox if r == 3 else state
-        leader_parts = [inbox.memory(plan.leader), state.memory(plan.leader)]
-        leader = np.concatenate(leader_parts if r == 3 else leader_parts[::-1])
-        # every machine holds an identical copy of the splitters (the per-machine style uses its
-        # own; the tests check both styles agree): the leader's serves the vectorised step
-        splitters = leader[int(plan.data_len(plan.leader)):]
+        parts = [inbox.memory(0), state.memory(0)]
+        splitters = np.concatenate(parts if r == 3 else parts[::-1])[int(plan.data_len(lo)):]
         count = plan.buckets - 1
-        grouped = np.empty(plan.n, dtype=np.int64)
-        src, dst, offsets = _to_buckets_kernel(data.words, data.offsets[:plan.data_machines],
-                                               plan.data_len(np.arange(plan.data_machines)), plan.load,
+        data_len = plan.data_len(np.arange(lo, lo + data_machines))
+        grouped = np.empty(int(data_len.sum()), dtype=np.int64)
+        src, dst, offsets = _to_buckets_kernel(data.words, data.offsets[:data_machines], data_len, lo, plan.load,
                                                splitters[:count], splitters[count:], plan.buckets, grouped)
         return MessageBatch(src, dst, offsets, grouped)
 
     @staticmethod
-    def _output_batch(plan: SortPlan, state: ClusterState, starts: np.ndarray) -> MessageBatch:
-        k = plan.buckets
-        counts = state.sizes()[:k]
-        values = sort_segments(state.words, state.offsets)
+    def _output_batch(plan: SortPlan, state: ClusterState, starts: np.ndarray, lo: int) -> MessageBatch:
+        """The block's bucket machines (``lo ..``) sort their buckets and send them to their final
+        places; ``starts`` holds each one's first output position, in machine order."""
+        counts = state.sizes()[:starts.shape[0]]
         full = np.flatnonzero(counts > 0)
-        cuts = np.union1d(starts[full], np.arange(0, plan.n, plan.s)).astype(np.int64)
+        if full.size == 0:
+            return MessageBatch.empty()
+        values = sort_segments(state.words, state.offsets)
+        first, last = starts[full[0]], starts[full[-1]] + counts[full[-1]]
+        grid = np.arange(-(-first // plan.s) * plan.s, last, plan.s, dtype=np.int64)
+        cuts = np.union1d(starts[full], grid).astype(np.int64)
         senders = full[np.searchsorted(starts[full], cuts, side="right") - 1]
         offsets = state.offsets[senders] + cuts - starts[senders]
-        return MessageBatch(senders, cuts // plan.s, np.append(offsets, values.shape[0]), values)
+        return MessageBatch(senders + lo, cuts // plan.s, np.append(offsets, values.shape[0]), values)
 
     # --- input and output --------------------------------------------------------------------
     def reference(self, data: np.ndarray) -> np.ndarray:

@@ -295,6 +295,8 @@ class ThreeSum(Protocol):
     ([1], True, [])
     """
 
+    summary = "3-SUM: is there a triple summing to 0?"
+
     name = "threesum"
 
     # --- declared facts ----------------------------------------------------------------------

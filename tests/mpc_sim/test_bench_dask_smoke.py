@@ -24,11 +24,13 @@ def test_quick_benchmark_times_every_round_on_both_backends_and_measures_worker_
     data = json.loads(path.read_text())
     assert data["errors"] == [] and data["workers"] == 2 and data["blocks"] == 4
     (row,) = data["rows"]
-    local, machine, dask = row["local"], row["local_machine"], row["dask"]
+    local, machine, dask, dask_machine = row["local"], row["local_machine"], row["dask"], row["dask_machine"]
     assert row["n"] == 10**5 and local["sorted"] and dask["sorted"]
+    assert dask["mode"] == "auto" and dask_machine["mode"] == "machine"
     # identical work: same output and trace counts on every backend and style
-    assert local["output_digest"] == machine["output_digest"] == dask["output_digest"]
-    assert local["counts"] == machine["counts"] == dask["counts"]
+    assert local["output_digest"] == machine["output_digest"] == dask["output_digest"] == dask_machine["output_digest"]
+    assert local["counts"] == machine["counts"] == dask["counts"] == dask_machine["counts"]
+    assert row["ratio_dask_machine"] == pytest.approx(dask_machine["seconds"] / local["seconds"])
     assert len(dask["round_seconds"]) == len(local["round_seconds"]) == local["rounds"] + 1
     assert all(t > 0 for t in dask["round_seconds"])
     assert row["ratio"] == pytest.approx(dask["seconds"] / local["seconds"])

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 distributed = pytest.importorskip("distributed", reason="the dask backend needs the optional extra anna-mpc[dask]")
+import dask  # noqa: E402  (installed with distributed)
 
 from mpc_sim import (MPCConfig, Protocol, ProtocolError, Simulator, UnknownDestination, make_protocol,  # noqa: E402
                      simulate)
@@ -98,9 +99,38 @@ def test_every_library_protocol_gives_the_local_output_and_trace_counts(client, 
     config = protocol.default_config(LIBRARY[name], 0.5)
     data = protocol.generate_input(config, seed=5)
     local = Simulator(config).run(protocol, data, seed=9)            # the fast batch style
-    dask = on_dask(config, client).run(protocol, data, seed=9)       # per-machine steps on blocks
+    dask = on_dask(config, client).run(protocol, data, seed=9)       # block-local batch steps, else per-machine
     assert_identical(local, dask)
     assert protocol.verify(data, dask.output)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 4000), eps=st.sampled_from([0.5, 0.6, 0.75]), seed=st.integers(0, 2**32 - 1),
+       blocks=st.integers(1, 9), duplicates=st.booleans(), mode=st.sampled_from(["batch", "machine"]))
+def test_sample_sort_on_any_blocks_equals_the_whole_cluster_batch_round_by_round(client, n, eps, seed, blocks,
+                                                                                 duplicates, mode):
+    protocol = make_protocol("sort")
+    assert protocol.block_batch
+    config = protocol.default_config(n, eps)
+    data = (np.random.default_rng(seed).integers(-3, 4, n) if duplicates
+            else protocol.generate_input(config, seed=seed % 1000))
+    local = Simulator(config).run(protocol, data, seed=seed, record_states=True)
+    dask = on_dask(config, client, blocks, mode=mode).run(protocol, data, seed=seed, record_states=True)
+    assert_identical(local, dask)                # every round's states, the counts, the output
+    assert np.array_equal(dask.output, np.sort(data))
+
+
+@pytest.mark.parametrize("eps, memory_factor, n, depth", [(0.45, 12, 30_000, 3), (0.4, 16, 10_000, 6)])
+def test_sample_sort_with_a_deep_splitter_tree_runs_on_blocks_like_the_whole_cluster(client, eps, memory_factor, n,
+                                                                                     depth):
+    protocol = make_protocol("sort")
+    config = MPCConfig(n=n, eps=eps, memory_factor=memory_factor, machines_factor=4)
+    assert protocol.plan(config).tree().depth == depth          # splitters spread over several rounds
+    data = protocol.generate_input(config, seed=3)
+    local = Simulator(config).run(protocol, data, seed=4, record_states=True)
+    dask = on_dask(config, client, blocks=7).run(protocol, data, seed=4, record_states=True)
+    assert_identical(local, dask)
+    assert np.array_equal(dask.output, np.sort(data))
 
 
 def test_blocks_are_computed_on_both_workers_and_messages_cross_between_them(client):
@@ -218,20 +248,24 @@ def test_backend_arguments_are_checked():
         Simulator(cfg, client="tcp://x:1", checkpoint="somewhere")
     with pytest.raises(TypeError, match="DaskOptions"):
         Simulator(cfg, backend="dask", dask={"workers": 2}).run(Rounds(1), np.arange(16))
-    for bad in (dict(workers=0), dict(blocks=0), dict(connect_timeout=0), dict(max_retries=-1)):
-        with pytest.raises(ValueError):
+    for bad in (dict(workers=0), dict(blocks=0), dict(connect_timeout=0), dict(max_retries=-1),
+                dict(worker_timeout=0), dict(worker_timeout=float("nan")), dict(round_timeout=-1.0),
+                dict(round_timeout=True), dict(lost_worker_grace=float("inf"))):
+        with pytest.raises(ValueError, match=next(iter(bad))):
             DaskOptions(**bad)
     with pytest.raises(ValueError, match="only when resuming"):
         Simulator(cfg, backend="dask", client="tcp://127.0.0.1:1").run(Rounds(1), None)
 
 
 def test_without_a_client_a_local_cluster_is_started_for_the_run_and_closed_after(monkeypatch):
-    started = []
+    started, grace = [], []
 
     class Recorded(distributed.LocalCluster):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             started.append(self)
+            # a lost worker's nanny gets DaskOptions.lost_worker_grace, not Dask's 15 s, to come back
+            grace.append(dask.config.get("distributed.deploy.lost-worker-timeout"))
 
     monkeypatch.setattr(distributed, "LocalCluster", Recorded)
     protocol = make_protocol("prefix-sum")
@@ -241,6 +275,8 @@ def test_without_a_client_a_local_cluster_is_started_for_the_run_and_closed_afte
     assert result.trace.verified and result.trace.counts() == simulate(protocol, data, config).trace.counts()
     (cluster,) = started
     assert len(cluster.workers) == 0 and cluster.status.name == "closed"
+    assert grace == [f"{DaskOptions().lost_worker_grace}s"]
+    assert dask.config.get("distributed.deploy.lost-worker-timeout") != grace[0]      # restored after the run
 
 
 def closed_port() -> int:

@@ -440,7 +440,7 @@ def test_bucket_kernel_matches_the_numpy_bucketing_under_heavy_ties(values, spli
     for m in range(machines):
         words[starts[m]:starts[m] + data_len[m]] = values[m * load:m * load + data_len[m]]
     grouped = np.empty(n, dtype=np.int64)
-    src, dst, offsets = _to_buckets_kernel(words, starts, data_len, load, splitter_values,
+    src, dst, offsets = _to_buckets_kernel(words, starts, data_len, 0, load, splitter_values,
                                            positions.astype(np.int64), splitter_values.shape[0] + 1, grouped)
     order = np.lexsort((expected, np.arange(n) // load))            # by machine, then bucket, stably
     assert np.array_equal(grouped, values[order])
@@ -449,6 +449,15 @@ def test_bucket_kernel_matches_the_numpy_bucketing_under_heavy_ties(values, spli
     assert offsets[0] == 0 and offsets[-1] == n
     for j in range(src.shape[0]):
         assert np.all(expected[order][offsets[j]:offsets[j + 1]] == dst[j])
+    # a block of machines first.. (global ids, positions from `first`) gives that part of the messages
+    first = int(rng.integers(0, machines))
+    block = np.empty(int(data_len[first:].sum()), dtype=np.int64)
+    bsrc, bdst, boffsets = _to_buckets_kernel(words, starts[first:], data_len[first:], first, load, splitter_values,
+                                              positions.astype(np.int64), splitter_values.shape[0] + 1, block)
+    tail = src >= first
+    assert np.array_equal(bsrc, src[tail]) and np.array_equal(bdst, dst[tail])
+    assert np.array_equal(block, grouped[first * load:])
+    assert np.array_equal(boffsets[:-1], offsets[:-1][tail] - first * load) and boffsets[-1] == block.shape[0]
 
 
 def test_stratified_sample_takes_one_position_per_slice():

@@ -5,13 +5,16 @@ the way :class:`~tests.strategies.mpc.ScriptedProtocol` does. :class:`Digesting`
 but stamps a digest of every inbox into the kept memory it returns (same sizes, so the expected
 counts are the schedule's): comparing the states of every round compares every delivery, word for
 word and in order. :class:`BlockDigesting` does the same in a block-local batch step.
-:class:`KillOnce` kills the worker process running one machine in one round, once per marker file.
+:class:`KillOnce` kills the worker process running one machine in one round (in either style), once
+per marker file;
+:class:`Sleeping` makes one round slow.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import signal
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +24,7 @@ from mpc_sim.state import ClusterState, MessageBatch
 
 from .mpc import ScriptedProtocol
 
-__all__ = ["Digesting", "BlockDigesting", "KillOnce", "KillingSort", "KillingDigesting", "stamp"]
+__all__ = ["Digesting", "BlockDigesting", "KillOnce", "KillingSort", "KillingDigesting", "Sleeping", "stamp"]
 
 
 def stamp(memory: np.ndarray, round: int, machine: int, sources: np.ndarray, words: np.ndarray) -> np.ndarray:
@@ -72,7 +75,15 @@ class KillOnce:
     driver_pid: int
 
     def step(self, ctx, machine, memory, inbox):
-        if ctx.round == self.kill_round and machine == self.kill_machine and os.getpid() != self.driver_pid:
+        self._maybe_die(ctx.round, machine, machine + 1)
+        return super().step(ctx, machine, memory, inbox)
+
+    def batch_step(self, ctx, state, delivery):
+        self._maybe_die(ctx.round, ctx.first_machine, ctx.first_machine + state.machines)
+        return super().batch_step(ctx, state, delivery)
+
+    def _maybe_die(self, round: int, lo: int, hi: int) -> None:
+        if round == self.kill_round and lo <= self.kill_machine < hi and os.getpid() != self.driver_pid:
             try:
                 fd = os.open(self.marker, os.O_CREAT | os.O_EXCL)
             except FileExistsError:
@@ -80,7 +91,6 @@ class KillOnce:
             else:
                 os.close(fd)
                 os.kill(os.getpid(), signal.SIGKILL)
-        return super().step(ctx, machine, memory, inbox)
 
 
 @dataclass(frozen=True)
@@ -99,3 +109,19 @@ class KillingDigesting(KillOnce, Digesting):
     def __init__(self, schedule, kill_round: int, kill_machine: int, marker: str):
         super().__init__(schedule)
         self.kill_round, self.kill_machine, self.marker, self.driver_pid = kill_round, kill_machine, marker, os.getpid()
+
+
+class Sleeping(Digesting):
+    """A digesting scripted protocol whose machine 0, in round ``sleep_round``, waits until the
+    file ``until`` exists (at most ``seconds``): a slow round the test can end when it is done."""
+
+    def __init__(self, schedule, sleep_round: int, seconds: float, until: str = ""):
+        super().__init__(schedule)
+        self.sleep_round, self.seconds, self.until = sleep_round, seconds, until
+
+    def step(self, ctx, machine, memory, inbox):
+        if ctx.round == self.sleep_round and machine == 0:
+            deadline = time.monotonic() + self.seconds
+            while time.monotonic() < deadline and not (self.until and os.path.exists(self.until)):
+                time.sleep(0.02)
+        return super().step(ctx, machine, memory, inbox)
