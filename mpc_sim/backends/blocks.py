@@ -66,18 +66,35 @@ COMPUTE_PHASES = frozenset(range(4))     # before the engine looks at whether an
 STYLES = ("machine", "block", "cluster")
 
 
-def partition(machines: int, blocks: int) -> tuple[int, ...]:
-    """Bounds of ``blocks`` contiguous blocks of nearly equal size (at most ``machines`` blocks).
+def partition(machines: int, blocks: int, weights: np.ndarray | None = None) -> tuple[int, ...]:
+    """Bounds of ``blocks`` contiguous blocks (at most ``machines``, at least one machine each):
+    of nearly equal size, or of nearly equal total ``weight`` (one non-negative weight per
+    machine): every block's weight is within ``2 * max(weights)`` of ``sum(weights) / blocks``.
 
     Examples
     --------
     >>> partition(10, 3), partition(2, 5)
     ((0, 3, 6, 10), (0, 1, 2))
+    >>> partition(10, 2, weights=np.array([9, 9, 1, 1, 1, 1, 1, 1, 1, 1]))     # the heavy machines apart
+    (0, 1, 10)
     """
     if blocks < 1:
         raise ValueError(f"blocks must be >= 1, got {blocks}")
     blocks = min(int(blocks), machines)
-    return tuple(int(x) for x in (np.arange(blocks + 1) * machines) // blocks)
+    if weights is None:
+        return tuple(int(x) for x in (np.arange(blocks + 1) * machines) // blocks)
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (machines,) or not np.all(np.isfinite(weights)) or (weights < 0).any():
+        raise ValueError(f"weights must be {machines} finite non-negative numbers, one per machine")
+    cumulative = np.concatenate([[0.0], np.cumsum(weights)])          # weight before machine i
+    targets = cumulative[-1] * np.arange(1, blocks) / blocks
+    after = np.searchsorted(cumulative, targets, side="left")           # first bound at or past the target
+    before = np.maximum(after - 1, 0)
+    closer = np.where(np.abs(cumulative[before] - targets) <= np.abs(cumulative[after] - targets), before, after)
+    bounds = [0]
+    for i, cut in enumerate(closer, start=1):                           # one machine at least per block
+        bounds.append(int(min(max(cut, bounds[-1] + 1), machines - (blocks - i))))
+    return tuple(bounds + [machines])
 
 
 def block_state(state: ClusterState, lo: int, hi: int) -> ClusterState:

@@ -1,7 +1,10 @@
 """The Dask backend: the same rounds on a real distributed engine, with checkpoints and retries.
 
-What runs where. The machines are cut into contiguous blocks (two per worker by default). The
-driver (the process calling :meth:`Simulator.run`) computes the initial state and scatters it,
+What runs where. The machines are cut into contiguous blocks (two per worker by default): of
+equal machine counts when workers run per-machine steps, of equal initial words (each machine
+counted as its words plus one) when they run a block-local batch step, whose cost follows the
+words (sample sort keeps all its data on the first ``n / s`` machines). The blocks are fixed for
+the run and recorded in checkpoints. The driver (the process calling :meth:`Simulator.run`) computes the initial state and scatters it,
 block by block, round-robin over the workers; after that the words stay on the workers. Every
 round is a small task graph, submitted at once (``B**2 + 4 B`` tasks for ``B`` blocks):
 
@@ -304,8 +307,11 @@ class _DaskRun:
     def _start(self, data: object) -> int:
         config, protocol = self.config, self.protocol
         words = protocol.validate_input(config, data)
+        state = self._initial_state(words)
         blocks = 1 if self.style == "cluster" else self.options.blocks_for(len(self.workers))
-        self.plan = BlockPlan(protocol, config, self.seed, self.style, partition(config.machines, blocks))
+        # a block-local batch step costs about its words, a per-machine step about its machines
+        weights = state.sizes() + 1 if self.style == "block" else None
+        self.plan = BlockPlan(protocol, config, self.seed, self.style, partition(config.machines, blocks, weights))
         self.plan_future = self._submit(_constant, self.plan)
         if self.store is not None:
             if self.store.manifest() is not None:
@@ -313,7 +319,7 @@ class _DaskRun:
                                       f"(resume=...) or write to an empty directory")
             self.input_digest = _digest(words)
         self.words = words
-        self._scatter_input()
+        self._scatter_input(state)
         if self.store is not None:
             self.checkpoint_due = 0
         return 0
@@ -494,10 +500,15 @@ class _DaskRun:
         except Exception:               # the scheduler does not answer: no worker to count on
             return False
 
-    def _scatter_input(self) -> None:
-        """The initial state, block by block, spread over the workers (round-robin)."""
-        state = self.protocol.initial_state(self.config, self.words)
+    def _initial_state(self, words: np.ndarray) -> ClusterState:
+        state = self.protocol.initial_state(self.config, words)
         check_state(state, self.config.machines, self.protocol, round=0)
+        return state
+
+    def _scatter_input(self, state: ClusterState | None = None) -> None:
+        """The initial state, block by block, spread over the workers (round-robin)."""
+        if state is None:
+            state = self._initial_state(self.words)
         blocks = [(block_state(state, *self.plan.block(b)), None) for b in range(self.plan.blocks)]
         del state
         try:

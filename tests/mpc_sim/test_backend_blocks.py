@@ -53,9 +53,23 @@ def test_partition_covers_every_machine_once_in_nearly_equal_blocks(machines, bl
     assert sizes.min() >= 1 and sizes.max() - sizes.min() <= 1
 
 
+@given(weights=st.lists(st.integers(0, 10**6), min_size=1, max_size=300), blocks=st.integers(1, 40))
+def test_weighted_partition_gives_blocks_of_nearly_equal_weight(weights, blocks):
+    weights = np.array(weights)
+    bounds = partition(weights.shape[0], blocks, weights=weights)
+    sizes = np.diff(bounds)
+    assert bounds[0] == 0 and bounds[-1] == weights.shape[0] and len(sizes) == min(blocks, weights.shape[0])
+    assert sizes.min() >= 1
+    per_block = np.add.reduceat(weights, np.array(bounds[:-1]))
+    assert per_block.max() <= weights.sum() / len(sizes) + 2 * weights.max()
+
+
 def test_partition_and_plans_refuse_nonsense():
     with pytest.raises(ValueError, match="blocks must be >= 1"):
         partition(4, 0)
+    for bad in (np.ones(3), np.array([1.0, -1.0, 0.0, 0.0]), np.array([1.0, np.nan, 0.0, 0.0])):
+        with pytest.raises(ValueError, match="weights must be 4 finite non-negative"):
+            partition(4, 2, weights=bad)
     cfg = square_config(4)
     with pytest.raises(ValueError, match="rise from 0 to 4"):
         BlockPlan(Words(np.int64), cfg, 0, "machine", (0, 2, 2, 4))

@@ -17,6 +17,7 @@ import dask  # noqa: E402  (installed with distributed)
 from mpc_sim import (MPCConfig, Protocol, ProtocolError, Simulator, UnknownDestination, make_protocol,  # noqa: E402
                      simulate)
 from mpc_sim.backends import BackendError, CheckpointError  # noqa: E402
+from mpc_sim.backends.blocks import partition  # noqa: E402
 from mpc_sim.backends.dask import DaskOptions, connect  # noqa: E402
 from mpc_sim.trace import Retry, Trace  # noqa: E402
 from reductions.cli import main as cli_main  # noqa: E402
@@ -145,6 +146,24 @@ def test_blocks_are_computed_on_both_workers_and_messages_cross_between_them(cli
     assert {t["worker"] for t in tasks("compute_block")} == set(client.nthreads())
     transfers = [s for t in tasks("deliver_block") for s in t["startstops"] if s["action"] == "transfer"]
     assert transfers, "the all-to-all moved no piece between workers"
+
+
+def test_block_local_steps_get_blocks_of_equal_initial_words_and_per_machine_steps_equal_machine_counts(client,
+                                                                                                        tmp_path):
+    protocol = make_protocol("sort")
+    config = protocol.default_config(20_000, 0.5)
+    data = protocol.generate_input(config, seed=2)
+
+    def bounds(directory, mode):
+        on_dask(config, client, blocks=4, mode=mode, checkpoint=tmp_path / directory).run(protocol, data, seed=1)
+        return json.loads((tmp_path / directory / "checkpoint.json").read_text())["bounds"]
+
+    weights = protocol.initial_state(config, protocol.validate_input(config, data)).sizes() + 1
+    cut = bounds("block", "batch")
+    per_block = np.add.reduceat(weights, np.array(cut[:-1]))
+    assert per_block.max() <= weights.sum() / 4 + 2 * weights.max()
+    assert cut[3] < config.machines // 4          # the input sits on the first n / s machines: 3 blocks share it
+    assert bounds("machine", "machine") == list(partition(config.machines, 4))
 
 
 def test_library_protocols_cover_the_catalog():
@@ -337,7 +356,8 @@ def test_checkpoint_files_hold_exactly_the_state_after_the_last_round_without_pi
     assert result.trace.counts() == local.trace.counts() and np.array_equal(result.output, local.output)
     manifest = json.loads((tmp_path / "checkpoint.json").read_text())
     last = local.trace.num_rounds
-    assert manifest["round"] == last and manifest["bounds"] == [0, 10, 21, 32]
+    weights = protocol.initial_state(config, data).sizes() + 1            # sort's block step: equal words
+    assert manifest["round"] == last and manifest["bounds"] == list(partition(config.machines, 3, weights))
     assert [r["round"] for r in manifest["trace"]["rounds"]] == list(range(1, last + 1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json", f"round-{last:06d}"]
     words, sizes = [], []
