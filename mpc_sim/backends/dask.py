@@ -55,6 +55,7 @@ ValueError: workers must be >= 1, got 0
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -154,8 +155,14 @@ def connect(address: str, timeout: float = 10.0):
     try:
         return Client(address, timeout=timeout, set_as_default=False)
     except Exception as exc:        # refused, timed out, unresolvable, malformed: all mean "not reachable"
-        raise BackendError(f"could not reach the Dask scheduler at {address} within the {timeout:g} s "
-                           f"connect timeout ({type(exc).__name__}: {exc})") from None
+        reason = f"{type(exc).__name__}: {exc}"
+    # The half-built Client survives in a reference cycle and closes itself when collected. Collected
+    # later, in the middle of another Client's start, its close waits for the lock Dask's loop runners
+    # share (a class attribute) while that start holds it: a deadlock (seen with distributed 2026.8).
+    # Collect it now, while no Client is starting.
+    gc.collect()
+    raise BackendError(f"could not reach the Dask scheduler at {address} within the {timeout:g} s "
+                       f"connect timeout ({reason})")
 
 
 @contextlib.contextmanager

@@ -318,6 +318,21 @@ def test_an_unreachable_scheduler_is_a_clean_error_naming_address_and_timeout():
         connect("nowhere", timeout=0.5)
 
 
+def test_a_failed_connection_leaves_no_half_built_client_for_the_garbage_collector():
+    """A Client whose start failed closes itself when collected; collected in the middle of another
+    Client's start it deadlocks on the loop runners' shared lock. connect collects it at once."""
+    import gc
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(BackendError):
+            connect(f"tcp://127.0.0.1:{closed_port()}", timeout=1.0)
+        assert not [o for o in gc.get_objects() if isinstance(o, distributed.Client) and o.status != "running"]
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def test_cli_reports_an_unreachable_scheduler_and_exits_2(capsys):
     address = f"tcp://127.0.0.1:{closed_port()}"
     status = cli_main(["simulate", "broadcast", "--n", "64", "--eps", "0.5", "--backend", "dask",
