@@ -484,7 +484,7 @@ class _DaskRun:
                 with self.client.as_current():          # wait() asks for the current client
                     wait(futures, timeout=_POLL_SECONDS)
                 return
-            except TimeoutError:
+            except TimeoutError:        # not done yet: look at the cluster, then wait again
                 pass
             except Exception as exc:
                 raise _Lost(exc) from exc
