@@ -31,6 +31,7 @@ import numpy as np
 
 from ..tasks import BOTTOM, generate_khop_batch, generate_khop_mixed, generate_match2_balanced, khop_vocab_size
 from ..transformer import Transformer, init_transformer
+from .data import KHopRows, Match2Rows
 from .loop import IGNORE, TrainConfig
 
 __all__ = ["Match2Setup", "InductionSetup", "encode_khop_targets"]
@@ -75,6 +76,8 @@ class Match2Setup:
     steps: int = 20_000
     batch_size: int = 32
     learning_rate: float = 0.01
+    grad_clip: float | None = None
+    warmup_steps: int = 0
     data_seed: int = 1
     test_seed: int = 2
 
@@ -105,9 +108,16 @@ class Match2Setup:
 
         return batch
 
-    def train_config(self, threads: int = 1) -> TrainConfig:
+    def device_batches(self, seed: int, device: str = "cpu", chunk_size: int = 1000) -> Match2Rows:
+        """The same draw as :meth:`batches` (rows of the training set, uniform per step), made on
+        ``device`` by a torch generator (:class:`anna.train.data.Match2Rows`): what training uses."""
+        inputs, labels = self.training_set()
+        return Match2Rows(inputs, labels, self.batch_size, seed, chunk_size=chunk_size, device=device)
+
+    def train_config(self, threads: int = 1, device: str = "cpu") -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                           threads=threads, log_every=500, checkpoint_every=2000)
+                           threads=threads, log_every=500, checkpoint_every=2000, grad_clip=self.grad_clip,
+                           warmup_steps=self.warmup_steps, device=device)
 
 
 def encode_khop_targets(targets: np.ndarray, alphabet_size: int) -> np.ndarray:
@@ -154,7 +164,10 @@ class InductionSetup:
     batch_size: int = 32
     learning_rate: float = 1e-3
     grad_clip: float | None = 1.0
+    warmup_steps: int = 0
     test_seed: int = 2
+    log_every: int = 100
+    checkpoint_every: int = 250
 
     name = "induction"
 
@@ -191,6 +204,13 @@ class InductionSetup:
 
         return batch
 
-    def train_config(self, threads: int = 1) -> TrainConfig:
+    def device_batches(self, seed: int, device: str = "cpu", chunk_size: int = 500) -> KHopRows:
+        """Fresh rows as in :meth:`batches`, made on ``device`` (:class:`anna.train.data.KHopRows`):
+        what training uses."""
+        return KHopRows(self.n, self.alphabet_size, self.train_ks, self.batch_size, seed, chunk_size=chunk_size,
+                        device=device)
+
+    def train_config(self, threads: int = 1, device: str = "cpu") -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                           threads=threads, log_every=100, checkpoint_every=250, grad_clip=self.grad_clip)
+                           threads=threads, log_every=self.log_every, checkpoint_every=self.checkpoint_every,
+                           grad_clip=self.grad_clip, warmup_steps=self.warmup_steps, device=device)
