@@ -44,8 +44,9 @@ class TrainConfig:
 
     ``grad_clip`` (optional, off by default) rescales the gradient to at most that global norm
     before each step; ``warmup_steps`` (0 by default) ramps the learning rate linearly from
-    ``learning_rate / warmup_steps`` to ``learning_rate`` over the first steps. Both are departures
-    from the paper's recipe, used only where it diverges (docs/reproduction.md says where).
+    ``learning_rate / warmup_steps`` to ``learning_rate`` over the first steps; ``decay="cosine"``
+    then lowers it along a half cosine to 0 at ``steps``. All three are departures from the paper's
+    recipe (Adam, constant lr), used only where it fails (docs/reproduction.md says where).
 
     ``device`` is ``"cpu"`` or ``"cuda"`` (``"cuda:N"``); ``graph`` captures one whole training step
     (forward, backward, clipping, Adam) in a CUDA graph and replays it (``"auto"``: on CUDA only).
@@ -73,6 +74,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     grad_clip: float | None = None
     warmup_steps: int = 0
+    decay: str = "none"
     device: str = "cpu"
     graph: bool | str = "auto"
 
@@ -90,6 +92,8 @@ class TrainConfig:
         if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
                                  or not math.isfinite(clip) or clip <= 0):
             raise ValueError(f"grad_clip must be None or a positive finite number, got {clip!r}")
+        if self.decay not in ("none", "cosine"):
+            raise ValueError(f"decay must be 'none' or 'cosine', got {self.decay!r}")
         if not isinstance(self.device, str) or not (self.device == "cpu" or self.device == "cuda"
                                                     or (self.device.startswith("cuda:")
                                                         and self.device[5:].isdigit())):
@@ -109,6 +113,9 @@ class TrainConfig:
         """
         if step < self.warmup_steps:
             return self.learning_rate * (step + 1) / self.warmup_steps
+        if self.decay == "cosine":
+            done = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+            return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
         return self.learning_rate
 
     @property
@@ -302,7 +309,7 @@ def train_surrogate(surrogate: TorchSurrogate, batches: "Batches | BatchSource",
         if step > start:
             step_fn.inputs.copy_(chunk_inputs[step % source.chunk_size])
             step_fn.targets.copy_(chunk_targets[step % source.chunk_size])
-        if step < config.warmup_steps or step == config.warmup_steps:
+        if step <= config.warmup_steps or config.decay != "none":
             _set_lr(optimizer, config.lr_at(step))
         step_fn()
         counted += 1

@@ -78,6 +78,7 @@ class Match2Setup:
     learning_rate: float = 0.01
     grad_clip: float | None = None
     warmup_steps: int = 0
+    decay: str = "none"
     data_seed: int = 1
     test_seed: int = 2
 
@@ -117,7 +118,7 @@ class Match2Setup:
     def train_config(self, threads: int = 1, device: str = "cpu") -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
                            threads=threads, log_every=500, checkpoint_every=2000, grad_clip=self.grad_clip,
-                           warmup_steps=self.warmup_steps, device=device)
+                           warmup_steps=self.warmup_steps, decay=self.decay, device=device)
 
 
 def encode_khop_targets(targets: np.ndarray, alphabet_size: int) -> np.ndarray:
@@ -165,6 +166,7 @@ class InductionSetup:
     learning_rate: float = 1e-3
     grad_clip: float | None = 1.0
     warmup_steps: int = 0
+    decay: str = "none"
     test_seed: int = 2
     log_every: int = 100
     checkpoint_every: int = 250
@@ -213,4 +215,4 @@ class InductionSetup:
     def train_config(self, threads: int = 1, device: str = "cpu") -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
                            threads=threads, log_every=self.log_every, checkpoint_every=self.checkpoint_every,
-                           grad_clip=self.grad_clip, warmup_steps=self.warmup_steps, device=device)
+                           grad_clip=self.grad_clip, warmup_steps=self.warmup_steps, decay=self.decay, device=device)
