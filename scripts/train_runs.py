@@ -21,6 +21,9 @@ from pathlib import Path
 def _value(text: str):
     if text == "none":
         return None
+    low, dash, high = text.partition("-")
+    if dash and low.isdigit() and high.isdigit():  # a range of hop counts: 0-8
+        return tuple(range(int(low), int(high) + 1))
     for kind in (int, float):
         try:
             return kind(text)

@@ -340,3 +340,22 @@ def test_cuda_graph_training_resumes_bit_identically_and_matches_eager(cuda, tmp
     with torch.no_grad():
         logits = straight(inputs[:4]).cpu().numpy()
     np.testing.assert_allclose(np.stack([exported(r) for r in inputs[:4]]), logits, rtol=1e-3, atol=1e-3)
+
+
+def test_separation_runs_train_and_evaluate_every_method_depth_and_k(torch, tmp_path):
+    from anna.experiments.separation import SeparationResult, SeparationSpec, evaluate_separation
+    from anna.experiments.training import train_to_file
+
+    spec = SeparationSpec(max_k=2, depths=(1, 2), n=12, steps=3, test_size=2, ell=2, seeds=1)
+    for kind in ("softmax", "lowrank"):
+        for depth in spec.depths:
+            setup = InductionSetup(**{**spec.setup(kind, depth).__dict__, "dim": 8, "warmup_steps": 1,
+                                      "log_every": 1})
+            train_to_file(setup, tmp_path / spec.name(kind, depth), on_log=lambda step, loss: None)
+    result = evaluate_separation(tmp_path, spec)
+    assert set(result.errors) == {"softmax", "anna", "lowrank"}
+    assert all(set(result.errors[m][d]) == {0, 1, 2} and all(0 <= e <= 1 for e in result.errors[m][d].values())
+               for m in result.errors for d in spec.depths)
+    assert SeparationResult.from_json(result.to_json()).errors == result.errors
+    with pytest.raises(FileNotFoundError, match="khop_softmax_d3"):
+        evaluate_separation(tmp_path, SeparationSpec(max_k=2, depths=(3,), n=12, test_size=2))
