@@ -209,7 +209,7 @@ class Simulator:
         Examples
         --------
         >>> from mpc_sim import make_protocol
-        >>> protocol = make_protocol("prefix_sum")
+        >>> protocol = make_protocol("prefix-sum")
         >>> config = protocol.default_config(64, 0.5)
         >>> steps = list(Simulator(config).steps(protocol, protocol.generate_input(config, seed=0)))
         >>> [step.round for step in steps][-1] == steps[-1].result.trace.num_rounds + 1, steps[-1].final

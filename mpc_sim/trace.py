@@ -136,6 +136,11 @@ def top_machines(amounts: np.ndarray, k: int = PEAK_MACHINES) -> tuple[tuple[int
     return tuple((int(m), int(amounts[m])) for m in np.concatenate([above, tied]))
 
 
+def _mean(value: float) -> str:
+    """A mean memory: one decimal below 1000 words, whole words above (the table stays narrow)."""
+    return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+
+
 @dataclass(frozen=True)
 class RoundPeaks:
     """Which machines held, sent and received the most in one round: the :data:`PEAK_MACHINES`
@@ -377,8 +382,8 @@ class Trace:
         >>> data = protocol.generate_input(config, seed=0)
         >>> trace = Simulator(config).run(protocol, data, record_messages=True).trace
         >>> graph = trace.to_networkx(1)
-        >>> graph.number_of_nodes() == config.machines, sum(w for _, _, w in graph.edges(data="words")) == \
-        ...     trace.rounds[0].total_words
+        >>> words = sum(w for _, _, w in graph.edges(data="words"))
+        >>> graph.number_of_nodes() == config.machines, words == trace.rounds[0].total_words
         (True, True)
         """
         import networkx as nx
@@ -404,10 +409,10 @@ class Trace:
         s = self.config.s
         rows, over = [], set()
         for r in self.rounds:
-            rows.append([r.round, r.max_memory, f"{r.mean_memory:.1f}", r.max_sent, r.max_received, r.total_words,
+            rows.append([r.round, r.max_memory, _mean(r.mean_memory), r.max_sent, r.max_received, r.total_words,
                          r.messages, r.active_machines, format_seconds(r.wall_time)])
         if self.output is not None:
-            rows.append(["output", self.output.max_memory, f"{self.output.mean_memory:.1f}", "-", "-", "-", "-", "-",
+            rows.append(["output", self.output.max_memory, _mean(self.output.mean_memory), "-", "-", "-", "-", "-",
                          format_seconds(self.output.wall_time)])
         for i, row in enumerate(rows):
             over.update((i, j) for j in (1, 3, 4) if isinstance(row[j], int) and row[j] > s)

@@ -8,7 +8,7 @@ from hypothesis import given
 from rich.console import Console
 
 from mpc_sim import MPCConfig, OutputStats, RoundStats, Simulator, Trace, Violation
-from tests.strategies.mpc import ScriptedProtocol, make_schedule, traces
+from mpc_sim.strategies import ScriptedProtocol, make_schedule, traces
 
 CFG = MPCConfig(n=100, eps=0.5)        # s = 10, 10 machines
 

@@ -1,5 +1,5 @@
 """Shared hypothesis strategies: random MPC protocols/message patterns and random attention inputs.
 
-One helper package for the whole suite (DESIGN.md): ``tests.strategies.mpc`` for the simulator,
-``tests.strategies.attention`` for the ANNA kernels and references.
+One helper package for the whole suite (DESIGN.md): ``mpc_sim.strategies`` for the simulator,
+``anna.strategies`` for the ANNA kernels and references.
 """
