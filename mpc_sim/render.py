@@ -51,10 +51,11 @@ def _cell_width(cell: str) -> int:
 
 def compact_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[str]], *,
                   numeric: Sequence[bool] | None = None, max_rows: int | None = None,
-                  what: str = "rows", caption: str | None = None) -> Table:
+                  what: str = "rows", caption: str | None = None, always: Sequence[Sequence[str]] = ()) -> Table:
     """A rich table whose numeric cells are never cut: they keep their full width and right
     alignment; text columns and headers wrap. With ``max_rows``, the middle of a longer table is
-    replaced by one row of ``⋮`` and a caption saying how many ``what`` were left out.
+    replaced by one row of ``⋮`` and a caption saying how many ``what`` were left out; rows in
+    ``always`` (totals, a final step) follow, never elided.
 
     Examples
     --------
@@ -74,6 +75,8 @@ def compact_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequ
     shown, gap, hidden = elide(rows, max_rows)
     if hidden:
         shown = shown[:gap] + [[ELIDED] * len(headers)] + shown[gap:]
+    shown = shown + [list(row) for row in always]
+    if hidden:
         note = f"{hidden} {what} not shown (--all shows every row)"
         caption = note if caption is None else f"{caption}; {note}"
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False,
@@ -107,10 +110,12 @@ def format_seconds(seconds: float) -> str:
 
 
 def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, caption: str | None = None,
-               max_rows: int | None = None, what: str = "rows", highlight: set[tuple[int, int]] | None = None) -> str:
+               max_rows: int | None = None, what: str = "rows", highlight: set[tuple[int, int]] | None = None,
+               always: int = 0) -> str:
     """The rows as an HTML table (escaped), the middle of a long table elided like the terminal's.
 
-    ``highlight`` holds the (row, column) positions, in ``rows``, to show in red (over a limit).
+    ``highlight`` holds the (row, column) positions, in ``rows``, to show in red (over a limit);
+    the last ``always`` rows are never elided.
 
     Examples
     --------
@@ -119,7 +124,9 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, capt
     """
     highlight = highlight or set()
     indexed = list(enumerate(rows))
-    shown, gap, hidden = elide(indexed, max_rows)
+    kept = indexed[len(indexed) - always:] if always else []
+    shown, gap, hidden = elide(indexed[:len(indexed) - len(kept)], max_rows)
+    shown = shown + kept
     parts = ["<table>"]
     if caption is not None or hidden:
         text = caption or ""

@@ -432,7 +432,9 @@ class Trace:
         rows, over = self._rows()
         cells = [[(f"[bold red]{value}[/]" if (i, j) in over else str(value)) for j, value in enumerate(row)]
                  for i, row in enumerate(rows)]
-        return compact_table(escape(self._title()), self._COLUMNS, cells, max_rows=max_rows, what="rounds")
+        final = cells[self.num_rounds:]           # the output row is never elided
+        return compact_table(escape(self._title()), self._COLUMNS, cells[:self.num_rounds], max_rows=max_rows,
+                             what="rounds", always=final)
 
     def __rich__(self) -> Table:
         return self.table()
@@ -441,7 +443,8 @@ class Trace:
         import html
         rows, over = self._rows()
         return (f"<div><b>{html.escape(self._title())}</b><br><span>{html.escape(self.summary())}</span>"
-                + html_table(self._COLUMNS, rows, max_rows=max_rows, what="rounds", highlight=over) + "</div>")
+                + html_table(self._COLUMNS, rows, max_rows=max_rows, what="rounds", highlight=over,
+                                   always=len(rows) - self.num_rounds) + "</div>")
 
     def summary(self) -> str:
         """One line: rounds vs bound, peak memory/sent/received as fractions of s, verdict."""
