@@ -87,7 +87,7 @@ def assert_compiles_exactly(protocol: Protocol, config: MPCConfig, data: object 
             where = f"output has shape {got.shape}, the simulator's {expected.shape}"
         else:
             i = int(np.flatnonzero(expected.view(np.int64) != got.view(np.int64))[0])
-            where = f"output word {i} is {got[i]!r}, the simulator's {expected[i]!r}"
+            where = f"output word {i} is {got[i].item()!r}, the simulator's {expected[i].item()!r}"
         alignment = model.align(data, run)
         diverging = next(((layer, machine) for layer, _, _, machine in alignment.rows if machine is not None), None)
         first = ("" if diverging is None else
