@@ -51,9 +51,9 @@ def _round_maxima(trace: Trace, quantity: str) -> list[tuple[int, int]]:
     return maxima
 
 
-def _machines_over(peaks: RoundPeaks | None, quantity: str, budget: int) -> str:
+def _machines_over(peaks: RoundPeaks | None, quantity: str, budget: int, largest: int) -> str:
     if peaks is None:
-        return "machines not recorded in this trace"
+        return f"largest {largest} (machines not recorded in this trace)"
     over = [(m, a) for m, a in getattr(peaks, quantity) if a > budget]
     listed = ", ".join(f"{m} ({a})" for m, a in over)
     word = "machine" if len(over) == 1 else "machines"
@@ -90,8 +90,8 @@ def budget_problems(trace: Trace, *, rounds: int | None = None, memory: int | No
             others += f" and {len(bad) - 1 - _SHOWN_ROUNDS} more rounds"
         problems.append(
             f"{quantity}: budget {budget} words exceeded in {len(bad)} round{'s' if len(bad) > 1 else ''}; first in "
-            f"{_round_name(trace, first)}: {_machines_over(peaks.get(first), quantity, budget)}"
-            f" (largest {amount})" + (f"; also {others}" if others else ""))
+            f"{_round_name(trace, first)}: {_machines_over(peaks.get(first), quantity, budget, amount)}"
+            + (f"; also {others}" if others else ""))
     return problems
 
 
@@ -118,7 +118,7 @@ def assert_within(trace: object, *, rounds: int | None = None, memory: int | Non
     >>> assert_within(trace, received=4)
     Traceback (most recent call last):
     ...
-    mpc_sim.testing.BudgetExceeded: demo (n = 16, s = 4): received: budget 4 words exceeded in 1 round; first in round 1: machines 3 (6), 1 (5) (largest 6)
+    mpc_sim.testing.BudgetExceeded: demo (n = 16, s = 4): received: budget 4 words exceeded in 1 round; first in round 1: machines 3 (6), 1 (5)
     """
     trace = getattr(trace, "trace", trace)
     if not isinstance(trace, Trace):

@@ -6,8 +6,9 @@ Fixtures
     ``mpc_run(protocol, n=None, *, eps=0.5, config=None, data=None, seed=0, **simulator_options)``
     runs a protocol (a :class:`~mpc_sim.Protocol` or a library name) on the simulator and returns
     the :class:`~mpc_sim.RunResult`. The config defaults to the protocol's ``default_config(n,
-    eps)``, the input to its generated one. Every run is checked against the test's
-    ``mpc_budget`` marker, if any.
+    eps)``, the input to its generated one. The output is checked against the protocol's
+    reference solver when it has one (``trace.verified``; a wrong output fails the test), and
+    every run against the test's ``mpc_budget`` marker, if any.
 ``mpc_compile``
     ``mpc_compile(protocol, n=None, *, eps=0.5, config=None, data=None, seed=0, **compile_options)``
     compiles a protocol, asserts the model reproduces the simulator exactly
@@ -25,8 +26,7 @@ Example::
 
     @pytest.mark.mpc_budget(rounds=4, memory=lambda config: config.s)
     def test_sort(mpc_run):
-        result = mpc_run("sort", 4096)
-        assert result.trace.verified is not False
+        assert mpc_run("sort", 4096).trace.verified     # checked against the reference solver
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def _setup(protocol, n, eps, config, data, seed):
 @pytest.fixture
 def mpc_run(request: pytest.FixtureRequest):
     """Run a protocol on the simulator, checking the test's ``mpc_budget`` (see the module)."""
-    from mpc_sim import Simulator
+    from mpc_sim import RunResult, Simulator
     from mpc_sim.testing import assert_within
 
     budgets = _budgets(request)
@@ -89,6 +89,15 @@ def mpc_run(request: pytest.FixtureRequest):
             record_messages: bool = False, **simulator_options):
         protocol, config, data = _setup(protocol, n, eps, config, data, seed)
         result = Simulator(config, **simulator_options).run(protocol, data, seed=seed, record_messages=record_messages)
+        try:
+            verified = protocol.verify(protocol.validate_input(config, data), result.output)
+        except NotImplementedError:         # no reference solver: nothing to compare with
+            verified = None
+        if verified is False:
+            raise AssertionError(f"{protocol.name} (n = {config.n}, seed {seed}): the output differs from the "
+                                 f"protocol's reference solver")
+        if verified is not None:
+            result = RunResult(result.output, result.trace.with_verified(verified), result.state, result.states)
         assert_within(result.trace, **_resolve(budgets, _RUN_BUDGETS, config))
         return result
 
