@@ -15,7 +15,7 @@ from .render import DEFAULT_MAX_ROWS, compact_table
 from .simulator import BACKENDS, MODES, Simulator
 from .trace import RoundStats
 
-__all__ = ["register", "cmd_protocols", "cmd_simulate", "parse_params"]
+__all__ = ["register", "cmd_protocols", "cmd_simulate", "cmd_explore", "parse_params"]
 
 _LISTING_SIZES = (2**10, 2**16, 2**20)
 
@@ -80,6 +80,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, metavar="DIR", help="dask: checkpoint every round to DIR")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR", help="dask: resume the run checkpointed in DIR")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("explore", help="run a library protocol and write an HTML page to explore the run")
+    p.add_argument("protocol", choices=sorted(CATALOG), help="protocol name")
+    p.add_argument("--n", type=int, required=True, help="input size in words")
+    p.add_argument("--eps", type=float, default=0.5, help="memory exponent (default 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the input and of the protocol's randomness")
+    p.add_argument("--round", type=int, default=1, help="round the page opens at (default 1)")
+    p.add_argument("--out", type=Path, default=None, metavar="PATH", help="the page (default PROTOCOL.html)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a protocol parameter")
+    p.set_defaults(func=cmd_explore)
 
 
 def cmd_protocols(args: argparse.Namespace, console: Console) -> int:
@@ -193,3 +203,18 @@ def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
     ok = trace.verified and not trace.violations and (trace.rounds_bound is None or trace.num_rounds <= trace.rounds_bound)
     console.print(("[green]" if ok else "[red]") + trace.summary() + "[/]")
     return 0 if ok else 1
+
+
+def cmd_explore(args: argparse.Namespace, console: Console) -> int:
+    from .explore import write_explorer
+    out = args.out if args.out is not None else Path(f"{args.protocol}.html")
+    try:
+        protocol = make_protocol(args.protocol, **parse_params(args.param))
+        config = protocol.default_config(args.n, args.eps)
+        data = protocol.generate_input(config, seed=args.seed)
+        page = write_explorer(out, protocol, config, data, seed=args.seed, start_round=args.round)
+    except (MPCError, ValueError, TypeError) as exc:
+        console.print(f"[bold red]{type(exc).__name__}:[/] {exc}")
+        return 2
+    console.print(f"{page['summary']}\nwrote {out} ({out.stat().st_size} bytes; open it in a browser, no network needed)")
+    return 0
