@@ -118,3 +118,16 @@ def test_html_views_show_the_numbers():
     assert "&lt;b&gt;" in Trace("<b>", MPCConfig(n=16, eps=0.5), ())._repr_html_()
     assert result.state._repr_html_().count("<tr>") <= 2 + 12         # header, elision row, 12 machines
     assert np.asarray(result.output).size > 0
+
+
+def test_first_cli_run_says_it_compiles_kernels_and_later_runs_do_not(tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"}
+    command = [sys.executable, "-m", "reductions.cli", "simulate", "broadcast", "--n", "64", "--eps", "0.5"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    assert first.count("compiling numba kernels") == 1
+    assert re.search(r"compiled \d+ numba kernels in \d+\.\d s", first)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    assert "numba" not in second
