@@ -74,7 +74,8 @@ class Simulator:
         Raise a typed error at the first limit exceeded (default), and
         :class:`~mpc_sim.errors.RoundBoundExceeded` when a round past the protocol's declared
         ``rounds_bound`` sends messages. Non-strict runs record every limit violation in the
-        trace and go on (:meth:`Trace.check` reports a missed bound). Unknown destinations and malformed messages always raise.
+        trace and go on (:meth:`Trace.check` reports a missed bound). Unknown destinations and
+        malformed messages always raise.
     mode : {"auto", "batch", "machine"}
         Which style of the protocol to run: ``auto`` prefers batch when the protocol has it, so
         a protocol's per-machine ``step`` is then never called (a spy on it sees nothing). The
