@@ -216,5 +216,6 @@ def cmd_explore(args: argparse.Namespace, console: Console) -> int:
     except (MPCError, ValueError, TypeError) as exc:
         console.print(f"[bold red]{type(exc).__name__}:[/] {exc}")
         return 2
-    console.print(f"{page['summary']}\nwrote {out} ({out.stat().st_size} bytes; open it in a browser, no network needed)")
+    console.print(f"{page['summary']}\nwrote {out} ({out.stat().st_size} bytes; open it in a browser, "
+                  f"no network needed)")
     return 0

@@ -107,7 +107,8 @@ class ClusterState:
         rows = []
         for i in range(self.machines):
             memory = self.memory(i)
-            rows.append([i, int(sizes[i]), " ".join(str(w) for w in memory[:6].tolist()) + (" ..." if memory.size > 6 else "")])
+            shown = " ".join(str(w) for w in memory[:6].tolist()) + (" ..." if memory.size > 6 else "")
+            rows.append([i, int(sizes[i]), shown])
         return (f"<div><b>ClusterState</b>: {self.machines} machines, {self.words.shape[0]} {self.dtype} words "
                 f"(largest memory {int(sizes.max(initial=0))})"
                 + html_table(["machine", "words", "memory"], rows, max_rows=max_rows, what="machines") + "</div>")
