@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the exit code."""
     args = build_parser().parse_args(argv)
     console = Console()
-    return int(args.func(args, console) or 0)
+    from mpc_sim.compile_notice import announce_compiles
+    with announce_compiles(lambda line: console.print(f"[dim]{line}[/]")):
+        return int(args.func(args, console) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
