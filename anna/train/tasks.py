@@ -145,13 +145,11 @@ class InductionSetup:
     """Induction heads (1-hop) as in the paper: N = 100, |Σ| = 4, no immediate repeats, fresh
     samples with k ∈ {0, 1}, tested on k = 1; 2 causal layers, 1 head, m = 128, β = 1, Adam, batch 32.
 
-    The paper's 400,000 steps at Adam lr 0.01, with three departures, each forced by a logged run
-    (docs/reproduction.md): a linear warm-up over 4,000 steps, the gradient clipped to norm 1 and a
-    cosine decay of the learning rate (the paper's constant lr 0.01 diverged in our layer-norm-free
-    model, warm-up alone too, and warm-up + clipping stayed unstable); and β = 10 instead of 1 (with
-    unit-norm queries and keys, β = 1 bounds the attention scores to [-1, 1], too flat to point at one
-    of 100 tokens: the β = 1 surrogate stalled at 0.146 test error). The schedule takes about 8
-    minutes on one H200 (:mod:`anna.train` on ``device="cuda"``) and 13 hours on one CPU thread.
+    The paper's schedule (400,000 steps, Adam lr 0.01, batch 32, β = 1) with three departures, each
+    forced by a logged run (docs/reproduction.md, docs/training-runs/): a linear warm-up over 4,000
+    steps, the gradient clipped to norm 1, and a cosine decay of the learning rate (the constant lr
+    0.01 diverged in our layer-norm-free model, warm-up alone too, warm-up + clipping stayed
+    unstable). About 8 minutes on one H200 (``device="cuda"``), about 13 hours on one CPU thread.
 
     Examples
     --------
@@ -168,7 +166,7 @@ class InductionSetup:
     test_size: int = 128
     dim: int = 128
     depth: int = 2
-    temperature: float = 10.0
+    temperature: float = 1.0
     steps: int = 400_000
     batch_size: int = 32
     learning_rate: float = 0.01
