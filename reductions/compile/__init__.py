@@ -26,7 +26,7 @@ __all__ = [
     "compile_mpc", "CompiledModel", "CompiledRun", "CompileReport", "CompilePlan", "LayerAlignment",
     "CompileError", "UnsupportedProtocol", "RoundBudgetExceeded", "ModelTooLarge", "DecodeError",
     "DisjunctLayout", "HashedLayout", "LAYOUTS", "ATTENTIONS", "ENGINES", "ModelEstimate", "ESTIMATE_FACTOR",
-    "default_memory_limit", "IdLSH", "id_lsh", "IdCollisions", "LayerMemories",
+    "default_memory_limit", "IdLSH", "id_lsh", "IdCollisions", "LayerMemories", "check_request",
 ]
 
 
@@ -78,6 +78,32 @@ def compile_mpc(protocol: Protocol, config: MPCConfig, *, seed: int = 0, rounds:
     ...
     reductions.compile.errors.ModelTooLarge: compiling and running aggregate on the lean engine is estimated at ...
     """
+    plan, packets, stream, ids, choice, estimate = _plan_and_estimate(
+        protocol, config, seed=seed, rounds=rounds, alpha=alpha, layout=layout, attention=attention, lsh=lsh,
+        layout_options=layout_options, max_memory=max_memory)
+    head_seed = plan.seed if hash_seed is None else normalize_seed(hash_seed)
+    collisions = None
+    if choice is not None:
+        check_id_separation(ids, config.machines)
+        collisions = IdCollisions.from_lsh(config.machines, ids, choice.lsh, head_seed)
+    layers = build_layers(protocol, plan, packets, stream, ids, choice.lsh if choice else None, head_seed)
+    transformer = Transformer(build_embedding(protocol, plan, stream), layers, build_readout(stream),
+                              seed=head_seed, dim=stream.dim)
+    return CompiledModel(protocol, plan, packets, stream, transformer, estimate, choice, collisions,
+                         None if max_memory is None else int(max_memory))
+
+
+def check_request(protocol: Protocol, config: MPCConfig, *, seed: int = 0, rounds: int | None = None,
+                  alpha: int | None = None, layout: str = "hashed", attention: str = "ema", lsh: object = None,
+                  layout_options: dict | None = None, max_memory: int | None = None) -> ModelEstimate:
+    """What :func:`compile_mpc` checks before building, without building: the protocol, the
+    options and the estimate against the memory limit (raises as ``compile_mpc`` would); returns
+    the estimate."""
+    return _plan_and_estimate(protocol, config, seed=seed, rounds=rounds, alpha=alpha, layout=layout,
+                              attention=attention, lsh=lsh, layout_options=layout_options, max_memory=max_memory)[-1]
+
+
+def _plan_and_estimate(protocol, config, *, seed, rounds, alpha, layout, attention, lsh, layout_options, max_memory):
     validate_protocol(protocol, config, rounds=rounds, alpha=alpha)
     if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, float))
                                    or not max_memory > 0):
@@ -103,13 +129,4 @@ def compile_mpc(protocol: Protocol, config: MPCConfig, *, seed: int = 0, rounds:
         raise ModelTooLarge(f"compiling and running {protocol.name} on the {engine} engine", estimate.bytes(engine),
                             limit, f"{plan.tokens} tokens, s = {config.s}, {plan.alpha} routing heads, "
                                    f"depth {plan.depth}")
-    head_seed = plan.seed if hash_seed is None else normalize_seed(hash_seed)
-    collisions = None
-    if choice is not None:
-        check_id_separation(ids, config.machines)
-        collisions = IdCollisions.from_lsh(config.machines, ids, choice.lsh, head_seed)
-    layers = build_layers(protocol, plan, packets, stream, ids, choice.lsh if choice else None, head_seed)
-    transformer = Transformer(build_embedding(protocol, plan, stream), layers, build_readout(stream),
-                              seed=head_seed, dim=stream.dim)
-    return CompiledModel(protocol, plan, packets, stream, transformer, estimate, choice, collisions,
-                         None if max_memory is None else int(max_memory))
+    return plan, packets, stream, ids, choice, estimate

@@ -205,7 +205,7 @@ def group_sums(group_of_pair: np.ndarray, item_of_pair: np.ndarray, weight_of_pa
     """
     per_item = items.cells.shape[1]
     keys = (np.repeat(group_of_pair, per_item) * n_cells + items.cells[item_of_pair].ravel())
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys)            # sums of integers below 2**53: exact in any order
     out_keys, sums = _sum_sorted(keys[order], np.repeat(item_of_pair, per_item)[order],
                                  np.repeat(weight_of_pair.astype(np.float64), per_item)[order], items.items)
     return out_keys // n_cells, out_keys % n_cells, sums
@@ -252,7 +252,10 @@ def _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_ta
         for f in range(item_width):
             sums[i, f] = np.rint(average[a + i, f] * count)
     found = 0
-    queue = np.empty(k + found + 1 + 16 * k * hashes, dtype=np.int64)
+    queue = np.empty(k * (hashes + 1) + 1, dtype=np.int64)
+    # chunks peeled so far, chained by the local index of their first cell (duplicates share it)
+    chain_head = np.full(k, -1, dtype=np.int64)
+    chain_next = np.full(chunks_out.shape[0], -1, dtype=np.int64)
     top = 0
     for i in range(k):
         queue[top] = i
@@ -266,11 +269,15 @@ def _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_ta
         src, dst, length, index = np.int64(row[1]), np.int64(row[2]), np.int64(row[3]), np.int64(row[4])
         if not (0 <= src < machines and 0 <= length <= capacity and index >= 0):
             continue
+        first_cell = _find(cells, a, b, copy * n_cells + _cell(seed, 0, copy, src, index, per_table))
         duplicate = False
-        for c in range(found):
-            if chunks_out[c, 1] == src and chunks_out[c, 4] == index:
-                duplicate = True
-                break
+        if first_cell >= 0:
+            c = chain_head[first_cell - a]
+            while c >= 0:
+                if chunks_out[c, 1] == src and chunks_out[c, 4] == index:
+                    duplicate = True
+                    break
+                c = chain_next[c]
         if duplicate:
             continue
         own = False
@@ -282,6 +289,9 @@ def _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_ta
         if found >= chunks_out.shape[0]:
             return -1
         chunks_out[found] = row
+        if first_cell >= 0:
+            chain_next[found] = chain_head[first_cell - a]
+            chain_head[first_cell - a] = found
         found += 1
         item = row.copy()
         for t in range(hashes):
