@@ -94,7 +94,7 @@ def id_lsh(machines: int, ids: IdEmbedding | None = None, *, mode: str = "exact-
     --------
     >>> choice = id_lsh(1000)
     >>> choice.lsh.ell, choice.lsh.z, choice.far_bound <= 1e-3
-    (1, 76, True)
+    (1, 71, True)
     """
     from anna.lsh import Hyperplane, LSHConfig, theory_parameters
 

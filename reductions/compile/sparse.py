@@ -256,6 +256,7 @@ def _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_ta
     # chunks peeled so far, chained by the local index of their first cell (duplicates share it)
     chain_head = np.full(k, -1, dtype=np.int64)
     chain_next = np.full(chunks_out.shape[0], -1, dtype=np.int64)
+    own_cells = np.empty(hashes, dtype=np.int64)
     top = 0
     for i in range(k):
         queue[top] = i
@@ -269,7 +270,14 @@ def _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_ta
         src, dst, length, index = np.int64(row[1]), np.int64(row[2]), np.int64(row[3]), np.int64(row[4])
         if not (0 <= src < machines and 0 <= length <= capacity and index >= 0):
             continue
-        first_cell = _find(cells, a, b, copy * n_cells + _cell(seed, 0, copy, src, index, per_table))
+        own = False
+        for t in range(hashes):
+            own_cells[t] = copy * n_cells + _cell(seed, t, copy, src, index, per_table)
+            if own_cells[t] == cells[a + i]:
+                own = True
+        if not own or row[item_width - 1] != _check(seed, row):
+            continue
+        first_cell = _find(cells, a, b, own_cells[0])
         duplicate = False
         if first_cell >= 0:
             c = chain_head[first_cell - a]
@@ -280,12 +288,6 @@ def _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_ta
                 c = chain_next[c]
         if duplicate:
             continue
-        own = False
-        for t in range(hashes):
-            if copy * n_cells + _cell(seed, t, copy, src, index, per_table) == cells[a + i]:
-                own = True
-        if not own or row[item_width - 1] != _check(seed, row):
-            continue
         if found >= chunks_out.shape[0]:
             return -1
         chunks_out[found] = row
@@ -295,7 +297,7 @@ def _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_ta
         found += 1
         item = row.copy()
         for t in range(hashes):
-            j = _find(cells, a, b, copy * n_cells + _cell(seed, t, copy, src, index, per_table))
+            j = _find(cells, a, b, own_cells[t])
             if j < 0:
                 return -1            # the item's cell is empty: this average holds no such item
             j -= a
