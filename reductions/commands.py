@@ -84,7 +84,7 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
         options = dict(alpha=args.alpha, layout=args.layout, attention=args.attention)
         # refuse before any work: the estimate with the protocol's round bound (the simulator's
         # round count, used below, is never larger)
-        check_request(protocol, config, seed=args.seed, max_memory=max_memory, **options)
+        check_request(protocol, config, seed=args.seed, max_memory=max_memory, engine=args.engine, **options)
         data = protocol.generate_input(config, seed=args.seed)
         start = time.perf_counter()
         sim = Simulator(config, mode="machine").run(protocol, data, seed=args.seed)

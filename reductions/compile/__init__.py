@@ -61,9 +61,10 @@ def compile_mpc(protocol: Protocol, config: MPCConfig, *, seed: int = 0, rounds:
         Seed of the hash tables (default ``seed``); every ``anna`` head of the model uses the same
         tables, so one far-collision bound covers the whole model.
     max_memory : int, optional
-        Bytes a run of the model may take (default: half of physical memory). The estimate
-        (:mod:`.estimate`, from the plan alone) of a run on the default engine is checked before
-        anything is built: :class:`ModelTooLarge` above the limit.
+        Bytes the model may take (default: half of physical memory). The estimate
+        (:mod:`.estimate`, from the plan alone, in the report) of the model object is checked
+        before anything is built, and that of a run when ``CompiledModel.run`` starts:
+        :class:`ModelTooLarge` above the limit. :func:`check_request` checks a run up front.
 
     Examples
     --------
@@ -76,11 +77,11 @@ def compile_mpc(protocol: Protocol, config: MPCConfig, *, seed: int = 0, rounds:
     >>> compile_mpc(Aggregate(op="sum"), cfg, max_memory=1000)
     Traceback (most recent call last):
     ...
-    reductions.compile.errors.ModelTooLarge: compiling and running aggregate on the lean engine is estimated at ...
+    reductions.compile.errors.ModelTooLarge: building compiled aggregate is estimated at ...
     """
     plan, packets, stream, ids, choice, estimate = _plan_and_estimate(
         protocol, config, seed=seed, rounds=rounds, alpha=alpha, layout=layout, attention=attention, lsh=lsh,
-        layout_options=layout_options, max_memory=max_memory)
+        layout_options=layout_options, max_memory=max_memory, what="build")
     head_seed = plan.seed if hash_seed is None else normalize_seed(hash_seed)
     collisions = None
     if choice is not None:
@@ -95,15 +96,28 @@ def compile_mpc(protocol: Protocol, config: MPCConfig, *, seed: int = 0, rounds:
 
 def check_request(protocol: Protocol, config: MPCConfig, *, seed: int = 0, rounds: int | None = None,
                   alpha: int | None = None, layout: str = "hashed", attention: str = "ema", lsh: object = None,
-                  layout_options: dict | None = None, max_memory: int | None = None) -> ModelEstimate:
-    """What :func:`compile_mpc` checks before building, without building: the protocol, the
-    options and the estimate against the memory limit (raises as ``compile_mpc`` would); returns
-    the estimate."""
+                  layout_options: dict | None = None, max_memory: int | None = None,
+                  engine: str | None = None) -> ModelEstimate:
+    """Check a request to compile *and run* without doing either: the protocol, the options, and
+    the estimated run on ``engine`` (default: lean, dense for softmax heads) against the memory
+    limit; raises UnsupportedProtocol, CompileError or ModelTooLarge; returns the estimate.
+
+    Examples
+    --------
+    >>> from mpc_sim.protocols import make_protocol
+    >>> protocol = make_protocol("connectivity")
+    >>> check_request(protocol, protocol.default_config(2**14, 0.5), max_memory=2**20)
+    Traceback (most recent call last):
+    ...
+    reductions.compile.errors.ModelTooLarge: running compiled connectivity on the lean engine is estimated at ...
+    """
     return _plan_and_estimate(protocol, config, seed=seed, rounds=rounds, alpha=alpha, layout=layout,
-                              attention=attention, lsh=lsh, layout_options=layout_options, max_memory=max_memory)[-1]
+                              attention=attention, lsh=lsh, layout_options=layout_options, max_memory=max_memory,
+                              what="run", engine=engine)[-1]
 
 
-def _plan_and_estimate(protocol, config, *, seed, rounds, alpha, layout, attention, lsh, layout_options, max_memory):
+def _plan_and_estimate(protocol, config, *, seed, rounds, alpha, layout, attention, lsh, layout_options, max_memory,
+                       what: str, engine: str | None = None):
     validate_protocol(protocol, config, rounds=rounds, alpha=alpha)
     if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, float))
                                    or not max_memory > 0):
@@ -123,10 +137,12 @@ def _plan_and_estimate(protocol, config, *, seed, rounds, alpha, layout, attenti
             choice = id_lsh(config.machines, ids)
     estimate = estimate_model(plan, packets, stream.dim, ids.dim, choice.lsh.ell if choice else 1,
                               batch_step=protocol.has_batch_step())
-    engine = "dense" if attention == "softmax" else "lean"
+    engine = engine or ("dense" if attention == "softmax" else "lean")
     limit = default_memory_limit() if max_memory is None else int(max_memory)
-    if estimate.bytes(engine) > limit:
-        raise ModelTooLarge(f"compiling and running {protocol.name} on the {engine} engine", estimate.bytes(engine),
-                            limit, f"{plan.tokens} tokens, s = {config.s}, {plan.alpha} routing heads, "
-                                   f"depth {plan.depth}")
+    need = estimate.build_bytes if what == "build" else estimate.bytes(engine)
+    if need > limit:
+        doing = f"building compiled {protocol.name}" if what == "build" else \
+            f"running compiled {protocol.name} on the {engine} engine"
+        raise ModelTooLarge(doing, need, limit, f"{plan.tokens} tokens, s = {config.s}, {plan.alpha} routing heads, "
+                                                f"depth {plan.depth}")
     return plan, packets, stream, ids, choice, estimate

@@ -260,7 +260,7 @@ def test_the_estimate_bounds_the_measured_peak_within_the_stated_factor(name, pa
     assert peak <= estimate <= ESTIMATE_FACTOR * peak, (peak, estimate)
 
 
-def test_a_model_over_the_memory_limit_is_refused_before_anything_is_built(monkeypatch):
+def test_a_run_over_the_memory_limit_is_refused_before_anything_is_built(monkeypatch):
     import reductions.compile as compile_module
 
     def never(*args, **kwargs):
@@ -269,12 +269,27 @@ def test_a_model_over_the_memory_limit_is_refused_before_anything_is_built(monke
     monkeypatch.setattr(compile_module, "build_layers", never)
     protocol = make_protocol("connectivity")
     config = protocol.default_config(2 ** 14, 0.5)
-    estimate = None
     with pytest.raises(ModelTooLarge) as info:
-        compile_mpc(protocol, config, max_memory=10 ** 6)
+        compile_module.check_request(protocol, config, max_memory=10 ** 7)
     estimate = info.value.estimate
-    assert isinstance(info.value, CompileError) and info.value.limit == 10 ** 6 and estimate > 10 ** 6
-    assert "estimated at" in str(info.value) and str(estimate) in str(info.value) and "1000000" in str(info.value)
+    assert isinstance(info.value, CompileError) and info.value.limit == 10 ** 7 and estimate > 10 ** 7
+    assert "running compiled connectivity" in str(info.value) and str(estimate) in str(info.value)
+    assert "10000000" in str(info.value)
+    with pytest.raises(ModelTooLarge, match="building compiled connectivity"):
+        compile_mpc(protocol, config, max_memory=10 ** 5)
+
+
+def test_a_compiled_model_refuses_a_run_over_the_limit_but_still_reports():
+    protocol, config, data = _library_case("khop", {"k": 4}, 64)
+    model = compile_mpc(protocol, config, seed=3, max_memory=model_bytes(protocol, config) - 1)
+    assert model.report.estimated_bytes > model.max_memory
+    with pytest.raises(ModelTooLarge, match="lean engine"):
+        model.run(data)
+
+
+def model_bytes(protocol, config):
+    from reductions.compile import check_request
+    return check_request(protocol, config, seed=3).bytes("lean")
 
 
 def test_the_dense_engine_is_refused_where_the_lean_engine_fits():
@@ -302,6 +317,15 @@ def test_the_softmax_baseline_runs_on_the_dense_engine_only():
 
 
 # ------------------------------------------------------------------------------ the CLI
+def test_max_memory_accepts_byte_suffixes_and_names_a_bad_value():
+    from reductions.commands import parse_bytes
+    assert parse_bytes("4G") == 4 << 30 and parse_bytes("500M") == 500 << 20 and parse_bytes("1234") == 1234
+    assert parse_bytes("2GiB") == 2 << 30
+    for bad in ("lots", "-1G", "0"):
+        with pytest.raises(CompileError, match="max-memory"):
+            parse_bytes(bad)
+
+
 def _cli(args, capsys):
     from reductions.cli import main
     code = main(["compile", *args])
