@@ -285,6 +285,11 @@ def _delivery(parts: list[tuple[np.ndarray, ...]], machines: int, s: int, dtype:
     return Delivery(batch, machine_offsets)
 
 
+def _copy(state: ClusterState) -> ClusterState:
+    """A snapshot: a protocol may overwrite its memory in place in the next round."""
+    return ClusterState(state.words.copy(), state.offsets.copy())
+
+
 def run_lean(model, data: object, *, record: bool = False, local: str = "auto",
              collisions: IdCollisions | None = None) -> tuple[np.ndarray, LayerMemories | None]:
     """Run ``model`` (a :class:`~reductions.compile.CompiledModel`) on ``data``: the protocol's
@@ -307,7 +312,7 @@ def run_lean(model, data: object, *, record: bool = False, local: str = "auto",
         raise CompileError(f"machine {int(np.argmax(sizes))} starts with {int(sizes.max())} words, more than s = {config.s}")
     dtype = np.dtype(protocol.word_dtype)
     state, outbox = _local(protocol, model, 1, state, Delivery.empty(config.machines, dtype), local)
-    snapshots = [state] if record else None
+    snapshots = [_copy(state)] if record else None
     parts: list[tuple[np.ndarray, ...]] = []
     sent, halted = False, False
     for layer in range(plan.depth):
@@ -325,7 +330,7 @@ def run_lean(model, data: object, *, record: bool = False, local: str = "auto",
             parts = []
             state, outbox = _local(protocol, model, round_ + 1, state, delivery, local)
             if record:
-                snapshots.append(state)
+                snapshots.append(_copy(state))
     if outbox.batch.num_messages:
         raise RoundBudgetExceeded(f"machine {int(outbox.batch.src[0])} still has messages to send after the last layer: "
                                   f"the protocol needs more rounds than the model's budget")
