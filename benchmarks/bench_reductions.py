@@ -5,9 +5,11 @@ connectivity) and every n, one fresh process: generate the input, run the simula
 style, the one the compiled model mirrors, and batch style), compile the model with the
 simulator's round count (as ``anna-mpc compile`` does), run it on the lean engine and check its
 output equals the simulator's word for word. Recorded per case: seconds of each step, the peak
-memory of the process (``ru_maxrss``: interpreter, numba and libraries included) and of the
-compile + run alone (tracemalloc), the estimate the compiler made before building, and the
-ratios compiled run / simulator. Each process first runs the same protocol at n = 256 (numba
+memory of the process up to the end of the lean run (``ru_maxrss``: interpreter, numba and
+libraries included) and of the compile + run alone (tracemalloc), the estimate the compiler made before building, and the
+ratios compiled run / simulator. Up to ``--dense-max-n`` the same model also runs on the dense
+engine (the transformer's own forward pass), unless its estimate refuses or exceeds
+``--dense-max-seconds``: the table says which. Each process first runs the same protocol at n = 256 (numba
 kernels load from their on-disk cache on first use), so the timings are steady-state. One run
 per case: on a shared machine the timings are noisy.
 
@@ -39,7 +41,28 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_reductions.j
 TARGET_SECONDS, TARGET_BYTES, TARGET_RATIO = 60.0, 4 << 30, 20.0
 
 
-def _case(name: str, params: dict, n: int, eps: float, attention: str, queue) -> None:
+def _dense(model, data, expected, wanted: bool, max_seconds: float) -> dict:
+    """The same model on the dense engine (``Transformer.run``), where the estimate allows it."""
+    import numpy as np
+
+    from reductions.compile import ModelTooLarge
+
+    if not wanted:
+        return {"dense": "not run (n above --dense-max-n)"}
+    if model.report.estimated_dense_seconds > max_seconds:
+        return {"dense": f"not run (estimated {model.report.estimated_dense_seconds:.0f} s > {max_seconds:.0f} s)"}
+    try:
+        start = time.perf_counter()
+        out = model.run(data, engine="dense", record=False).output
+        seconds = time.perf_counter() - start
+    except ModelTooLarge as exc:
+        return {"dense": f"refused: {exc}"}
+    same = bool(np.array_equal(np.asarray(out).view(np.int64), np.asarray(expected).view(np.int64)))
+    return {"dense": "ran", "dense_seconds": seconds, "dense_exact": same}
+
+
+def _case(name: str, params: dict, n: int, eps: float, attention: str, dense_max_n: int, dense_max_seconds: float,
+          queue) -> None:
     """One case in a fresh process (its ru_maxrss is this case's peak)."""
     import resource
     import tracemalloc
@@ -80,6 +103,8 @@ def _case(name: str, params: dict, n: int, eps: float, attention: str, queue) ->
         tracemalloc.stop()
         exact = bool(np.array_equal(np.asarray(run.output).view(np.int64), np.asarray(sim.output).view(np.int64)))
         report = model.report
+        lean_peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        dense = _dense(model, data, sim.output, n <= dense_max_n, dense_max_seconds)
         queue.put({
             "protocol": name, "params": params, "n": n, "eps": eps, "attention": attention, "exact": exact,
             "machines": config.machines, "s": config.s, "rounds": sim.trace.num_rounds, "depth": report.depth,
@@ -91,19 +116,22 @@ def _case(name: str, params: dict, n: int, eps: float, attention: str, queue) ->
             "run_over_simulator": run_seconds / sim_seconds,
             "run_over_batch_simulator": None if not batch_seconds else run_seconds / batch_seconds,
             "traced_peak_bytes": int(traced_peak),
-            "process_peak_bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024,
+            "process_peak_bytes": lean_peak,
+            "process_peak_with_dense_bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024,
             "estimated_bytes": report.estimated_bytes, "estimated_seconds": report.estimated_seconds,
             "estimated_dense_bytes": report.estimated_dense_bytes,
+            "estimated_dense_seconds": report.estimated_dense_seconds, **dense,
         })
     except Exception as exc:  # reported in the table, never hidden
         queue.put({"protocol": name, "params": params, "n": n, "eps": eps, "attention": attention,
                    "error": f"{type(exc).__name__}: {exc}"})
 
 
-def run_case(name: str, params: dict, n: int, eps: float, attention: str, timeout: float) -> dict:
+def run_case(name: str, params: dict, n: int, eps: float, attention: str, timeout: float, dense_max_n: int = 0,
+             dense_max_seconds: float = 60.0) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    process = ctx.Process(target=_case, args=(name, params, n, eps, attention, queue))
+    process = ctx.Process(target=_case, args=(name, params, n, eps, attention, dense_max_n, dense_max_seconds, queue))
     process.start()
     try:
         row = queue.get(timeout=timeout)
@@ -161,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eps", type=float, default=0.5)
     parser.add_argument("--attention", choices=("ema", "anna"), default="ema")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case")
+    parser.add_argument("--dense-max-n", type=int, default=1024,
+                        help="also run the dense engine (Transformer.run) up to this n, where its estimate allows")
+    parser.add_argument("--dense-max-seconds", type=float, default=60.0,
+                        help="skip the dense engine when its estimated time exceeds this")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"output (default {DEFAULT_JSON})")
     args = parser.parse_args(argv)
     console = Console(width=max(160, Console().width))
@@ -169,10 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for e in exponents:
         for name, params in chosen:
-            row = run_case(name, params, 2 ** e, args.eps, args.attention, args.timeout)
+            row = run_case(name, params, 2 ** e, args.eps, args.attention, args.timeout, args.dense_max_n,
+                           args.dense_max_seconds)
             rows.append(row)
             summary = row.get("error") or (f"compile + run {row['compile_and_run_seconds']:.2f} s, "
-                                           f"run/sim {row['run_over_simulator']:.1f}x, exact {row['exact']}")
+                                           f"run/sim {row['run_over_simulator']:.1f}x, exact {row['exact']}; dense "
+                                           + (f"engine {row['dense_seconds']:.2f} s, exact {row['dense_exact']}"
+                                              if row.get("dense") == "ran" else row.get("dense", "")))
             console.print(f"{name} n = 2^{e}: {summary}")
     console.print(_table(rows, args.eps))
     verdicts = [targets(rows, 2 ** e) for e in exponents]
