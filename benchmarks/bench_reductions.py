@@ -6,8 +6,8 @@ style, the one the compiled model mirrors, and batch style), compile the model w
 simulator's round count (as ``anna-mpc compile`` does), run it on the lean engine and check its
 output equals the simulator's word for word. Recorded per case: seconds of each step, the peak
 memory of the process up to the end of the lean run (``ru_maxrss``: interpreter, numba and
-libraries included) and of the compile + run alone (tracemalloc), the estimate the compiler made before building, and the
-ratios compiled run / simulator. Up to ``--dense-max-n`` the same model also runs on the dense
+libraries included) and of the compile + run alone (tracemalloc), the estimate the compiler
+made before building, and the ratios compiled run / simulator. Up to ``--dense-max-n`` the same model also runs on the dense
 engine (the transformer's own forward pass), unless its estimate refuses or exceeds
 ``--dense-max-seconds``: the table says which. Each process first runs the same protocol at n = 256 (numba
 kernels load from their on-disk cache on first use), so the timings are steady-state. One run

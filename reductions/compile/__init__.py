@@ -2,8 +2,12 @@
 
 The compiler is a list of passes, each in its own module: :mod:`.validate` refuses what cannot be
 compiled (listing every reason), :mod:`.plan` sizes heads, layers and the token stream,
-:mod:`.layouts` lays messages out so averaged attention outputs decode exactly, :mod:`.layers`
-builds the token-wise maps and heads of each layer, :mod:`.model` assembles and runs the model.
+:mod:`.estimate` bounds the model's memory and time from the plan alone (refusing above the
+limit before anything is built), :mod:`.layouts` lays messages out so averaged attention outputs
+decode exactly, :mod:`.layers` builds the token-wise maps and heads of each layer, :mod:`.model`
+assembles the model and runs it: on the lean engine (:mod:`.execute` with :mod:`.sparse`,
+vectorised over tokens, the stream kept compact) or on the dense one (``Transformer.run``, the
+plain reference the lean engine is tested against).
 """
 from __future__ import annotations
 

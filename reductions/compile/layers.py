@@ -2,7 +2,10 @@
 
 Every map here acts row by row (a Python loop over tokens, or numpy operations on single
 columns), so the compiled model is token-wise by construction: token ``i`` only ever computes on
-its own row, exactly as machine ``i`` only computes on its own memory and inbox.
+its own row, exactly as machine ``i`` only computes on its own memory and inbox. These maps are
+the plain reference (the dense engine); the lean engine (:mod:`.execute`) computes the same
+layers vectorised over tokens. The heads of a sub-layer are the same in every round and are
+shared between layers; ``anna`` heads all hash ids with one set of tables (:class:`IdLSH`).
 """
 from __future__ import annotations
 
