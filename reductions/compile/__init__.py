@@ -18,7 +18,7 @@ from mpc_sim import MPCConfig, Protocol, normalize_seed
 
 from .errors import CompileError, ModelTooLarge, RoundBudgetExceeded, UnsupportedProtocol
 from .estimate import ENGINES, ESTIMATE_FACTOR, ModelEstimate, default_memory_limit, estimate_model
-from .execute import IdCollisions, LayerMemories
+from .execute import IdCollisions, LayerMemories, RunStats
 from .layers import (ID_FAR, ID_NEAR, IdEmbedding, IdLSH, build_embedding, build_layers, build_readout,
                      check_id_separation, far_bound, id_lsh)
 from .layouts import DecodeError, DisjunctLayout, HashedLayout, LAYOUTS
@@ -30,7 +30,7 @@ __all__ = [
     "compile_mpc", "CompiledModel", "CompiledRun", "CompileReport", "CompilePlan", "LayerAlignment",
     "CompileError", "UnsupportedProtocol", "RoundBudgetExceeded", "ModelTooLarge", "DecodeError",
     "DisjunctLayout", "HashedLayout", "LAYOUTS", "ATTENTIONS", "ENGINES", "ModelEstimate", "ESTIMATE_FACTOR",
-    "default_memory_limit", "IdLSH", "id_lsh", "IdCollisions", "LayerMemories", "check_request",
+    "default_memory_limit", "IdLSH", "id_lsh", "IdCollisions", "LayerMemories", "RunStats", "check_request",
 ]
 
 

@@ -39,7 +39,7 @@ from .errors import CompileError, RoundBudgetExceeded
 from .layouts import DecodeError
 from .sparse import decode_groups, encode_items, group_sums, layout_cells
 
-__all__ = ["IdCollisions", "LayerMemories", "run_lean", "LOCAL_MODES"]
+__all__ = ["IdCollisions", "LayerMemories", "RunStats", "run_lean", "LOCAL_MODES"]
 
 LOCAL_MODES = ("auto", "batch", "machine")
 
@@ -183,7 +183,29 @@ def _local(protocol: Protocol, model, round_: int, state: ClusterState, delivery
     return state, _Outbox(MessageBatch(src, dst, offsets, np.ascontiguousarray(words)), rank)
 
 
-def _route(model, collisions: IdCollisions, outbox: _Outbox, sub: int, round_: int) -> tuple[np.ndarray, ...]:
+@dataclass
+class RunStats:
+    """What a lean run measured: layers executed (the rest were idle), messages and items routed,
+    and the widest value actually used: ``max_sender_cells`` / ``max_receiver_cells`` are the most
+    non-zero cells (of ``item_width`` numbers each) in one sender's value vector / one receiver's
+    attended average, against the head's full ``layout_cells``."""
+
+    layers_run: int = 0
+    messages: int = 0
+    items: int = 0
+    max_sender_cells: int = 0
+    max_receiver_cells: int = 0
+    layout_cells: int = 0
+    item_width: int = 0
+
+    @property
+    def max_value_width_used(self) -> int:
+        """Non-zero coordinates of the widest value vector a head carried in this run (at most)."""
+        return max(self.max_sender_cells, self.max_receiver_cells) * self.item_width
+
+
+def _route(model, collisions: IdCollisions, outbox: _Outbox, sub: int, round_: int,
+           stats: RunStats | None = None) -> tuple[np.ndarray, ...]:
     """The routing heads of sub-layer ``sub``: messages with ranks ``sub * alpha ..`` are averaged
     into their receivers' rows and decoded. Returns ``(receiver, src, index, lengths, words)``."""
     plan, layout = model.plan, model.layout
@@ -225,6 +247,12 @@ def _route(model, collisions: IdCollisions, outbox: _Outbox, sub: int, round_: i
         key = int(groups[g])
         return f"round {round_}, machine {key % machines}, head {key // machines}"
 
+    if stats is not None:
+        stats.messages += int(chosen.shape[0])
+        stats.items += int(items.message.shape[0])
+        per_sender = np.bincount(items.message, minlength=chosen.shape[0]) * items.cells.shape[1]
+        stats.max_sender_cells = max(stats.max_sender_cells, int(per_sender.max()))
+        stats.max_receiver_cells = max(stats.max_receiver_cells, int(np.bincount(cell_group).max()))
     decoded = decode_groups(layout, cell_group, cell, average, groups.shape[0], describe)
     got_receiver = groups[decoded.group] % machines
     wrong = np.flatnonzero(decoded.dst != got_receiver)
@@ -291,9 +319,9 @@ def _copy(state: ClusterState) -> ClusterState:
 
 
 def run_lean(model, data: object, *, record: bool = False, local: str = "auto",
-             collisions: IdCollisions | None = None) -> tuple[np.ndarray, LayerMemories | None]:
+             collisions: IdCollisions | None = None) -> tuple[np.ndarray, LayerMemories | None, RunStats]:
     """Run ``model`` (a :class:`~reductions.compile.CompiledModel`) on ``data``: the protocol's
-    output and, with ``record``, the memories after every layer."""
+    output, with ``record`` the memories after every layer (else None), and the run's stats."""
     protocol, plan = model.protocol, model.plan
     config = plan.config
     if local not in LOCAL_MODES:
@@ -313,6 +341,7 @@ def run_lean(model, data: object, *, record: bool = False, local: str = "auto",
     dtype = np.dtype(protocol.word_dtype)
     state, outbox = _local(protocol, model, 1, state, Delivery.empty(config.machines, dtype), local)
     snapshots = [_copy(state)] if record else None
+    stats = RunStats(layout_cells=layout_cells(model.layout)[0], item_width=layout_cells(model.layout)[1])
     parts: list[tuple[np.ndarray, ...]] = []
     sent, halted = False, False
     for layer in range(plan.depth):
@@ -320,7 +349,8 @@ def run_lean(model, data: object, *, record: bool = False, local: str = "auto",
             break           # every later layer is the identity: nobody sends, every token halted
         round_, sub = plan.round_of_layer(layer)
         sent = sent or outbox.batch.num_messages > 0            # the global head
-        parts.append(_route(model, collisions, outbox, sub, round_))
+        stats.layers_run += 1
+        parts.append(_route(model, collisions, outbox, sub, round_, stats))
         if sub == plan.layers_per_round - 1:
             if not sent:
                 halted = True
@@ -336,4 +366,4 @@ def run_lean(model, data: object, *, record: bool = False, local: str = "auto",
                                   f"the protocol needs more rounds than the model's budget")
     output = protocol.output(config, state)
     memories = LayerMemories(snapshots, plan.layers_per_round, plan.depth) if record else None
-    return output, memories
+    return output, memories, stats

@@ -11,7 +11,7 @@ from mpc_sim import ClusterState, Protocol, Simulator
 
 from .errors import ModelTooLarge
 from .estimate import ENGINES, ModelEstimate, default_memory_limit, format_bytes
-from .execute import IdCollisions, run_lean
+from .execute import IdCollisions, RunStats, run_lean
 from .layouts import LIMBS, Layout, limbs_to_words, words_to_limbs
 from .plan import CompilePlan
 from .stream import StreamLayout
@@ -141,6 +141,8 @@ class CompiledRun:
     memories: object
     forward: ForwardTrace | None
     engine: str = "dense"
+    stats: RunStats | None = None
+    """Lean runs: layers executed, messages and items routed, widest value used (:class:`RunStats`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,8 +249,8 @@ class CompiledModel:
         record = (engine == "dense") if record is None else bool(record)
         self.check_memory(engine, record=record, max_memory=max_memory)
         if engine == "lean":
-            output, memories = run_lean(self, data, record=record, local=local, collisions=self.collisions)
-            return CompiledRun(output, memories if memories is not None else (), None, "lean")
+            output, memories, stats = run_lean(self, data, record=record, local=local, collisions=self.collisions)
+            return CompiledRun(output, memories if memories is not None else (), None, "lean", stats)
         forward = self.transformer.run(self.tokens(data))
         memories = tuple(self._memories(x) for x in forward.states) if record else ()
         final = ClusterState.from_list(list(memories[-1] if record else self._memories(forward.states[-1])),

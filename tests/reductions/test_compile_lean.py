@@ -360,3 +360,17 @@ def test_compiled_models_at_two_to_the_fourteen_reproduce_the_simulator(name, pa
     sim = _simulate(protocol, config, data)
     model = compile_mpc(protocol, config, rounds=sim.trace.num_rounds)
     assert _same_words(model.run(data).output, sim.output)
+
+
+def test_run_stats_measure_the_value_width_actually_used_within_the_head_width():
+    protocol, config, data = _library_case("sort", {}, 400)
+    rounds = _simulate(protocol, config, data, seed=3).trace.num_rounds
+    model = compile_mpc(protocol, config, seed=3, rounds=rounds + 2)
+    stats = model.run(data).stats
+    assert stats.layers_run == rounds + 1            # the layer after the halt runs; the last is idle
+    assert stats.messages > 0 and stats.items >= stats.messages
+    assert 0 < stats.max_value_width_used <= model.report.m
+    assert stats.layout_cells * stats.item_width == model.report.m
+    # every message of the run went through one head of one layer: count them in the simulator
+    sim = _simulate(protocol, config, data, seed=3)
+    assert stats.messages == sum(r.messages for r in sim.trace.rounds)
