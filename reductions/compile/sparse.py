@@ -175,24 +175,51 @@ def encode_items(layout: Layout, src: np.ndarray, dst: np.ndarray, offsets: np.n
 
 # ----------------------------------------------------------------------------- group sums
 @nb.njit(cache=True)
-def _sum_sorted(keys, item_ids, weights, items):  # pragma: no cover - compiled
-    n = keys.shape[0]
-    unique = 0
-    for e in range(n):
-        if e == 0 or keys[e] != keys[e - 1]:
-            unique += 1
-    out_keys = np.empty(unique, dtype=np.int64)
-    sums = np.zeros((unique, items.shape[1]), dtype=np.float64)
-    u = -1
-    for e in range(n):
-        if e == 0 or keys[e] != keys[e - 1]:
-            u += 1
-            out_keys[u] = keys[e]
-        row = items[item_ids[e]]
-        w = weights[e]
-        for f in range(items.shape[1]):
-            sums[u, f] += w * row[f]
-    return out_keys, sums
+def _group_cell_sums(group_of_pair, item_of_pair, weight_of_pair, item_cells, items, n_groups):  # pragma: no cover
+    """Counting sort of the pairs by group, then per group a sort of its cell entries and the sums."""
+    n_pairs = group_of_pair.shape[0]
+    per_item = item_cells.shape[1]
+    width = items.shape[1]
+    first = np.zeros(n_groups + 1, dtype=np.int64)
+    for p in range(n_pairs):
+        first[group_of_pair[p] + 1] += 1
+    for g in range(n_groups):
+        first[g + 1] += first[g]
+    fill = first[:-1].copy()
+    by_group = np.empty(n_pairs, dtype=np.int64)
+    for p in range(n_pairs):
+        g = group_of_pair[p]
+        by_group[fill[g]] = p
+        fill[g] += 1
+    # upper bound of the output: every entry its own cell
+    out_group = np.empty(n_pairs * per_item, dtype=np.int64)
+    out_cell = np.empty(n_pairs * per_item, dtype=np.int64)
+    sums = np.empty((n_pairs * per_item, width), dtype=np.float64)       # rows zeroed when first used
+    n_out = 0
+    for g in range(n_groups):
+        lo, hi = first[g], first[g + 1]
+        n_entries = (hi - lo) * per_item
+        cells = np.empty(n_entries, dtype=np.int64)
+        for e in range(hi - lo):
+            p = by_group[lo + e]
+            for c in range(per_item):
+                cells[e * per_item + c] = item_cells[item_of_pair[p], c]
+        order = np.argsort(cells)
+        previous = -1
+        for e in order:
+            cell = cells[e]
+            if cell != previous:
+                out_group[n_out] = g
+                out_cell[n_out] = cell
+                sums[n_out, :] = 0.0
+                n_out += 1
+                previous = cell
+            p = by_group[lo + e // per_item]
+            row = items[item_of_pair[p]]
+            w = weight_of_pair[p]
+            for f in range(width):
+                sums[n_out - 1, f] += w * row[f]
+    return out_group[:n_out], out_cell[:n_out], sums[:n_out]
 
 
 def group_sums(group_of_pair: np.ndarray, item_of_pair: np.ndarray, weight_of_pair: np.ndarray, items: Items,
@@ -200,15 +227,14 @@ def group_sums(group_of_pair: np.ndarray, item_of_pair: np.ndarray, weight_of_pa
     """Weighted sums of items per (group, cell).
 
     Pair ``p`` adds ``weight_of_pair[p]`` times item ``item_of_pair[p]`` into every cell of that
-    item in group ``group_of_pair[p]``. Returns ``(group, cell, sums)`` of every non-empty
-    (group, cell), sorted by group then cell.
+    item in group ``group_of_pair[p]`` (groups are ``0..G-1``). Returns ``(group, cell, sums)``
+    of every non-empty (group, cell), sorted by group then cell. Sums of integers below
+    ``2**53`` are exact in any order.
     """
-    per_item = items.cells.shape[1]
-    keys = (np.repeat(group_of_pair, per_item) * n_cells + items.cells[item_of_pair].ravel())
-    order = np.argsort(keys)            # sums of integers below 2**53: exact in any order
-    out_keys, sums = _sum_sorted(keys[order], np.repeat(item_of_pair, per_item)[order],
-                                 np.repeat(weight_of_pair.astype(np.float64), per_item)[order], items.items)
-    return out_keys // n_cells, out_keys % n_cells, sums
+    group_of_pair = np.ascontiguousarray(group_of_pair, dtype=np.int64)
+    n_groups = int(group_of_pair.max()) + 1 if group_of_pair.size else 0
+    return _group_cell_sums(group_of_pair, np.ascontiguousarray(item_of_pair, dtype=np.int64),
+                            np.ascontiguousarray(weight_of_pair, dtype=np.float64), items.cells, items.items, n_groups)
 
 
 # ----------------------------------------------------------------------------- decoding
