@@ -7,7 +7,8 @@ simulator's round count (as ``anna-mpc compile`` does), run it on the lean engin
 output equals the simulator's word for word. Recorded per case: seconds of each step, the peak
 memory of the process up to the end of the lean run (``ru_maxrss``: interpreter, numba and
 libraries included) and of the compile + run alone (tracemalloc), the estimate the compiler
-made before building, and the ratios compiled run / simulator. Up to ``--dense-max-n`` the same model also runs on the dense
+made before building, and the ratios compiled run / simulator (wall clock, and process CPU time, which other jobs disturb
+less). Up to ``--dense-max-n`` the same model also runs on the dense
 engine (the transformer's own forward pass), unless its estimate refuses or exceeds
 ``--dense-max-seconds``: the table says which. Each process first runs the same protocol at n = 256 (numba
 kernels load from their on-disk cache on first use), so the timings are steady-state. One run
@@ -84,21 +85,21 @@ def _case(name: str, params: dict, n: int, eps: float, attention: str, dense_max
         compile_mpc(protocol, small, rounds=warm.trace.num_rounds, attention=attention).run(small_data)
         config = protocol.default_config(n, eps)
         data = protocol.generate_input(config, seed=0)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         sim = Simulator(config, mode="machine").run(protocol, data)
-        sim_seconds = time.perf_counter() - start
+        sim_seconds, sim_cpu = time.perf_counter() - start, time.process_time() - cpu
         batch_seconds = None
         if protocol.has_batch_step():
             start = time.perf_counter()
             Simulator(config, mode="batch").run(protocol, data)
             batch_seconds = time.perf_counter() - start
         tracemalloc.start()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         model = compile_mpc(protocol, config, rounds=sim.trace.num_rounds, attention=attention)
-        compile_seconds = time.perf_counter() - start
-        start = time.perf_counter()
+        compile_seconds, compile_cpu = time.perf_counter() - start, time.process_time() - cpu
+        start, cpu = time.perf_counter(), time.process_time()
         run = model.run(data)
-        run_seconds = time.perf_counter() - start
+        run_seconds, run_cpu = time.perf_counter() - start, time.process_time() - cpu
         traced_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         exact = bool(np.array_equal(np.asarray(run.output).view(np.int64), np.asarray(sim.output).view(np.int64)))
@@ -113,6 +114,8 @@ def _case(name: str, params: dict, n: int, eps: float, attention: str, dense_max
             "simulator_seconds": sim_seconds, "simulator_batch_seconds": batch_seconds,
             "compile_seconds": compile_seconds, "run_seconds": run_seconds,
             "compile_and_run_seconds": compile_seconds + run_seconds,
+            "simulator_cpu_seconds": sim_cpu, "compile_cpu_seconds": compile_cpu, "run_cpu_seconds": run_cpu,
+            "run_over_simulator_cpu": run_cpu / sim_cpu if sim_cpu > 0 else None,
             "run_over_simulator": run_seconds / sim_seconds,
             "run_over_batch_simulator": None if not batch_seconds else run_seconds / batch_seconds,
             "traced_peak_bytes": int(traced_peak),

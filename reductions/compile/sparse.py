@@ -26,15 +26,13 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from .layouts import LIMBS, DecodeError, DisjunctLayout, HashedLayout, Layout, Message, limbs_to_words
+from .layouts import DecodeError, DisjunctLayout, HashedLayout, Layout, Message
 
-__all__ = ["Items", "Decoded", "encode_items", "group_sums", "decode_groups", "layout_cells"]
+__all__ = ["Items", "Decoded", "encode_items", "group_sums", "decode_groups", "layout_cells", "items_upper_bound"]
 
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_LIMB_SHIFT = np.array([0, 22, 43], dtype=np.uint64)
-_LIMB_MASK = np.array([(1 << 22) - 1, (1 << 21) - 1, (1 << 21) - 1], dtype=np.uint64)
 
 
 @dataclass(frozen=True, eq=False)
