@@ -17,9 +17,14 @@ from mpc_sim.render import DEFAULT_MAX_ROWS, compact_table
 from mpc_sim.protocols import CATALOG, make_protocol
 
 from .claims import all_claims, results_table
-from .compile import ATTENTIONS, LAYOUTS, CompileError, DecodeError, compile_mpc
+from .compile import (ATTENTIONS, ENGINES, LAYOUTS, CompileError, DecodeError, check_request,
+                      compile_mpc, default_memory_limit)
 
+<<<<<<< HEAD
 __all__ = ["register", "cmd_compile", "cmd_verify", "alignment_table"]
+=======
+__all__ = ["register", "cmd_compile", "cmd_verify", "parse_bytes"]
+>>>>>>> compile
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--op", default=None, help="operator (aggregate)")
     p.add_argument("--modulus", type=int, default=None, help="modulus (match2)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+<<<<<<< HEAD
     p.add_argument("--all", action="store_true", help="show every layer (long models show the first and last 10)")
+=======
+    p.add_argument("--max-memory", default=None, metavar="BYTES",
+                   help="refuse a model whose estimated run exceeds this (bytes, or with K/M/G; "
+                        "default: half of physical memory)")
+    p.add_argument("--engine", choices=ENGINES, default=None,
+                   help="lean (vectorised, compact stream; default) or dense (Transformer.run)")
+>>>>>>> compile
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("verify", help="check the paper's theorems over sweeps and print the claim table")
@@ -54,30 +67,66 @@ def _protocol_from(args: argparse.Namespace):
     return make_protocol(args.protocol, **params)
 
 
+def parse_bytes(text: str | None) -> int | None:
+    """``"4G"``, ``"500M"``, ``"123456"`` -> bytes (powers of 1024 for K/M/G/T); None stays None."""
+    if text is None:
+        return None
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    raw = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    factor = units.get(raw[-1:], 1)
+    number = raw[:-1] if raw[-1:] in units else raw
+    try:
+        value = float(number) * factor
+    except ValueError:
+        raise CompileError(f"--max-memory must be a number of bytes (optionally with K, M, G), got {text!r}") from None
+    if not value > 0:
+        raise CompileError(f"--max-memory must be positive, got {text!r}")
+    return int(value)
+
+
 def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     try:
+        if not 0.0 < args.eps < 1.0:
+            raise CompileError(f"eps must lie in the open interval (0, 1), got {args.eps}")
+        max_memory = parse_bytes(args.max_memory)
         protocol = _protocol_from(args)
         config = protocol.default_config(args.n, args.eps)
+        options = dict(alpha=args.alpha, layout=args.layout, attention=args.attention)
+        # refuse before any work: the estimate with the protocol's round bound (the simulator's
+        # round count, used below, is never larger)
+        check_request(protocol, config, seed=args.seed, max_memory=max_memory, engine=args.engine, **options)
         data = protocol.generate_input(config, seed=args.seed)
         start = time.perf_counter()
         sim = Simulator(config, mode="machine").run(protocol, data, seed=args.seed)
         sim_seconds = time.perf_counter() - start
-        model = compile_mpc(protocol, config, seed=args.seed, rounds=sim.trace.num_rounds, alpha=args.alpha,
-                            layout=args.layout, attention=args.attention)
+        model = compile_mpc(protocol, config, seed=args.seed, rounds=sim.trace.num_rounds, max_memory=max_memory,
+                            **options)
         console.print(model.report.table())
+        engine = args.engine or model.default_engine
+        limit = max_memory or default_memory_limit()
+        record = model.estimate.bytes(engine, record_rounds=2 * (sim.trace.num_rounds + 1)) <= limit
         start = time.perf_counter()
-        run = model.run(data)
+        run = model.run(data, engine=engine, record=record, max_memory=max_memory)
         model_seconds = time.perf_counter() - start
     except (MPCError, CompileError, ValueError, TypeError) as exc:
         console.print(f"[bold red]{type(exc).__name__}:[/] {exc}")
         return 2
+<<<<<<< HEAD
     alignment = model.align(data, run)
     console.print(alignment_table(alignment, max_rows=None if args.all else DEFAULT_MAX_ROWS))
+=======
+    if record:
+        alignment = model.align(data, run)
+        console.print(alignment.table())
+    else:
+        console.print("[yellow]memories not recorded (the estimate with them exceeds the memory limit): "
+                      "no layer-by-layer alignment[/]")
+>>>>>>> compile
     exact = np.array_equal(np.asarray(run.output).view(np.int64), np.asarray(sim.output).view(np.int64))
     colour = "green" if exact else "red"
     console.print(f"[{colour}]{protocol.name}: {sim.trace.num_rounds} rounds -> {model.report.depth} layers, "
                   f"width {model.report.width}; output {'identical to' if exact else 'DIFFERS from'} the simulator's "
-                  f"(simulator {sim_seconds:.2f} s, model {model_seconds:.2f} s)[/]")
+                  f"(simulator {sim_seconds:.2f} s, model {model_seconds:.2f} s on the {run.engine} engine)[/]")
     return 0 if exact else 1
 
 

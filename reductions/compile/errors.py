@@ -1,7 +1,7 @@
 """Typed errors of the MPC -> ANNA compiler."""
 from __future__ import annotations
 
-__all__ = ["CompileError", "UnsupportedProtocol", "RoundBudgetExceeded"]
+__all__ = ["CompileError", "UnsupportedProtocol", "RoundBudgetExceeded", "ModelTooLarge"]
 
 
 class CompileError(Exception):
@@ -20,3 +20,14 @@ class UnsupportedProtocol(CompileError, ValueError):
 
 class RoundBudgetExceeded(CompileError):
     """The compiled depth ran out while machines still had messages to send."""
+
+
+class ModelTooLarge(CompileError, MemoryError):
+    """The model's estimated memory exceeds the limit: refused before anything is built or run."""
+
+    def __init__(self, what: str, estimate: int, limit: int, detail: str = ""):
+        from .estimate import format_bytes
+
+        self.what, self.estimate, self.limit = what, int(estimate), int(limit)
+        super().__init__(f"{what} is estimated at {format_bytes(estimate)} ({self.estimate} bytes), above the "
+                         f"memory limit of {format_bytes(limit)} ({self.limit} bytes){': ' + detail if detail else ''}")

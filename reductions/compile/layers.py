@@ -2,11 +2,16 @@
 
 Every map here acts row by row (a Python loop over tokens, or numpy operations on single
 columns), so the compiled model is token-wise by construction: token ``i`` only ever computes on
-its own row, exactly as machine ``i`` only computes on its own memory and inbox.
+its own row, exactly as machine ``i`` only computes on its own memory and inbox. These maps are
+the plain reference (the dense engine); the lean engine (:mod:`.execute`) computes the same
+layers vectorised over tokens. The heads of a sub-layer are the same in every round and are
+shared between layers; ``anna`` heads all hash ids with one set of tables (:class:`IdLSH`).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,8 +23,8 @@ from .layouts import LIMBS, DecodeError, Layout, Message, limbs_to_words
 from .plan import CompilePlan
 from .stream import StreamLayout, TokenState
 
-__all__ = ["build_embedding", "build_layer", "build_readout", "IdEmbedding", "id_lsh", "check_id_separation",
-           "ID_NEAR", "ID_FAR", "SOFTMAX_TEMPERATURE"]
+__all__ = ["build_embedding", "build_layer", "build_layers", "build_readout", "IdEmbedding", "IdLSH", "id_lsh",
+           "far_bound", "check_id_separation", "ID_NEAR", "ID_FAR", "SOFTMAX_TEMPERATURE"]
 
 ID_NEAR = 0.1
 """The LSH's near radius r for id vectors: equal ids are at distance 0."""
@@ -66,12 +71,53 @@ class IdEmbedding:
         return key
 
 
-def id_lsh(machines: int, ids: IdEmbedding):
-    """Random hyperplanes with (z, ell) from Theorem 3.4 for the id vectors of ``machines`` tokens."""
-    from anna.lsh import Hyperplane, theory_parameters
+@dataclass(frozen=True)
+class IdLSH:
+    """The hash tables every ``anna`` head of a compiled model uses on id vectors, and why.
+
+    ``mode``: ``"exact-ids"`` (the default: equal ids are at distance 0 and collide in every
+    table whatever the functions, so one table suffices; ``z`` makes far pairs collide with
+    probability at most ``far_bound`` over all pairs of ids), ``"theorem-3.4"`` (``z``, ``ell``
+    from Theorem 3.4 for ``r = ID_NEAR``, ``c = ID_FAR / ID_NEAR``) or ``"given"``.
+    ``far_bound``: the stated probability that some pair of distinct ids (queries ``0..N-1``
+    against keys ``-N..N-1``) collides in some table: ``2 N**2 * ell * p2**z`` with ``p2`` the
+    family's collision probability at distance ``ID_FAR``.
+    """
+
+    lsh: object
+    mode: str
+    far_bound: float
+    p2: float
+
+
+def id_lsh(machines: int, ids: IdEmbedding | None = None, *, mode: str = "exact-ids") -> IdLSH:
+    """Random hyperplanes for the id vectors of ``machines`` tokens (see :class:`IdLSH`).
+
+    Examples
+    --------
+    >>> choice = id_lsh(1000)
+    >>> choice.lsh.ell, choice.lsh.z, choice.far_bound <= 1e-3
+    (1, 71, True)
+    """
+    from anna.lsh import Hyperplane, LSHConfig, theory_parameters
 
     family = Hyperplane()
-    return theory_parameters(max(2, machines), ID_NEAR, ID_FAR / ID_NEAR, family).config(family)
+    n = max(2, int(machines))
+    p2 = family.collision_probability(ID_FAR)
+    if mode == "exact-ids":
+        z = max(1, math.ceil(math.log(2.0 * n ** 3) / math.log(1.0 / p2)))
+        lsh = LSHConfig(family, z=z, ell=1)
+    elif mode == "theorem-3.4":
+        lsh = theory_parameters(n, ID_NEAR, ID_FAR / ID_NEAR, family).config(family)
+    else:
+        raise ValueError(f"mode must be 'exact-ids' or 'theorem-3.4', got {mode!r}")
+    return IdLSH(lsh, mode, far_bound(n, lsh), p2)
+
+
+def far_bound(machines: int, lsh) -> float:
+    """``2 N**2 * ell * p2**z``: a union bound on some pair of distinct ids colliding in a table."""
+    p2 = lsh.family.collision_probability(ID_FAR)
+    return float(min(1.0, 2.0 * machines ** 2 * lsh.ell * p2 ** lsh.z))
 
 
 def check_id_separation(ids: IdEmbedding, machines: int, limit: int = 4096) -> float:
@@ -116,6 +162,9 @@ def _local_step(protocol: Protocol, plan: CompilePlan, round: int, state: TokenS
         else np.asarray(memory, dtype=np.float64).view(np.int64)
     state.outbox = []
     for dst, payload in outgoing:
+        if not 0 <= int(dst) < plan.config.machines:
+            raise CompileError(f"round {round}: message from machine {state.machine} to machine {int(dst)}: no such "
+                               f"machine (the cluster has {plan.config.machines})")
         words = np.asarray(payload)
         words = words.astype(np.int64) if protocol.word_dtype == np.int64 else words.astype(np.float64).view(np.int64)
         state.outbox.append((int(dst), np.atleast_1d(words)))
@@ -154,25 +203,48 @@ def _message_columns(stream: StreamLayout, index: int) -> tuple[int, int]:
     return o, o + 1 + 2 * index
 
 
+def build_layers(protocol: Protocol, plan: CompilePlan, layout: Layout, stream: StreamLayout,
+                 ids: IdEmbedding, lsh: object | None = None, head_seed: int | None = None) -> tuple[Layer, ...]:
+    """Every layer of the model. The heads of sub-layer ``sub`` are the same in every round (head
+    ``a`` carries message ``sub * alpha + a``), so they are built once and shared; ``anna`` heads
+    all hash with ``head_seed`` (one set of tables for the whole model, see :class:`IdLSH`)."""
+    heads = {sub: _heads(plan, layout, stream, ids, sub, lsh, head_seed) for sub in range(plan.layers_per_round)}
+    layers = []
+    for layer in range(plan.depth):
+        round_, sub = plan.round_of_layer(layer)
+        last = sub == plan.layers_per_round - 1
+        layers.append(Layer(heads[sub], mlp=_mlp(protocol, plan, layout, stream, round_, sub, last)))
+    return tuple(layers)
+
+
 def build_layer(protocol: Protocol, plan: CompilePlan, layout: Layout, stream: StreamLayout,
-                ids: IdEmbedding, layer: int, lsh: object | None = None) -> Layer:
+                ids: IdEmbedding, layer: int, lsh: object | None = None, head_seed: int | None = None) -> Layer:
     """Layer ``layer`` (0-based): ``alpha`` routing heads and the global head, then the MLP."""
     round_, sub = plan.round_of_layer(layer)
-    heads = [_routing_head(stream, layout, ids, sub * plan.alpha + a, a, lsh, plan) for a in range(plan.alpha)]
-    heads.append(_global_head(stream, ids, lsh, plan))
     last = sub == plan.layers_per_round - 1
-    return Layer(tuple(heads), mlp=_mlp(protocol, plan, layout, stream, round_, sub, last))
+    return Layer(_heads(plan, layout, stream, ids, sub, lsh, head_seed),
+                 mlp=_mlp(protocol, plan, layout, stream, round_, sub, last))
 
 
-def _head(plan: CompilePlan, ids: IdEmbedding, lsh: object | None, **maps) -> Head:
+def _heads(plan: CompilePlan, layout: Layout, stream: StreamLayout, ids: IdEmbedding, sub: int,
+           lsh: object | None, head_seed: int | None) -> tuple[Head, ...]:
+    heads = [_routing_head(stream, layout, ids, sub * plan.alpha + a, a, lsh, plan, head_seed)
+             for a in range(plan.alpha)]
+    heads.append(_global_head(stream, ids, lsh, plan, head_seed))
+    return tuple(heads)
+
+
+def _head(plan: CompilePlan, ids: IdEmbedding, lsh: object | None, head_seed: int | None, **maps) -> Head:
     kind = plan.attention
     if kind == "softmax":
         return Head(kind, dim=ids.dim, temperature=SOFTMAX_TEMPERATURE, **maps)
-    return Head(kind, dim=ids.dim, lsh=lsh if kind == "anna" else None, **maps)
+    if kind == "anna":
+        return Head(kind, dim=ids.dim, lsh=lsh, seed=head_seed, **maps)
+    return Head(kind, dim=ids.dim, **maps)
 
 
 def _routing_head(stream: StreamLayout, layout: Layout, ids: IdEmbedding, index: int, slot: int,
-                  lsh: object | None, plan: CompilePlan) -> Head:
+                  lsh: object | None, plan: CompilePlan, head_seed: int | None) -> Head:
     count_col, dst_col = _message_columns(stream, index)
 
     def query(x, positions):
@@ -195,11 +267,13 @@ def _routing_head(stream: StreamLayout, layout: Layout, ids: IdEmbedding, index:
 
     columns = stream.head_slice(slot)
     output = Placement(columns.start, layout.width, stream.dim)
-    return _head(plan, ids, lsh, query=_named("own id", query), key=_named(f"dst of outbox[{index}]", key),
-                 value=_named(f"packet of outbox[{index}]", value), output=output, value_dim=layout.width)
+    return _head(plan, ids, lsh, head_seed, query=_named("own id", query),
+                 key=_named(f"dst of outbox[{index}]", key), value=_named(f"packet of outbox[{index}]", value),
+                 output=output, value_dim=layout.width)
 
 
-def _global_head(stream: StreamLayout, ids: IdEmbedding, lsh: object | None, plan: CompilePlan) -> Head:
+def _global_head(stream: StreamLayout, ids: IdEmbedding, lsh: object | None, plan: CompilePlan,
+                 head_seed: int | None) -> Head:
     """Every token attends to every token: the average of 'has messages' is > 0 iff anybody sends."""
     count_col = stream.outbox_at
 
@@ -211,8 +285,8 @@ def _global_head(stream: StreamLayout, ids: IdEmbedding, lsh: object | None, pla
 
     output = Placement(stream.global_at, 1, stream.dim)
     constant = _named("constant", constant)
-    return _head(plan, ids, lsh, query=constant, key=constant, value=_named("has messages", value), output=output,
-                 value_dim=1)
+    return _head(plan, ids, lsh, head_seed, query=constant, key=constant, value=_named("has messages", value),
+                 output=output, value_dim=1)
 
 
 def _mlp(protocol: Protocol, plan: CompilePlan, layout: Layout, stream: StreamLayout, round_: int, sub: int,

@@ -340,7 +340,7 @@ class HashedLayout(Layout):
                 raise DecodeError(f"hashed: chunk 0 of the message from machine {src} is missing")
             dst, length = int(first[2]), int(first[3])
             n_chunks = max(1, math.ceil(length / self.chunk_words))
-            if any((src, i) not in chunks for i in range(n_chunks)) or any((src, i) in chunks for i in range(n_chunks, n_chunks + 1)):
+            if any((src, i) not in chunks for i in range(n_chunks)) or sum(s == src for s, _ in chunks) != n_chunks:
                 raise DecodeError(f"hashed: the message from machine {src} has missing or extra chunks")
             limbs = np.concatenate([chunks[(src, i)][5:-1].reshape(self.chunk_words, LIMBS) for i in range(n_chunks)])
             messages.append(Message(src, dst, limbs_to_words(limbs[:length])))

@@ -120,13 +120,18 @@ def test_lsh_heads_succeed_at_least_as_often_as_theorem_3_4_promises_and_are_exa
     protocol, config = MixingProtocol(rounds=2, fanout=2, salt=2), MPCConfig(n=36, eps=0.5, memory_factor=2)
     data = np.arange(config.n)
     expected = _simulate(protocol, config, data).output
+    from reductions.compile import id_lsh
+
     params = theory_parameters(config.machines, ID_NEAR, ID_FAR / ID_NEAR, Hyperplane())
-    calls = 2 * (protocol.fanout + 1)            # attention calls of one run: layers x heads
-    eta_run = min(1.0, calls * params.eta_bound)
+    choice = id_lsh(config.machines, mode="theorem-3.4")
+    assert (choice.lsh.z, choice.lsh.ell) == (params.z, params.ell)
+    # every head hashes with the same tables: one run fails with probability at most eta
+    eta_run = min(1.0, params.eta_bound)
     seeds = range(8)
     successes = 0
     for seed in seeds:
-        model = compile_mpc(protocol, config, attention="anna", hash_seed=seed)
+        model = compile_mpc(protocol, config, attention="anna", lsh=choice, hash_seed=seed)
+        assert model.report.lsh_mode == "theorem-3.4"
         try:
             out = model(data)
         except DecodeError:
