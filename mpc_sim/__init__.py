@@ -6,8 +6,8 @@ communication is recorded in a :class:`Trace`, and limits are enforced with type
 the round, the machine and the amount. Imports nothing of :mod:`anna` or :mod:`reductions`.
 """
 from .config import MPCConfig
-from .errors import (ConfigError, InputError, LimitExceeded, MemoryLimitExceeded, MPCError,
-                     ProtocolError, ReceiveLimitExceeded, SendLimitExceeded, UnknownDestination)
+from .errors import (ConfigError, InputError, LimitExceeded, LoadError, MemoryLimitExceeded, MPCError, ParameterError,
+                     ProtocolError, ReceiveLimitExceeded, SendLimitExceeded, StepError, UnknownDestination)
 from .protocol import Protocol, RoundContext, spread_input
 from .protocols import CATALOG, make_protocol, protocol_class
 from .randomness import hash64, machine_rng, normalize_seed, uniform01
@@ -25,4 +25,5 @@ __all__ = [
     "hash64", "uniform01", "machine_rng", "normalize_seed",
     "MPCError", "ConfigError", "InputError", "ProtocolError", "UnknownDestination",
     "LimitExceeded", "MemoryLimitExceeded", "SendLimitExceeded", "ReceiveLimitExceeded",
+    "ParameterError", "LoadError", "StepError",
 ]

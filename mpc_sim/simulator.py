@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.base import Limits, Traffic, check_batch, check_state, machine_by_machine, step_result
+from .backends.base import Limits, call_batch_step, Traffic, check_batch, check_state, machine_by_machine, step_result
 from .config import MPCConfig
 from .errors import ProtocolError
 from .protocol import Protocol, RoundContext
@@ -120,7 +120,7 @@ class Simulator:
 
     def _compute(self, protocol: Protocol, mode: str) -> Callable:
         if mode == "batch":
-            return protocol.batch_step
+            return lambda ctx, state, delivery: call_batch_step(protocol, ctx, state, delivery)
         return lambda ctx, state, delivery: machine_by_machine(protocol, ctx, state, delivery)
 
     def resolve_mode(self, protocol: Protocol) -> str:

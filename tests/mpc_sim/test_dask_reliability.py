@@ -173,3 +173,26 @@ def test_rehashed_manifest_fields_of_the_wrong_type_are_refused_by_name(client, 
     rewrite(directory, manifest, rehash=True)
     with pytest.raises(CheckpointError, match=says):
         resume(client, run, directory)
+
+
+# --- the canonical trace: byte-identical for the same seed on every backend ---------------------------------
+@pytest.mark.parametrize("name", ["sort", "prefix-sum", "aggregate", "broadcast"])
+def test_the_canonical_trace_json_is_byte_identical_for_the_same_seed_on_every_backend(client, name):
+    protocol = make_protocol(name)
+    config = protocol.default_config(600, 0.5)
+    data = protocol.generate_input(config, seed=4)
+    texts = {Simulator(config).run(protocol, data, seed=4).trace.to_json(timings=False) for _ in range(2)}
+    for blocks in (1, 3):
+        result = Simulator(config, backend="dask", client=client, dask=DaskOptions(blocks=blocks)).run(protocol, data,
+                                                                                                      seed=4)
+        texts.add(result.trace.to_json(timings=False))
+    assert len(texts) == 1
+    text = texts.pop()
+    assert "wall_time" not in text and "retries" not in text
+    other = Simulator(config).run(protocol, data, seed=5).trace.to_json(timings=False)
+    assert other != text and other.replace('"seed": 5', '"seed": 4') != text or name != "sort"   # sort's samples
+
+
+def test_a_resumed_run_has_the_canonical_trace_of_an_uninterrupted_one(client, run, tmp_path):
+    directory, _ = copy(run, tmp_path)
+    assert resume(client, run, directory).trace.to_json(timings=False) == run[4].trace.to_json(timings=False)
