@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._validate import check_float_matrix, check_same_rows
+from ._validate import check_float_matrix, check_same_rows, check_finite_output
 
 __all__ = [
     "ema_attention",
@@ -156,7 +156,7 @@ def ema_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray,
         counts = group_count[query_group].astype(np.int64)
         hit = counts > 0
         out[hit] = group_sum[query_group[hit]] / counts[hit, None]
-        return out.astype(v.dtype), counts
+        return check_finite_output("ema_attention", out.astype(v.dtype)), counts
     # Causal: keys sorted by (group, position); the stable sort keeps positions ascending per group.
     order = np.argsort(key_group, kind="stable")
     sorted_group = key_group[order]
@@ -168,7 +168,7 @@ def ema_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray,
     hit = (last >= 0) & (sorted_group[clipped] == query_group)
     counts[hit] = clipped[hit] - group_start[clipped[hit]] + 1
     out[hit] = prefix_sum[clipped[hit]] / counts[hit, None]
-    return out.astype(v.dtype), counts
+    return check_finite_output("ema_attention", out.astype(v.dtype)), counts
 
 
 def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, temperature: float = 1.0,
@@ -227,7 +227,7 @@ def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, temperature: 
         weights = np.exp(scores)
         weights /= weights.sum(axis=1, keepdims=True)
         out[start:stop] = weights @ v64[:n_keys]
-    return out.astype(v.dtype)
+    return check_finite_output("softmax_attention", out.astype(v.dtype))
 
 
 def elu_feature_map(x: np.ndarray) -> np.ndarray:
@@ -322,7 +322,7 @@ def lowrank_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, phi_q: Featur
         numerator = fq @ (fk.T @ v64)
         denominator = fq @ fk.sum(axis=0)
         _check_normalizer(denominator, np.abs(fq) @ np.abs(fk).sum(axis=0))
-        return (numerator / denominator[:, None]).astype(v.dtype)
+        return check_finite_output("lowrank_attention", (numerator / denominator[:, None]).astype(v.dtype))
     n = q.shape[0]
     out = np.empty((n, v.shape[1]), dtype=np.float64)
     state = np.zeros((fk.shape[1], v.shape[1]))  # Σ_{j < start} φ_k(k_j) v_jᵀ
@@ -341,4 +341,4 @@ def lowrank_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, phi_q: Featur
         state += block_k.T @ v64[start:stop]
         state_norm += block_k.sum(axis=0)
         state_abs += np.abs(block_k).sum(axis=0)
-    return out.astype(v.dtype)
+    return check_finite_output("lowrank_attention", out.astype(v.dtype))
