@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends.base import Limits, call_batch_step, Traffic, check_batch, check_state, machine_by_machine, step_result
-from .config import MPCConfig
+from .config import MPCConfig, check_flag, check_integer
 from .errors import ProtocolError
 from .protocol import Protocol, RoundContext
 from .randomness import normalize_seed
@@ -98,8 +98,7 @@ class Simulator:
             raise TypeError(f"config must be an MPCConfig, got {type(config).__name__}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if max_rounds < 1:
-            raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
+        max_rounds, strict = check_integer("max_rounds", max_rounds, low=1), check_flag("strict", strict)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "local":
