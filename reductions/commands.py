@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from mpc_sim import MPCError, Simulator
-from mpc_sim.cli import parse_params
-from mpc_sim.protocols import CATALOG, make_protocol
+from mpc_sim.cli import check_writable_file, float_arg, int_arg, protocol_from_args
+from mpc_sim.protocols import CATALOG
 
 from .claims import all_claims, results_table
 from .compile import ATTENTIONS, LAYOUTS, CompileError, DecodeError, compile_mpc
@@ -23,15 +23,17 @@ __all__ = ["register", "cmd_compile", "cmd_verify"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a library protocol into an ANNA-transformer, run it, check it")
     p.add_argument("protocol", choices=sorted(CATALOG))
-    p.add_argument("--n", type=int, required=True, help="input size in words")
-    p.add_argument("--eps", type=float, required=True, help="memory exponent")
+    p.add_argument("--n", type=int_arg(low=1), required=True, help="input size in words")
+    p.add_argument("--eps", type=float_arg(0.0, 1.0, low_open=True, high_open=True, name="eps"), required=True,
+                   help="memory exponent")
     p.add_argument("--layout", choices=sorted(LAYOUTS), default="hashed", help="packet layout (default hashed)")
     p.add_argument("--attention", choices=ATTENTIONS, default="ema", help="ema (exact) or anna (LSH) heads")
-    p.add_argument("--alpha", type=int, default=None, help="routing heads per layer (default: the fan-out bound)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the input, the protocol and the LSH tables")
-    p.add_argument("--k", type=int, default=None, help="hop count (khop)")
-    p.add_argument("--op", default=None, help="operator (aggregate)")
-    p.add_argument("--modulus", type=int, default=None, help="modulus (match2)")
+    p.add_argument("--alpha", type=int_arg(low=1), default=None, help="routing heads per layer (default: the fan-out bound)")
+    p.add_argument("--seed", type=int_arg(low=0, high=2**64 - 1), default=0,
+                   help="seed of the input, the protocol and the LSH tables")
+    p.add_argument("--k", type=int_arg(low=0), default=None, help="hop count (khop)")
+    p.add_argument("--op", choices=("sum", "min", "max"), default=None, help="operator (aggregate)")
+    p.add_argument("--modulus", type=int_arg(low=1), default=None, help="modulus (match2)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_compile)
 
@@ -44,16 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _protocol_from(args: argparse.Namespace):
-    params = parse_params(args.param)
-    for key in ("k", "op", "modulus"):
-        if getattr(args, key, None) is not None:
-            params[key] = getattr(args, key)
-    return make_protocol(args.protocol, **params)
+    return protocol_from_args(args)
 
 
 def cmd_compile(args: argparse.Namespace, console: Console) -> int:
+    protocol = _protocol_from(args)
     try:
-        protocol = _protocol_from(args)
         config = protocol.default_config(args.n, args.eps)
         data = protocol.generate_input(config, seed=args.seed)
         start = time.perf_counter()
@@ -80,6 +78,7 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     from .plots import PlotError, require_matplotlib, write_figures
+    check_writable_file("--json", args.json)
     if args.plots is not None:
         try:
             require_matplotlib()

@@ -145,10 +145,10 @@ def load_transformer(path: str | Path) -> Transformer:
     >>> load_transformer("no/such/model.npz")
     Traceback (most recent call last):
     ...
-    anna.errors.LoadError: no/such/model.json: no such file (a saved model is a .json and a .npz file side by side)
+    anna.errors.LoadError: no/such/model.npz: no such file (a saved model is a .json and a .npz file side by side)
     """
     npz_path, json_path = _paths(path)
-    for file in (json_path, npz_path):
+    for file in (json_path, npz_path) if Path(path).suffix == ".json" else (npz_path, json_path):   # the named one first
         if not file.is_file():
             raise LoadError(f"{file}: no such file (a saved model is a .json and a .npz file side by side)")
     try:

@@ -347,10 +347,10 @@ def test_cli_reports_an_unreachable_scheduler_and_exits_2(capsys):
 
 def test_cli_refuses_dask_options_without_the_dask_backend_and_a_cluster_size_with_a_scheduler(capsys):
     status = cli_main(["simulate", "broadcast", "--n", "64", "--eps", "0.5", "--workers", "3", "--resume", "x"])
-    assert status == 2 and "--workers, --resume need --backend dask" in capsys.readouterr().out
+    assert status == 2 and "--workers, --resume need --backend dask" in capsys.readouterr().err
     status = cli_main(["simulate", "broadcast", "--n", "64", "--eps", "0.5", "--backend", "dask", "--workers", "3",
                        "--scheduler", "tcp://127.0.0.1:1"])
-    assert status == 2 and "cannot be combined with --scheduler" in " ".join(capsys.readouterr().out.split())
+    assert status == 2 and "cannot be combined with --scheduler" in capsys.readouterr().err
 
 
 # --- checkpoints and resume ----------------------------------------------------------------------------------
