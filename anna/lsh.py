@@ -79,15 +79,15 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
 
 def _check_positive_int(name: str, value: object) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
 def _check_positive_float(name: str, value: object) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise ParameterError(f"{name} must be a positive number, got {value!r}")
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+        raise ParameterError(f"{name} must be positive and finite, got {value!r}")
     return float(value)
 
 
@@ -593,7 +593,7 @@ class LSHConfig:
     >>> LSHConfig(Hyperplane(), z=0, ell=8)
     Traceback (most recent call last):
     ...
-    ValueError: z must be a positive integer, got 0
+    anna.errors.ParameterError: z must be a positive integer, got 0
     """
 
     family: LSHFamily

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._validate import check_float_matrix, check_same_rows, check_finite_output
+from ._validate import check_finite_output, check_float, check_float_matrix, check_same_rows
 
 __all__ = [
     "ema_attention",
@@ -206,9 +206,7 @@ def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, temperature: 
     """
     q, k, v = _check_qkv(q, k, v, causal)
     chunk = _check_chunk(chunk)
-    beta = float(temperature)
-    if not np.isfinite(beta) or beta < 0:
-        raise ValueError(f"temperature must be finite and >= 0, got {temperature!r}")
+    beta = check_float("temperature", temperature, low=0.0)
     if k.shape[0] == 0:
         raise ValueError("softmax attention needs at least one key, got k of shape "
                          f"{k.shape}")

@@ -10,6 +10,7 @@ import numpy as np
 
 from .backends.base import Limits, call_batch_step, Traffic, check_batch, check_state, machine_by_machine, step_result
 from .config import MPCConfig, check_flag, check_integer
+from .errors import ParameterError
 from .errors import ProtocolError
 from .protocol import Protocol, RoundContext
 from .randomness import normalize_seed
@@ -97,15 +98,15 @@ class Simulator:
         if not isinstance(config, MPCConfig):
             raise TypeError(f"config must be an MPCConfig, got {type(config).__name__}")
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise ParameterError(f"mode must be one of {MODES}, got {mode!r}")
         max_rounds, strict = check_integer("max_rounds", max_rounds, low=1), check_flag("strict", strict)
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            raise ParameterError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "local":
             given = [name for name, value in (("client", client), ("dask", dask), ("checkpoint", checkpoint),
                                               ("resume", resume)) if value is not None]
             if given:
-                raise ValueError(f"{', '.join(given)} need backend='dask'")
+                raise ParameterError(f"{', '.join(given)} need backend='dask'")
         self.config = config
         self.strict = strict
         self.mode = mode

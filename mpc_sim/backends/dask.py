@@ -50,7 +50,7 @@ Examples
 >>> DaskOptions(workers=0)
 Traceback (most recent call last):
 ...
-ValueError: workers must be >= 1, got 0
+mpc_sim.errors.ParameterError: workers must be >= 1, got 0
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import ProtocolError
+from ..errors import ParameterError, ProtocolError
 from ..protocol import Protocol
 from ..randomness import normalize_seed
 from ..state import ClusterState
@@ -127,17 +127,17 @@ class DaskOptions:
     def __post_init__(self) -> None:
         for name in ("workers", "threads_per_worker"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+                raise ParameterError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.blocks is not None and (not isinstance(self.blocks, int) or self.blocks < 1):
-            raise ValueError(f"blocks must be None or >= 1, got {self.blocks!r}")
+            raise ParameterError(f"blocks must be None or >= 1, got {self.blocks!r}")
         for name in ("connect_timeout", "worker_timeout", "lost_worker_grace"):
             if isinstance(getattr(self, name), bool) or not (_is_number(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
+                raise ParameterError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
         if self.round_timeout is not None and (isinstance(self.round_timeout, bool)
                                                or not (_is_number(self.round_timeout) and self.round_timeout > 0)):
-            raise ValueError(f"round_timeout must be None or > 0 seconds, got {self.round_timeout!r}")
+            raise ParameterError(f"round_timeout must be None or > 0 seconds, got {self.round_timeout!r}")
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
+            raise ParameterError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
 
     def blocks_for(self, workers: int) -> int:
         """The number of blocks on a cluster of ``workers`` workers."""
