@@ -276,14 +276,14 @@ class Trace:
         """
         text = str(text_or_path)
         source = "trace JSON"
-        if not text.lstrip().startswith("{"):
+        if isinstance(text_or_path, Path) or not text.lstrip().startswith(("{", "[")):
             source = str(text_or_path)
             try:
                 text = Path(text_or_path).read_text()
             except (OSError, UnicodeDecodeError) as exc:
                 raise LoadError(f"{source}: cannot read the trace file ({type(exc).__name__}: {exc})") from exc
         try:
-            data = json.loads(text, parse_constant=_refuse_constant)
+            data = json.loads(text)         # NaN and Infinity are read, then refused by the field's check
         except ValueError as exc:
             raise LoadError(f"{source}: not valid JSON (truncated?): {exc}") from exc
         return cls.from_dict(data, source=source)
@@ -325,10 +325,6 @@ class Trace:
 
 
 # --- loading, every field checked ---------------------------------------------------------------
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def _load_error(source: str, field_name: str, why: str) -> LoadError:
     return LoadError(f"{source}: field {field_name!r} {why}")
 
