@@ -152,7 +152,8 @@ def ema_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray,
         n_groups = int(max(query_group.max(), key_group.max())) + 1
         group_count = np.bincount(key_group, minlength=n_groups)
         group_sum = np.zeros((n_groups, v.shape[1]), dtype=np.float64)
-        np.add.at(group_sum, key_group, values)
+        with np.errstate(over="ignore", invalid="ignore"):     # an overflow is reported below, by name
+            np.add.at(group_sum, key_group, values)
         counts = group_count[query_group].astype(np.int64)
         hit = counts > 0
         out[hit] = group_sum[query_group[hit]] / counts[hit, None]
@@ -214,10 +215,18 @@ def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, temperature: 
         q, k = normalize_rows(q), normalize_rows(k)
     q64, k64, v64 = q.astype(np.float64), k.astype(np.float64), v.astype(np.float64)
     out = np.empty((q.shape[0], v.shape[1]), dtype=np.float64)
-    for start in range(0, q.shape[0], chunk):
-        stop = min(start + chunk, q.shape[0])
+    with np.errstate(over="ignore", invalid="ignore"):     # an overflow is reported below, by name
+        _softmax_chunks(q64, k64, v64, beta, causal, chunk, out)
+    return check_finite_output("softmax_attention", out.astype(v.dtype))
+
+
+def _softmax_chunks(q64: np.ndarray, k64: np.ndarray, v64: np.ndarray, beta: float, causal: bool, chunk: int,
+                    out: np.ndarray) -> None:
+    """The chunked softmax of :func:`softmax_attention` into ``out`` (float64 inputs)."""
+    for start in range(0, q64.shape[0], chunk):
+        stop = min(start + chunk, q64.shape[0])
         # Causal: query i < stop never sees a key j >= stop, so only keys[:stop] are scored.
-        n_keys = stop if causal else k.shape[0]
+        n_keys = stop if causal else k64.shape[0]
         scores = beta * (q64[start:stop] @ k64[:n_keys].T)
         if causal:
             scores[np.arange(n_keys)[None, :] > np.arange(start, stop)[:, None]] = -np.inf
@@ -225,7 +234,6 @@ def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, temperature: 
         weights = np.exp(scores)
         weights /= weights.sum(axis=1, keepdims=True)
         out[start:stop] = weights @ v64[:n_keys]
-    return check_finite_output("softmax_attention", out.astype(v.dtype))
 
 
 def elu_feature_map(x: np.ndarray) -> np.ndarray:

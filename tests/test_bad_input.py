@@ -646,7 +646,9 @@ def survey(timeout: int = 20) -> dict:
 
 
 if __name__ == "__main__":     # pragma: no cover
-    report = survey()
+    here = Path(__file__).resolve().parent          # tests/ would shadow the packages (tests/mpc_sim, ...)
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    report = survey(timeout=int(sys.argv[1]) if len(sys.argv) > 1 else 60)
     for verdict, case_id in report.pop("not clear"):
         print(f"{verdict:18s} {case_id}")
     print(json.dumps(report, indent=1))
