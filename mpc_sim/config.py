@@ -189,10 +189,15 @@ class MPCConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "MPCConfig":
         """Inverse of :meth:`to_dict` (derived sizes are recomputed and checked)."""
-        cfg = cls(n=int(data["n"]), eps=float(data["eps"]), gamma=float(data.get("gamma", 0.0)),
-                  memory_factor=float(data.get("memory_factor", 1.0)),
-                  machines_factor=float(data.get("machines_factor", 1.0)))
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config is a mapping of its parameters, got {type(data).__name__}")
+        missing = [key for key in ("n", "eps") if key not in data]
+        if missing:
+            raise ConfigError(f"the stored config lacks {', '.join(missing)}")
+        # no conversions: a stored n of 3.7 or an eps of "0.5" is refused by name, not rounded or parsed
+        cfg = cls(n=data["n"], eps=data["eps"], gamma=data.get("gamma", 0.0),
+                  memory_factor=data.get("memory_factor", 1.0), machines_factor=data.get("machines_factor", 1.0))
         for key in ("s", "machines"):
-            if key in data and int(data[key]) != getattr(cfg, key):
+            if key in data and data[key] != getattr(cfg, key):
                 raise ConfigError(f"stored {key} = {data[key]} disagrees with the parameters ({getattr(cfg, key)})")
         return cfg

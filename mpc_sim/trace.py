@@ -401,6 +401,9 @@ def _trace_from_dict(cls, data, source: str) -> "Trace":
             raise _load_error(source, f"config.{key}", f"must be a finite number, got {config_data[key]!r}")
     if "n" in config_data and not isinstance(config_data["n"], int):
         raise _load_error(source, "config.n", f"must be an integer, got {config_data['n']!r}")
+    for key in ("n", "eps"):
+        if key not in config_data:
+            raise _load_error(source, f"config.{key}", "is missing")
     try:
         config = MPCConfig.from_dict(config_data)
     except KeyError as exc:

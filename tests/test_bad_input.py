@@ -231,7 +231,12 @@ def _set(path: str, value):
     return edit
 
 
-DELETE = object()
+class _Delete:
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = _Delete()
 NAN = float("nan")
 
 
