@@ -40,7 +40,7 @@ import numba
 import numpy as np
 
 from . import kernels
-from ._validate import check_float_matrix, check_same_rows, normalize_seed, check_finite_output
+from ._validate import check_finite_output, check_float_matrix, check_same_rows, normalize_seed
 from .lsh import LSHConfig
 
 __all__ = [

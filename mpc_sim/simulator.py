@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.base import Limits, call_batch_step, Traffic, check_batch, check_state, machine_by_machine, step_result
+from .backends.base import (Limits, Traffic, call_batch_step, check_batch, check_state, machine_by_machine,
+                            step_result)
 from .config import MPCConfig, check_flag, check_integer
-from .errors import ParameterError
-from .errors import ProtocolError
+from .errors import ParameterError, ProtocolError
 from .protocol import Protocol, RoundContext
 from .randomness import normalize_seed
 from .routing import route

@@ -107,9 +107,12 @@ def save_block(path: str, held: tuple[ClusterState, Delivery | None]) -> tuple[i
         m = delivery.messages
         arrays.update(zip(_INBOX, (m.src, m.dst, m.offsets, m.words, delivery.machine_offsets)))
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, lambda f: np.savez(f, **arrays))
-    return target.stat().st_size, file_sha256(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(target, lambda f: np.savez(f, **arrays))
+        return target.stat().st_size, file_sha256(target)
+    except OSError as exc:              # a full or read-only disk: no retry writes it better
+        raise CheckpointError(f"cannot write checkpoint block {path}: {type(exc).__name__}: {exc}") from exc
 
 
 def load_block(path: str, *, size: int | None = None, sha256: str | None = None) -> tuple[ClusterState, Delivery | None]:
