@@ -196,3 +196,10 @@ def test_the_canonical_trace_json_is_byte_identical_for_the_same_seed_on_every_b
 def test_a_resumed_run_has_the_canonical_trace_of_an_uninterrupted_one(client, run, tmp_path):
     directory, _ = copy(run, tmp_path)
     assert resume(client, run, directory).trace.to_json(timings=False) == run[4].trace.to_json(timings=False)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_checkpoint_error_not_a_lost_worker(client, run, tmp_path):
+    protocol, config, data, _, _ = run
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(CheckpointError, match="cannot write checkpoint block .*a-file"):
+        Simulator(config, backend="dask", client=client, checkpoint=tmp_path / "a-file" / "ckpt").run(protocol, data)
