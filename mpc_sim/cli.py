@@ -19,7 +19,8 @@ from .simulator import BACKENDS, MODES, Simulator
 from .trace import RoundStats
 
 __all__ = ["register", "cmd_protocols", "cmd_simulate", "parse_params", "UsageError", "int_arg", "float_arg",
-           "check_writable_file", "check_writable_dir", "estimate_bytes", "DEFAULT_MAX_MEMORY", "parse_size"]
+           "check_writable_file", "check_writable_dir", "estimate_bytes", "check_run_size", "protocol_from_args",
+           "DEFAULT_MAX_MEMORY", "parse_size"]
 
 DEFAULT_MAX_MEMORY = 8 * 2**30        # bytes a run may plan for before it is refused (--max-memory raises it)
 
