@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from mpc_sim import ClusterState, MessageBatch, MPCConfig, Protocol, ProtocolError, Simulator, route
 from mpc_sim.backends import CheckpointError
+from mpc_sim.errors import StepError
 from mpc_sim.backends.base import Limits, Traffic, concat_batches, over_limit
 from mpc_sim.backends.blocks import (BlockError, BlockPlan, block_state, compute_block, deliver_block,
                                      partition, split_by_block)
@@ -185,7 +186,9 @@ def test_block_errors_are_returned_with_their_phase_never_raised():
     assert all(p.num_messages == 0 for p in pieces)                  # nothing invalid is ever routed
     assert "unknown machine 99" in str(report.error.exception())
     _, _, report = compute_block(plan, 1, 1, (block_state(start, 2, 4), None))
-    assert report.error.phase == 0 and isinstance(report.error.exception(), KeyError)
+    error = report.error.exception()          # the user's KeyError, with where it was raised
+    assert report.error.phase == 0 and isinstance(error, StepError) and isinstance(error.__cause__, KeyError)
+    assert error.round == 1 and error.machine == 3
 
 
 def test_block_errors_that_do_not_pickle_still_travel():
