@@ -143,15 +143,13 @@ class MPCConfig:
         for name in ("memory_factor", "machines_factor"):
             object.__setattr__(self, name, check_number(name, getattr(self, name), low=0.0, low_open=True,
                                                         error=ConfigError))
-        for name in ("s", "machines"):
+        for name in ("s", "machines"):      # huge counts are fine for planning; beyond float range they are not
             try:
-                size = getattr(self, name)
+                getattr(self, name)
             except OverflowError:
-                size = math.inf
-            if size > MAX_WORDS:
-                raise ConfigError(f"the parameters give {name} > 2**63 - 1: n = {self.n}, eps = {self.eps}, "
+                raise ConfigError(f"the parameters make {name} overflow: n = {self.n}, eps = {self.eps}, "
                                   f"gamma = {self.gamma}, memory_factor = {self.memory_factor}, "
-                                  f"machines_factor = {self.machines_factor}")
+                                  f"machines_factor = {self.machines_factor}") from None
         if self.input_machines > self.machines:
             raise ConfigError(
                 f"the cluster cannot hold its input: n = {self.n} words need {self.input_machines} "

@@ -254,7 +254,7 @@ def _api_cases() -> list[Case]:
         for value in (0, -1.0, math.inf, NAN, "2", True):
             add(Case(f"config-{field}-{value!r}", lambda f, v=value, k=field: config(**{k: v}), "ConfigError",
                      (field,)))
-    add(Case("config-too-many-machines", lambda f: config(n=2**62, gamma=5.0), "ConfigError", ("machines",)))
+    add(Case("config-machines-overflow", lambda f: config(n=2**62, gamma=500.0), "ConfigError", ("machines",)))
     add(Case("config-too-small", lambda f: config(machines_factor=0.5), "ConfigError", ("machines",)))
     # Simulator and its run
     for value in (0, -1, "10", 1.5, True, None):
