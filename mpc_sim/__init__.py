@@ -6,24 +6,26 @@ communication is recorded in a :class:`Trace`, and limits are enforced with type
 the round, the machine and the amount. Imports nothing of :mod:`anna` or :mod:`reductions`.
 """
 from .config import MPCConfig
-from .errors import (ConfigError, InputError, LimitExceeded, LoadError, MemoryLimitExceeded, MPCError, ParameterError,
-                     ProtocolError, ReceiveLimitExceeded, SendLimitExceeded, StepError, UnknownDestination)
+from .errors import (ConfigError, InputError, LimitExceeded, LoadError, MemoryLimitExceeded, MPCError,
+                     NotRecorded, ParameterError, ProtocolError, ReceiveLimitExceeded, RecordingTooLarge,
+                     RoundBoundExceeded, SendLimitExceeded, StepError, UnknownDestination)
 from .protocol import Protocol, RoundContext, spread_input
 from .protocols import CATALOG, make_protocol, protocol_class
 from .randomness import hash64, machine_rng, normalize_seed, uniform01
 from .routing import route
-from .simulator import RunResult, Simulator, simulate
+from .simulator import RunResult, Simulator, Step, simulate
 from .state import ClusterState, Delivery, Inbox, MessageBatch, ragged_offsets
-from .trace import OutputStats, Retry, RoundStats, Trace, Violation
+from .trace import OutputStats, Retry, RoundMessages, RoundPeaks, RoundStats, Trace, Violation
 
 __all__ = [
     "MPCConfig", "Protocol", "RoundContext", "spread_input",
-    "Simulator", "RunResult", "simulate", "route",
+    "Simulator", "RunResult", "Step", "simulate", "route",
     "ClusterState", "MessageBatch", "Delivery", "Inbox", "ragged_offsets",
-    "RoundStats", "OutputStats", "Violation", "Retry", "Trace",
+    "RoundStats", "OutputStats", "Violation", "Retry", "Trace", "RoundPeaks", "RoundMessages",
     "CATALOG", "make_protocol", "protocol_class",
     "hash64", "uniform01", "machine_rng", "normalize_seed",
     "MPCError", "ConfigError", "InputError", "ProtocolError", "UnknownDestination",
     "LimitExceeded", "MemoryLimitExceeded", "SendLimitExceeded", "ReceiveLimitExceeded",
+    "RoundBoundExceeded", "RecordingTooLarge", "NotRecorded",
     "ParameterError", "LoadError", "StepError",
 ]

@@ -10,17 +10,17 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from .config import MAX_WORDS, MPCConfig, check_integer, check_number
 from .errors import MPCError
 from .protocols import CATALOG, make_protocol, protocol_class
+from .render import DEFAULT_MAX_ROWS, compact_table
 from .simulator import BACKENDS, MODES, Simulator
 from .trace import RoundStats
 
 __all__ = ["register", "cmd_protocols", "cmd_simulate", "parse_params", "UsageError", "int_arg", "float_arg",
            "check_writable_file", "check_writable_dir", "estimate_bytes", "check_run_size", "protocol_from_args",
-           "DEFAULT_MAX_MEMORY", "parse_size"]
+           "DEFAULT_MAX_MEMORY", "parse_size", "cmd_explore"]
 
 DEFAULT_MAX_MEMORY = 8 * 2**30        # bytes a run may plan for before it is refused (--max-memory raises it)
 
@@ -198,6 +198,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modulus", type=int_arg(low=1), default=None, help="modulus M (match2)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any other protocol parameter")
     p.add_argument("--no-table", action="store_true", help="print only the summary line")
+    p.add_argument("--all", action="store_true", help="show every round (long runs show the first and last 10)")
     p.add_argument("--backend", choices=BACKENDS, default="local", help="where to run the rounds (default local)")
     p.add_argument("--workers", type=int_arg(low=1, high=4096), default=None,
                    help="dask: workers of the local cluster started (default 2)")
@@ -216,14 +217,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="refuse runs estimated to need more memory than this (default 8G; e.g. 64G)")
     p.set_defaults(func=cmd_simulate)
 
+    p = sub.add_parser("explore", help="run a library protocol and write an HTML page to explore the run")
+    p.add_argument("protocol", choices=sorted(CATALOG), help="protocol name")
+    p.add_argument("--n", type=int_arg(low=1), required=True, help="input size in words")
+    p.add_argument("--eps", type=float_arg(0.0, 1.0, low_open=True, high_open=True, name="eps"), default=0.5,
+                   help="memory exponent (default 0.5)")
+    p.add_argument("--seed", type=int_arg(low=0, high=2**64 - 1), default=0,
+                   help="seed of the input and of the protocol's randomness")
+    p.add_argument("--round", type=int_arg(low=1), default=1, help="round the page opens at (default 1)")
+    p.add_argument("--out", type=Path, default=None, metavar="PATH", help="the page (default PROTOCOL.html)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a protocol parameter")
+    p.set_defaults(func=cmd_explore)
+
 
 def cmd_protocols(args: argparse.Namespace, console: Console) -> int:
-    table = Table(title=f"Protocol library (round bounds at eps = {args.eps:g}, default constants)")
-    table.add_column("name", no_wrap=True)
-    table.add_column("what it computes")
-    for n in _LISTING_SIZES:
-        table.add_column(f"bound n=2^{n.bit_length() - 1}", justify="right")
-    table.add_column("on dask", no_wrap=True)
+    headers = ["name", "what it computes"] + [f"n=2^{n.bit_length() - 1}" for n in _LISTING_SIZES] + ["on dask"]
+    rows, notes = [], []
     for name in sorted(CATALOG):
         cls = protocol_class(name)
         protocol = cls()
@@ -235,9 +244,13 @@ def cmd_protocols(args: argparse.Namespace, console: Console) -> int:
                 protocol.check_config(config)
                 bounds.append(str(protocol.rounds_bound(config)))
             except MPCError as exc:
-                bounds.append(f"[dim]n/a ({exc})[/]")
-        table.add_row(name, doc, *bounds, "block batch" if cls.block_batch else "per machine")
-    console.print(table)
+                notes.append(f"{name} at n = {n}: {exc}")
+                bounds.append(f"n/a ({len(notes)})")
+        rows.append([name, doc, *bounds, "block batch" if cls.block_batch else "per machine"])
+    console.print(compact_table(f"Protocol library (round bounds at eps = {args.eps:g}, default constants)", headers,
+                                rows, numeric=[False, False] + [True] * len(_LISTING_SIZES) + [False]))
+    for i, note in enumerate(notes, 1):
+        console.print(f"[dim]({i}) {note}[/]")
     return 0
 
 
@@ -336,7 +349,7 @@ def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
         return 2
     trace = result.trace.with_verified(protocol.verify(protocol.validate_input(config, data), result.output))
     if not args.no_table:
-        console.print(trace.table())
+        console.print(trace.table(max_rows=None if args.all else DEFAULT_MAX_ROWS))
         for violation in trace.violations[:20]:
             console.print(f"[red]violation:[/] {violation}")
     if args.trace_json is not None:
@@ -347,3 +360,21 @@ def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
     ok = trace.verified and not trace.violations and (trace.rounds_bound is None or trace.num_rounds <= trace.rounds_bound)
     console.print(("[green]" if ok else "[red]") + trace.summary() + "[/]")
     return 0 if ok else 1
+
+
+def cmd_explore(args: argparse.Namespace, console: Console) -> int:
+    from .explore import write_explorer
+    out = args.out if args.out is not None else Path(f"{args.protocol}.html")
+    check_writable_file("--out", out)
+    args.k = args.op = args.modulus = None          # explore takes protocol parameters by --param only
+    protocol = protocol_from_args(args)
+    try:
+        config = protocol.default_config(args.n, args.eps)
+        data = protocol.generate_input(config, seed=args.seed)
+        page = write_explorer(out, protocol, config, data, seed=args.seed, start_round=args.round)
+    except (MPCError, ValueError, TypeError) as exc:
+        console.print(f"[bold red]{type(exc).__name__}:[/] {exc}")
+        return 2
+    console.print(f"{page['summary']}\nwrote {out} ({out.stat().st_size} bytes; open it in a browser, "
+                  f"no network needed)")
+    return 0

@@ -18,6 +18,9 @@ __all__ = [
     "MemoryLimitExceeded",
     "SendLimitExceeded",
     "ReceiveLimitExceeded",
+    "RoundBoundExceeded",
+    "RecordingTooLarge",
+    "NotRecorded",
 ]
 
 
@@ -133,3 +136,24 @@ class ReceiveLimitExceeded(LimitExceeded):
 
     kind = "receive"
     verb = "received"
+
+
+class RoundBoundExceeded(MPCError):
+    """A protocol still sending in a round past the bound it declares (``rounds_bound``): raised
+    by strict runs as soon as the extra round sends, before its messages are delivered."""
+
+    def __init__(self, *, protocol: str, round: int, bound: int):
+        super().__init__(f"round {round}: {protocol} is still sending after its declared rounds_bound = {bound}")
+        self.protocol = protocol
+        self.round = round
+        self.bound = bound
+
+
+class RecordingTooLarge(MPCError, ValueError):
+    """Recording a run's messages would take more memory than allowed (the message gives the
+    estimate and the limit); raised before the run starts, or the round the recording outgrows it."""
+
+
+class NotRecorded(MPCError, LookupError):
+    """A view that needs what a run did not record (``record_messages=True``), or a round that does
+    not exist in the recording."""

@@ -101,6 +101,18 @@ class ClusterState:
         """A cluster where every machine holds nothing."""
         return cls(np.zeros(0, dtype=dtype), np.zeros(machines + 1, dtype=np.int64))
 
+    def _repr_html_(self, max_rows: int = 12) -> str:
+        from .render import html_table
+        sizes = self.sizes()
+        rows = []
+        for i in range(self.machines):
+            memory = self.memory(i)
+            shown = " ".join(str(w) for w in memory[:6].tolist()) + (" ..." if memory.size > 6 else "")
+            rows.append([i, int(sizes[i]), shown])
+        return (f"<div><b>ClusterState</b>: {self.machines} machines, {self.words.shape[0]} {self.dtype} words "
+                f"(largest memory {int(sizes.max(initial=0))})"
+                + html_table(["machine", "words", "memory"], rows, max_rows=max_rows, what="machines") + "</div>")
+
     def equals(self, other: "ClusterState") -> bool:
         """Same machines, same words bit for bit."""
         return (self.dtype == other.dtype and np.array_equal(self.offsets, other.offsets)

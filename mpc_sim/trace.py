@@ -6,13 +6,16 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
 from .config import MPCConfig
-from .errors import LoadError
+from .errors import LoadError, NotRecorded
+from .render import compact_table, format_seconds, html_table
 
-__all__ = ["RoundStats", "OutputStats", "Violation", "Retry", "Trace", "TRACE_FORMAT"]
+__all__ = ["RoundStats", "OutputStats", "Violation", "Retry", "RoundPeaks", "RoundMessages", "Trace", "TRACE_FORMAT",
+           "PEAK_MACHINES", "top_machines"]
 
 TRACE_FORMAT = "anna-mpc/trace/1"
 _VIOLATION_KINDS = ("memory", "send", "receive")
@@ -109,6 +112,97 @@ class Retry:
             raise ValueError(f"a retry of round {self.round} restarts from an earlier round, got {self.restarted_from}")
 
 
+PEAK_MACHINES = 8
+"""Machines kept per round and quantity in :class:`RoundPeaks` (the largest amounts)."""
+
+
+def top_machines(amounts: np.ndarray, k: int = PEAK_MACHINES) -> tuple[tuple[int, int], ...]:
+    """The ``k`` machines with the largest positive amounts, as ``(machine, amount)`` pairs sorted
+    by amount (largest first), ties by machine id.
+
+    Examples
+    --------
+    >>> top_machines(np.array([3, 0, 7, 3, 1]), k=3)
+    ((2, 7), (0, 3), (3, 3))
+    """
+    amounts = np.asarray(amounts)
+    positive = int(np.count_nonzero(amounts > 0))
+    k = min(k, positive)
+    if k == 0:
+        return ()
+    threshold = np.partition(amounts, amounts.shape[0] - k)[amounts.shape[0] - k]
+    above = np.flatnonzero(amounts > threshold)
+    above = above[np.lexsort((above, -amounts[above]))]
+    tied = np.flatnonzero(amounts == threshold)[:k - above.shape[0]]
+    return tuple((int(m), int(amounts[m])) for m in np.concatenate([above, tied]))
+
+
+def _mean(value: float) -> str:
+    """A mean memory: one decimal below 1000 words, whole words above (the table stays narrow)."""
+    return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+
+
+@dataclass(frozen=True)
+class RoundPeaks:
+    """Which machines held, sent and received the most in one round: the :data:`PEAK_MACHINES`
+    largest amounts of each, as ``(machine, amount)`` pairs (largest first, ties by id).
+
+    ``memory`` is what a machine holds when the round starts (kept memory plus inbox). The final,
+    message-free local computation has ``round = R + 1``, its ``memory`` the larger of what each
+    machine holds at its start and what it keeps, and no traffic. This is what lets
+    :func:`mpc_sim.testing.assert_within` name the machines over a budget: the trace keeps
+    ``3 * PEAK_MACHINES`` pairs per round, not per-machine arrays.
+    """
+
+    round: int
+    memory: tuple[tuple[int, int], ...] = ()
+    sent: tuple[tuple[int, int], ...] = ()
+    received: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def measure(cls, round: int, memory: np.ndarray, sent: np.ndarray | None = None,
+                received: np.ndarray | None = None) -> "RoundPeaks":
+        return cls(round, top_machines(memory), () if sent is None else top_machines(sent),
+                   () if received is None else top_machines(received))
+
+    def to_dict(self) -> dict:
+        return {"round": self.round, "memory": [list(p) for p in self.memory], "sent": [list(p) for p in self.sent],
+                "received": [list(p) for p in self.received]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RoundPeaks":
+        return cls(int(data["round"]), *(tuple((int(m), int(a)) for m, a in data.get(name, ()))
+                                         for name in ("memory", "sent", "received")))
+
+
+@dataclass(frozen=True, eq=False)
+class RoundMessages:
+    """Every message of one round, recorded by ``Simulator.run(..., record_messages=True)``:
+    message ``j`` went from ``src[j]`` to ``dst[j]`` carrying ``words[j]`` words. Listed in
+    delivery order: by destination, each destination's messages in the order of its inbox."""
+
+    round: int
+    src: np.ndarray
+    dst: np.ndarray
+    words: np.ndarray
+
+    @property
+    def num_messages(self) -> int:
+        return int(self.src.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.src.nbytes + self.dst.nbytes + self.words.nbytes)
+
+    def sent(self, machines: int) -> np.ndarray:
+        """Words sent by each machine."""
+        return np.bincount(self.src, weights=self.words, minlength=machines).astype(np.int64)
+
+    def received(self, machines: int) -> np.ndarray:
+        """Words received by each machine."""
+        return np.bincount(self.dst, weights=self.words, minlength=machines).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Trace:
     """Everything measured in one run of a protocol.
@@ -117,6 +211,12 @@ class Trace:
     message-free local computation. ``num_rounds`` is the protocol's round count R. ``retries``
     records rounds a distributed backend had to run again; like wall times, they are left out of
     :meth:`counts`.
+
+    ``peaks`` names the machines with the largest memory and traffic in every round (see
+    :class:`RoundPeaks`; empty when the backend did not record them). ``mode`` is the style of
+    the protocol that ran (``"batch"`` or ``"machine"``: under ``mode="auto"`` a protocol's
+    per-machine ``step`` is not called when it has a batch step). ``messages`` holds every
+    round's messages when the run was asked to record them (not saved in JSON).
 
     Examples
     --------
@@ -139,6 +239,9 @@ class Trace:
     verified: bool | None = None
     strict: bool = True
     retries: tuple[Retry, ...] = ()
+    peaks: tuple[RoundPeaks, ...] = field(default=(), compare=False)
+    mode: str | None = field(default=None, compare=False)
+    messages: tuple[RoundMessages, ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for i, stats in enumerate(self.rounds):
@@ -219,18 +322,22 @@ class Trace:
             "output": asdict(self.output) if self.output else None,
             "violations": [asdict(v) for v in self.violations],
             "retries": [asdict(r) for r in self.retries],
+            "mode": self.mode,
+            "peaks": [p.to_dict() for p in self.peaks],
         }
-        if not timings:
+        if not timings:     # what differs between backends doing the same work: times, retries, style, peaks
             for record in data["rounds"] + ([data["output"]] if data["output"] else []):
                 del record["wall_time"]
-            del data["retries"]
+            for key in ("retries", "mode", "peaks"):
+                del data[key]
         return data
 
     def to_json(self, path: str | Path | None = None, *, timings: bool = True) -> str:
         """Serialise (losslessly) and optionally write to ``path``.
 
-        ``timings=False`` gives the canonical form: no wall times, no retries, sorted keys, so
-        the same protocol, config and seed give byte-identical text on every backend.
+        ``timings=False`` gives the canonical form: no wall times, no retries, no protocol style
+        or per-machine peaks (a backend records them or not), sorted keys, so the same protocol,
+        config and seed give byte-identical text on every backend.
 
         Examples
         --------
@@ -288,31 +395,93 @@ class Trace:
             raise LoadError(f"{source}: not valid JSON (truncated?): {exc}") from exc
         return cls.from_dict(data, source=source)
 
+    # --- messages ---------------------------------------------------------------------------
+    def round_messages(self, round: int) -> RoundMessages:
+        """The messages of communication round ``round`` (1 .. R); needs ``record_messages=True``."""
+        if self.messages is None:
+            raise NotRecorded(f"this run of {self.protocol} did not record its messages: run it with "
+                              f"Simulator(...).run(..., record_messages=True)")
+        if not 1 <= round <= len(self.messages):
+            raise NotRecorded(f"round {round} does not exist: {self.protocol} ran {len(self.messages)} "
+                              f"communication rounds (1..{len(self.messages)})")
+        return self.messages[round - 1]
+
+    def to_networkx(self, round: int):
+        """Who sent to whom in ``round``: a ``networkx.DiGraph`` with every machine as a node
+        (attributes ``sent`` and ``received``, in words) and an edge ``u -> v`` for each pair that
+        exchanged messages (attributes ``words`` and ``messages``). Needs the recording.
+
+        Examples
+        --------
+        >>> from mpc_sim import Simulator, make_protocol
+        >>> protocol = make_protocol("broadcast")
+        >>> config = protocol.default_config(16, 0.5)
+        >>> data = protocol.generate_input(config, seed=0)
+        >>> trace = Simulator(config).run(protocol, data, record_messages=True).trace
+        >>> graph = trace.to_networkx(1)
+        >>> words = sum(w for _, _, w in graph.edges(data="words"))
+        >>> graph.number_of_nodes() == config.machines, words == trace.rounds[0].total_words
+        (True, True)
+        """
+        import networkx as nx
+
+        recorded = self.round_messages(round)
+        machines = self.config.machines
+        graph = nx.DiGraph(round=round, protocol=self.protocol)
+        sent, received = recorded.sent(machines), recorded.received(machines)
+        graph.add_nodes_from((m, {"sent": int(sent[m]), "received": int(received[m])}) for m in range(machines))
+        if recorded.num_messages:
+            pairs = recorded.src.astype(np.int64) * machines + recorded.dst
+            keys, inverse, counts = np.unique(pairs, return_inverse=True, return_counts=True)
+            words = np.bincount(inverse, weights=recorded.words, minlength=keys.shape[0]).astype(np.int64)
+            graph.add_edges_from((int(k // machines), int(k % machines), {"words": int(w), "messages": int(c)})
+                                 for k, w, c in zip(keys, words, counts))
+        return graph
+
     # --- rendering --------------------------------------------------------------------------
-    def table(self) -> Table:
-        """The per-round table, limits highlighted against ``s``."""
+    _COLUMNS = ("round", "max mem", "mean mem", "max sent", "max recv", "words", "msgs", "active", "time")
+
+    def _rows(self) -> tuple[list[list[object]], set[tuple[int, int]]]:
+        """Every row of the table as plain values, and the (row, column) cells over ``s``."""
         s = self.config.s
-        cfg = self.config
-        title = (f"{escape(self.protocol)}: n = {cfg.n}, eps = {cfg.eps:g}, s = {s}, machines = {cfg.machines}, "
-                 f"rounds = {self.num_rounds}" + (f" (bound {self.rounds_bound})" if self.rounds_bound is not None else ""))
-        table = Table(title=title)
-        for col in ("round", "max mem", "mean mem", "max sent", "max recv", "words", "messages", "active", "ms"):
-            table.add_column(col, justify="right")
-
-        def fmt(value: int) -> str:
-            return f"[bold red]{value}[/]" if value > s else str(value)
-
+        rows, over = [], set()
         for r in self.rounds:
-            table.add_row(str(r.round), fmt(r.max_memory), f"{r.mean_memory:.1f}", fmt(r.max_sent),
-                          fmt(r.max_received), str(r.total_words), str(r.messages), str(r.active_machines),
-                          f"{1e3 * r.wall_time:.1f}")
+            rows.append([r.round, r.max_memory, _mean(r.mean_memory), r.max_sent, r.max_received, r.total_words,
+                         r.messages, r.active_machines, format_seconds(r.wall_time)])
         if self.output is not None:
-            table.add_row("output", fmt(self.output.max_memory), f"{self.output.mean_memory:.1f}", "-", "-", "-",
-                          "-", "-", f"{1e3 * self.output.wall_time:.1f}")
-        return table
+            rows.append(["output", self.output.max_memory, _mean(self.output.mean_memory), "-", "-", "-", "-", "-",
+                         format_seconds(self.output.wall_time)])
+        for i, row in enumerate(rows):
+            over.update((i, j) for j in (1, 3, 4) if isinstance(row[j], int) and row[j] > s)
+        return rows, over
+
+    def _title(self) -> str:
+        cfg = self.config
+        mode = f", {self.mode} style" if self.mode else ""
+        return (f"{self.protocol}: n = {cfg.n}, eps = {cfg.eps:g}, s = {cfg.s}, machines = {cfg.machines}, "
+                f"rounds = {self.num_rounds}" + (f" (bound {self.rounds_bound})" if self.rounds_bound is not None else "")
+                + mode)
+
+    def table(self, max_rows: int | None = None) -> Table:
+        """The per-round table, amounts over ``s`` in red. Numbers are never cut (it fits 80
+        columns for runs up to about 10^9 words); with ``max_rows`` the middle rounds of a longer
+        run are left out (one row of ``⋮``, and a caption saying how many)."""
+        rows, over = self._rows()
+        cells = [[(f"[bold red]{value}[/]" if (i, j) in over else str(value)) for j, value in enumerate(row)]
+                 for i, row in enumerate(rows)]
+        final = cells[self.num_rounds:]           # the output row is never elided
+        return compact_table(escape(self._title()), self._COLUMNS, cells[:self.num_rounds], max_rows=max_rows,
+                             what="rounds", always=final)
 
     def __rich__(self) -> Table:
         return self.table()
+
+    def _repr_html_(self, max_rows: int | None = 40) -> str:
+        import html
+        rows, over = self._rows()
+        return (f"<div><b>{html.escape(self._title())}</b><br><span>{html.escape(self.summary())}</span>"
+                + html_table(self._COLUMNS, rows, max_rows=max_rows, what="rounds", highlight=over,
+                                   always=len(rows) - self.num_rounds) + "</div>")
 
     def summary(self) -> str:
         """One line: rounds vs bound, peak memory/sent/received as fractions of s, verdict."""
@@ -448,5 +617,25 @@ def _trace_from_dict(cls, data, source: str) -> "Trace":
         raise _load_error(source, "verified", f"must be true, false or null, got {verified!r}")
     if not isinstance(strict, bool):
         raise _load_error(source, "strict", f"must be true or false, got {strict!r}")
+    mode = data.get("mode")
+    if mode is not None and not isinstance(mode, str):
+        raise _load_error(source, "mode", f"must be a string or null, got {mode!r}")
+    peaks = data.get("peaks", [])
+    if not isinstance(peaks, list):
+        raise _load_error(source, "peaks", "must be a list")
     return cls(protocol=protocol, config=config, rounds=tuple(rounds), rounds_bound=rounds_bound, output=output,
-               violations=violations, seed=seed, params=params, verified=verified, strict=strict, retries=retries)
+               violations=violations, seed=seed, params=params, verified=verified, strict=strict, retries=retries,
+               peaks=tuple(_peaks(p, source, f"peaks[{i}]") for i, p in enumerate(peaks)), mode=mode)
+
+
+def _peaks(record, source: str, where: str) -> "RoundPeaks":
+    if not isinstance(record, dict):
+        raise _load_error(source, where, f"must be a JSON object, got {type(record).__name__}")
+    _int_field(_get(record, "round", source, f"{where}."), source, f"{where}.round", low=1)
+    for name in ("memory", "sent", "received"):
+        pairs = record.get(name, [])
+        if not isinstance(pairs, list) or not all(
+                isinstance(pair, list) and len(pair) == 2 and
+                all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in pair) for pair in pairs):
+            raise _load_error(source, f"{where}.{name}", "must be a list of [machine, amount] pairs of integers >= 0")
+    return RoundPeaks.from_dict(record)

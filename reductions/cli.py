@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the exit code."""
     args = build_parser().parse_args(argv)
     console = Console()
+    from mpc_sim.compile_notice import announce_compiles
     try:
-        return int(args.func(args, console) or 0)
+        with announce_compiles(lambda line: console.print(f"[dim]{line}[/]")):
+            return int(args.func(args, console) or 0)
     except _user_errors() as exc:           # a bad command line: one line, argparse's exit code
         print(f"anna-mpc {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

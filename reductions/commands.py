@@ -9,15 +9,17 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from mpc_sim import MPCError, Simulator
 from mpc_sim.cli import check_writable_file, float_arg, int_arg, protocol_from_args
 from mpc_sim.protocols import CATALOG
+from mpc_sim.render import DEFAULT_MAX_ROWS, compact_table
 
 from .claims import all_claims, results_table
 from .compile import ATTENTIONS, LAYOUTS, CompileError, DecodeError, compile_mpc
 
-__all__ = ["register", "cmd_compile", "cmd_verify"]
+__all__ = ["register", "cmd_compile", "cmd_verify", "alignment_table"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--op", choices=("sum", "min", "max"), default=None, help="operator (aggregate)")
     p.add_argument("--modulus", type=int_arg(low=1), default=None, help="modulus (match2)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--all", action="store_true", help="show every layer (long models show the first and last 10)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("verify", help="check the paper's theorems over sweeps and print the claim table")
@@ -67,13 +70,22 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[bold red]{type(exc).__name__}:[/] {exc}")
         return 2
     alignment = model.align(data, run)
-    console.print(alignment.table())
+    console.print(alignment_table(alignment, max_rows=None if args.all else DEFAULT_MAX_ROWS))
     exact = np.array_equal(np.asarray(run.output).view(np.int64), np.asarray(sim.output).view(np.int64))
     colour = "green" if exact else "red"
     console.print(f"[{colour}]{protocol.name}: {sim.trace.num_rounds} rounds -> {model.report.depth} layers, "
                   f"width {model.report.width}; output {'identical to' if exact else 'DIFFERS from'} the simulator's "
                   f"(simulator {sim_seconds:.2f} s, model {model_seconds:.2f} s)[/]")
     return 0 if exact else 1
+
+
+def alignment_table(alignment, max_rows: int | None = None) -> Table:
+    """The simulator-vs-layers comparison as a compact table (the middle elided past ``max_rows``)."""
+    rows = [[str(layer), str(step), f"{matching}/{alignment.machines}",
+             "-" if first is None else f"[red]machine {first}[/]"] for layer, step, matching, first in alignment.rows]
+    return compact_table("simulator rounds vs compiled layers (every machine's memory after its local step)",
+                         ["layer", "after step", "machines matching", "first divergence"], rows, max_rows=max_rows,
+                         what="layers")
 
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:

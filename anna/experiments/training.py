@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 from ..train import InductionSetup, Match2Setup, TorchSurrogate, token_errors, train_surrogate
 from ..train._torch import require_torch
 
-__all__ = ["TrainingRecord", "train_to_file", "record_path"]
+__all__ = ["TrainingRecord", "device_name", "record_path", "surrogate_test_error", "train_to_file"]
 
 Setup = Match2Setup | InductionSetup
 
@@ -57,6 +59,9 @@ class TrainingRecord:
     softmax_test_error: float
     threads: int
     torch_version: str
+    device: str = "cpu"
+    device_name: str = ""
+    diverged_at: int | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.seconds < 0 or not 0.0 <= self.softmax_test_error <= 1.0:
@@ -78,30 +83,56 @@ def _setup_json(setup: Setup) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(setup).items()}
 
 
-def train_to_file(setup: Setup, path: str | Path, *, seed: int = 0, threads: int = 1,
-                  checkpoint: str | Path | None = None,
-                  on_log: Callable[[int, float], None] | None = None) -> TrainingRecord:
-    """Train ``setup``'s surrogate from ``setup.template(seed)``; write weights and record.
+def device_name(device: str) -> str:
+    """A readable name of the training device (the GPU's name on CUDA, the CPU's otherwise).
 
-    ``checkpoint`` makes the run resumable (see :func:`anna.train.train_surrogate`); ``on_log``
-    defaults to one line per logged step on stderr.
+    Examples
+    --------
+    >>> isinstance(device_name("cpu"), str)
+    True
+    """
+    if device.startswith("cuda"):
+        return require_torch().cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def surrogate_test_error(surrogate: TorchSurrogate, inputs: np.ndarray, targets: np.ndarray) -> float:
+    """The surrogate's token error on a test set (argmax, every non-ignored token)."""
+    torch = require_torch()
+    with torch.no_grad():
+        logits = np.concatenate([surrogate(inputs[i:i + 64]).cpu().numpy() for i in range(0, inputs.shape[0], 64)])
+    wrong, counted = token_errors(logits, targets)
+    return wrong / counted
+
+
+def train_to_file(setup: Setup, path: str | Path, *, seed: int = 0, threads: int = 1, device: str = "cpu",
+                  checkpoint: str | Path | None = None,
+                  on_log: Callable[[int, float], None] | None = None,
+                  time_limit: float | None = None) -> TrainingRecord | None:
+    """Train ``setup``'s surrogate from ``setup.template(seed)`` on ``device``; write weights and record.
+
+    Batches are made on the device (``setup.device_batches``). ``checkpoint`` makes the run
+    resumable (see :func:`anna.train.train_surrogate`); ``on_log`` defaults to one line per logged
+    step on stderr. A run whose loss stops being finite is recorded (``diverged_at``) with its curve.
+    With ``time_limit`` (seconds) the run may stop early at a checkpoint: then nothing is written
+    and ``None`` is returned; the same call again resumes it.
     """
     torch = require_torch()
     if on_log is None:
         def on_log(step: int, loss: float) -> None:
             print(f"[{setup.name}] step {step}/{setup.steps} loss {loss:.4f}", file=sys.stderr, flush=True)
-    surrogate = TorchSurrogate(setup.template(seed))
-    log = train_surrogate(surrogate, setup.batches(seed), setup.train_config(threads), checkpoint=checkpoint,
-                          on_log=on_log)
+    surrogate = TorchSurrogate(setup.template(seed), device=device)
+    log = train_surrogate(surrogate, setup.device_batches(seed, device), setup.train_config(threads, device),
+                          checkpoint=checkpoint, on_log=on_log, time_limit=time_limit)
+    if log.steps < setup.steps and log.diverged_at is None:
+        return None
     model = surrogate.to_transformer()
-    inputs, targets = setup.test_set()
-    with torch.no_grad():
-        logits = np.concatenate([surrogate(inputs[i:i + 64]).numpy() for i in range(0, inputs.shape[0], 64)])
-    wrong, counted = token_errors(logits, targets)
+    error = surrogate_test_error(surrogate, *setup.test_set())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     record = TrainingRecord(setup.name, _setup_json(setup), seed, log.steps, log.seconds, log.losses,
-                            wrong / counted, threads, torch.__version__.split("+")[0])
+                            error if math.isfinite(error) else 1.0, threads, torch.__version__.split("+")[0],
+                            device=device, device_name=device_name(device), diverged_at=log.diverged_at)
     record_path(path).write_text(json.dumps(record.to_json(), indent=1))
     return record

@@ -62,16 +62,36 @@ def weight_arrays(model: Transformer) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _elu_plus_one(x):
+    return require_torch().nn.functional.elu(x) + 1.0
+
+
+_FEATURE_MAPS = {"elu+1": _elu_plus_one, "identity": lambda x: x}
+"""Feature maps of lowrank heads, by the names :data:`anna.transformer.FEATURE_MAPS` uses."""
+
+
+def _lowrank(fq, fk, v, causal_mask):
+    """``φ(Q)(φ(K)ᵀ V) / φ(Q)(φ(K)ᵀ 1)`` (:func:`anna.reference.lowrank_attention`); causal as a
+    masked ``N × N`` product, which for training lengths (``N ≈ 100``) is cheaper than a scan."""
+    weights = fq @ fk.transpose(-1, -2)
+    if causal_mask is not None:
+        weights = weights.masked_fill(causal_mask, 0.0)
+    return (weights @ v) / weights.sum(dim=-1, keepdim=True)
+
+
 class TorchSurrogate:
-    """A trainable torch copy of a trained-mode :class:`Transformer` whose heads are all softmax.
+    """A trainable torch copy of a trained-mode :class:`Transformer` with softmax or lowrank heads.
 
     Parameters
     ----------
     template : Transformer
         Trained mode, every head ``kind="softmax"`` (the surrogate's ``β`` and ``normalize`` are
-        the heads'). Its weights are the initial values.
+        the heads') or ``kind="lowrank"`` with feature map ``"elu+1"`` or ``"identity"``. Its
+        weights are the initial values.
     dtype : torch dtype, optional
         Default: the template's weight dtype.
+    device : str or torch.device
+        Where the weights live and the forward pass runs (``"cpu"`` or ``"cuda"``).
 
     Attributes
     ----------
@@ -79,18 +99,25 @@ class TorchSurrogate:
         Leaf tensors with ``requires_grad=True``, keyed as :func:`weight_arrays`.
     """
 
-    def __init__(self, template: Transformer, dtype: Any = None) -> None:
+    def __init__(self, template: Transformer, dtype: Any = None, device: Any = "cpu") -> None:
         torch = require_torch()
         arrays = weight_arrays(template)
         kinds = {head.kind for layer in template.layers for head in layer.heads}
-        if kinds - {"softmax"}:
-            raise ValueError(f"the surrogate trains softmax heads only; the template has heads of kind {sorted(kinds)} "
-                             "(use template.with_attention('softmax') first)")
+        if kinds - {"softmax", "lowrank"}:
+            raise ValueError(f"the surrogate trains softmax and lowrank heads only; the template has heads of kind "
+                             f"{sorted(kinds)} (use template.with_attention('softmax') first)")
+        maps = {head.feature_map for layer in template.layers for head in layer.heads if head.kind == "lowrank"}
+        if maps - set(_FEATURE_MAPS):
+            raise ValueError(f"lowrank heads of the surrogate take the feature maps {sorted(_FEATURE_MAPS)}, "
+                             f"got {sorted(map(str, maps))}")
         if any(layer.mlp is not None and not isinstance(layer.mlp, MLP) for layer in template.layers):
             raise ValueError("every layer's MLP must be a trained MLP (or None)")
         self.template = template
+        self.device = torch.device(device)
         dtype = dtype if dtype is not None else getattr(torch, str(template.embedding.tokens.dtype))
-        self.params = {name: torch.tensor(np.array(a), dtype=dtype, requires_grad=True) for name, a in arrays.items()}
+        self.params = {name: torch.tensor(np.array(a), dtype=dtype, device=self.device, requires_grad=True)
+                       for name, a in arrays.items()}
+        self._masks: dict[int, Any] = {}
 
     # -- forward ------------------------------------------------------------------------------
     def _linear(self, prefix: str, x):
@@ -101,7 +128,6 @@ class TorchSurrogate:
     def forward(self, inputs):
         """Logits ``(B, N, n_outputs)`` of the token rows ``inputs`` (``(B, N)`` integer tensor or array)."""
         torch = require_torch()
-        functional = torch.nn.functional
         inputs = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
         if inputs.ndim != 2 or inputs.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"inputs must be a (B, N) integer array, got {tuple(inputs.shape)} {inputs.dtype}")
@@ -109,14 +135,36 @@ class TorchSurrogate:
         if inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= vocab):
             raise ValueError(f"inputs must be token ids in [0, {vocab}), got values in "
                              f"[{int(inputs.min())}, {int(inputs.max())}]")
+        positions = self.params.get("embedding.positions")
+        if positions is not None and inputs.shape[1] > positions.shape[0]:
+            raise ValueError(f"inputs has length {inputs.shape[1]}, longer than max_len {positions.shape[0]}")
+        return self.logits(inputs.to(self.device))
+
+    __call__ = forward
+
+    def _causal_mask(self, n: int):
+        """``True`` above the diagonal, built once per length on the surrogate's device."""
+        torch = require_torch()
+        if n not in self._masks:
+            self._masks[n] = torch.ones(n, n, dtype=torch.bool, device=self.device).triu(1)
+        return self._masks[n]
+
+    def logits(self, inputs):
+        """:meth:`forward` without the input checks (they read values back from the device, which a
+        captured CUDA graph cannot do): ``inputs`` must be a valid ``(B, N)`` int64 tensor on the device.
+
+        The token embedding is a one-hot product rather than an index: its gradient is then a
+        plain matrix product, deterministic on CUDA (an index's backward adds with atomics).
+        """
+        torch = require_torch()
+        functional = torch.nn.functional
+        tokens = self.params["embedding.tokens"]
         n = inputs.shape[1]
-        x = self.params["embedding.tokens"][inputs.long()]
+        x = functional.one_hot(inputs, tokens.shape[0]).to(tokens.dtype) @ tokens
         positions = self.params.get("embedding.positions")
         if positions is not None:
-            if n > positions.shape[0]:
-                raise ValueError(f"inputs has length {n}, longer than max_len {positions.shape[0]}")
             x = x + positions[:n]
-        causal_mask = torch.ones(n, n, dtype=torch.bool).triu(1)
+        causal_mask = self._causal_mask(n)
         for l, layer in enumerate(self.template.layers):
             update = torch.zeros_like(x)
             for h, head in enumerate(layer.heads):
@@ -124,17 +172,20 @@ class TorchSurrogate:
                 q, k, v = (self._linear(f"{prefix}.{name}", x) for name in ("query", "key", "value"))
                 if head.normalize:
                     q, k = functional.normalize(q, dim=-1, eps=1e-12), functional.normalize(k, dim=-1, eps=1e-12)
-                scores = head.temperature * (q @ k.transpose(-1, -2))
-                if layer.causal:
-                    scores = scores.masked_fill(causal_mask, float("-inf"))
-                update = update + self._linear(f"{prefix}.output", torch.softmax(scores, dim=-1) @ v)
+                if head.kind == "lowrank":
+                    attended = _lowrank(_FEATURE_MAPS[head.feature_map](q), _FEATURE_MAPS[head.feature_map](k), v,
+                                        causal_mask if layer.causal else None)
+                else:
+                    scores = head.temperature * (q @ k.transpose(-1, -2))
+                    if layer.causal:
+                        scores = scores.masked_fill(causal_mask, float("-inf"))
+                    attended = torch.softmax(scores, dim=-1) @ v
+                update = update + self._linear(f"{prefix}.output", attended)
             x = x + update
             if layer.mlp is not None:
                 x = x + self._linear(f"layers.{l}.mlp.output",
                                      functional.gelu(self._linear(f"layers.{l}.mlp.hidden", x)))
         return self._linear("readout", x)
-
-    __call__ = forward
 
     # -- export -------------------------------------------------------------------------------
     def numpy_arrays(self) -> dict[str, np.ndarray]:
@@ -168,4 +219,4 @@ class TorchSurrogate:
             for name, p in self.params.items():
                 if tuple(arrays[name].shape) != tuple(p.shape):
                     raise ValueError(f"array {name} has shape {arrays[name].shape}, expected {tuple(p.shape)}")
-                p.copy_(torch.as_tensor(np.asarray(arrays[name]), dtype=p.dtype))
+                p.copy_(torch.as_tensor(np.asarray(arrays[name]), dtype=p.dtype, device=p.device))

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["ClaimResult", "SweepPoint", "Claim", "fit_loglog", "results_table"]
@@ -87,14 +88,16 @@ class Claim:
 
 
 def results_table(results: Sequence[ClaimResult]) -> Table:
-    """The verify table: one row per checked quantity."""
-    table = Table(title="Claims: the paper's theorems, measured")
-    for col in ("claim", "quantity", "predicted", "measured", "verdict", "detail"):
-        table.add_column(col, overflow="fold")
-    for r in results:
-        verdict = "[green]holds[/]" if r.holds else "[bold red]fails[/]"
-        table.add_row(r.claim, r.quantity, r.predicted, r.measured, verdict, r.detail)
-    return table
+    """The verify table: one row per checked quantity; the detail goes under the quantity, so
+    the table fits 80 columns, and measured numbers are never cut or folded."""
+    from mpc_sim.render import compact_table
+
+    rows = [[escape(r.claim), escape(r.quantity) + (f"\n[dim]{escape(r.detail)}[/]" if r.detail else ""),
+             escape(r.predicted), escape(r.measured), "[green]holds[/]" if r.holds else "[bold red]fails[/]"]
+            for r in results]
+    return compact_table("Claims: the paper's theorems, measured", ["claim", "quantity (detail)", "predicted",
+                                                                    "measured", "verdict"], rows,
+                         numeric=[False, False, False, True, False])
 
 
 def fmt(x: float) -> str:

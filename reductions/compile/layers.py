@@ -92,6 +92,12 @@ def check_id_separation(ids: IdEmbedding, machines: int, limit: int = 4096) -> f
     return smallest
 
 
+def _named(name: str, function: Callable) -> Callable:
+    """``function`` under a readable name (model listings show it instead of ``<locals>``)."""
+    function.__name__ = function.__qualname__ = name
+    return function
+
+
 def _inbox(messages: list[tuple[int, int, np.ndarray]]) -> Inbox:
     """The simulator's inbox order: by source, then by the message's index in the source's outbox."""
     ordered = sorted(messages, key=lambda m: (m[0], m[1]))
@@ -140,7 +146,7 @@ def build_embedding(protocol: Protocol, plan: CompilePlan, stream: StreamLayout)
             rows[machine] = stream.encode(state)
         return rows
 
-    return embed
+    return _named("embed: initial memory, then round 1's local step", embed)
 
 
 def _message_columns(stream: StreamLayout, index: int) -> tuple[int, int]:
@@ -189,7 +195,8 @@ def _routing_head(stream: StreamLayout, layout: Layout, ids: IdEmbedding, index:
 
     columns = stream.head_slice(slot)
     output = Placement(columns.start, layout.width, stream.dim)
-    return _head(plan, ids, lsh, query=query, key=key, value=value, output=output, value_dim=layout.width)
+    return _head(plan, ids, lsh, query=_named("own id", query), key=_named(f"dst of outbox[{index}]", key),
+                 value=_named(f"packet of outbox[{index}]", value), output=output, value_dim=layout.width)
 
 
 def _global_head(stream: StreamLayout, ids: IdEmbedding, lsh: object | None, plan: CompilePlan) -> Head:
@@ -203,7 +210,9 @@ def _global_head(stream: StreamLayout, ids: IdEmbedding, lsh: object | None, pla
         return (x[:, count_col] > 0).astype(np.float64)[:, None]
 
     output = Placement(stream.global_at, 1, stream.dim)
-    return _head(plan, ids, lsh, query=constant, key=constant, value=value, output=output, value_dim=1)
+    constant = _named("constant", constant)
+    return _head(plan, ids, lsh, query=constant, key=constant, value=_named("has messages", value), output=output,
+                 value_dim=1)
 
 
 def _mlp(protocol: Protocol, plan: CompilePlan, layout: Layout, stream: StreamLayout, round_: int, sub: int,
@@ -243,7 +252,8 @@ def _mlp(protocol: Protocol, plan: CompilePlan, layout: Layout, stream: StreamLa
             delta[token] = target - row
         return delta
 
-    return mlp
+    step = f", then round {round_ + 1}'s local step" if last else ""
+    return _named(f"decode inbox of round {round_}{step}", mlp)
 
 
 def build_readout(stream: StreamLayout) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -257,4 +267,4 @@ def build_readout(stream: StreamLayout) -> Callable[[np.ndarray, np.ndarray], np
                                       f"the protocol needs more rounds than the model's budget")
         return x[:, stream.memory_at:stream.outbox_at].copy()
 
-    return readout
+    return _named("memory columns", readout)

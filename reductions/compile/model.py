@@ -162,6 +162,20 @@ class CompiledModel:
     def __call__(self, data: object) -> np.ndarray:
         return self.run(data).output
 
+    def stream_names(self) -> list[str]:
+        """What each residual-stream dimension holds (:func:`reductions.views.stream_names`)."""
+        from ..views import stream_names
+        return stream_names(self)
+
+    def show(self, console=None, max_rows: int | None = None) -> None:
+        """Print the report and every layer with its named maps and the stream columns it writes."""
+        from ..views import show
+        show(self, console, max_rows=max_rows)
+
+    def _repr_html_(self) -> str:
+        from ..views import model_html
+        return model_html(self)
+
     def align(self, data: object, run: CompiledRun | None = None) -> LayerAlignment:
         """Run the simulator (per-machine style) and the model on ``data`` and compare every
         machine's memory after each local computation with the token's after the matching layer."""

@@ -14,7 +14,7 @@ import anna.attention as attention_module
 from anna import kernels
 from anna.attention import MAX_DENSE_ENTRIES, AnnaStats, anna_attention, anna_weights, collision_counts
 from anna.lsh import E2LSH, CrossPolytope, Hyperplane, LSHConfig
-from tests.strategies.attention import attention_inputs, lsh_configs
+from anna.strategies import attention_inputs, lsh_configs
 
 
 def assert_matches_weights(q, k, v, lsh, seed, causal):

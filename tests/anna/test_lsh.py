@@ -17,7 +17,7 @@ from anna.lsh import (
     measure_collision_rates,
     theory_parameters,
 )
-from tests.strategies.attention import attention_inputs, lsh_families
+from anna.strategies import attention_inputs, lsh_families
 
 FAMILIES = [E2LSH(), E2LSH(0.7), Hyperplane(), CrossPolytope(), CrossPolytope(rotations=1)]
 FAMILY_IDS = [f.name for f in FAMILIES]

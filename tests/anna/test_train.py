@@ -214,3 +214,148 @@ def test_cli_train_writes_weights_then_evaluates_them(torch, task, tmp_path, cap
         assert all(f"β = {beta}" in out for beta in ("0.1", "1", "10"))
         assert {p.name for p in tmp_path.glob("match2_beta*.npz")} == {"match2_beta0.1.npz", "match2_beta1.npz",
                                                                        "match2_beta10.npz"}
+
+
+# ------------------------------------------------------------------ device batches, CUDA path
+@pytest.fixture
+def cuda(torch):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (torch.cuda.is_available() is False); CI has none, the GPU runs use it")
+    return torch
+
+
+def test_device_khop_rows_equal_the_numpy_reference_row_by_row(torch):
+    from anna.train.data import _generator, khop_rows
+
+    inputs, targets = khop_rows(_generator("cpu", 5, 0), 64, 40, 4, (0, 1, 2, 3, 8))
+    inputs, targets = inputs.numpy(), targets.numpy()
+    assert inputs.shape == targets.shape == (64, 41)
+    assert set((inputs[:, 0] - 4).tolist()) <= {0, 1, 2, 3, 8} and len(set(inputs[:, 0].tolist())) > 2
+    assert (np.diff(inputs[:, 1:], axis=1) != 0).all()  # no immediate repeats
+    for row_inputs, row_targets in zip(inputs, targets):
+        expected = encode_khop_targets(hop_k(row_inputs[1:], int(row_inputs[0]) - 4)[None], 4)[0]
+        np.testing.assert_array_equal(row_targets, expected)
+
+
+def test_device_batches_depend_only_on_seed_and_step(torch):
+    setup = InductionSetup(n=10, batch_size=3)
+    source = setup.device_batches(seed=1, chunk_size=4)
+    again = setup.device_batches(seed=1, chunk_size=4)
+    for step in (0, 3, 4, 9):
+        assert all(torch.equal(a, b) for a, b in zip(source.batch(step), again.batch(step)))
+    assert not torch.equal(source.batch(0)[0], source.batch(1)[0])
+    match2 = Match2Setup(train_size=40, batch_size=5)
+    rows = {tuple(r) for r in match2.training_set()[0].tolist()}
+    x, y = match2.device_batches(seed=0, chunk_size=3).batch(4)
+    assert all(tuple(r) in rows for r in x.tolist())
+    assert all((y[i].numpy() == match2_labels(x[i].numpy(), 37)).all() for i in range(5))
+
+
+def test_resume_with_device_batches_and_warmup_equals_the_uninterrupted_run(torch, tmp_path):
+    from anna.train import TorchSurrogate, train_surrogate
+
+    setup = InductionSetup(n=12, dim=16, batch_size=4)
+    config = dict(log_every=2, checkpoint_every=2, learning_rate=0.01, warmup_steps=3, grad_clip=1.0)
+    straight = TorchSurrogate(setup.template(seed=1))
+    whole = train_surrogate(straight, setup.device_batches(0, chunk_size=3), TrainConfig(steps=8, **config))
+    checkpoint = tmp_path / "run.ckpt"
+    first = TorchSurrogate(setup.template(seed=1))
+    train_surrogate(first, setup.device_batches(0, chunk_size=3), TrainConfig(steps=4, **config),
+                    checkpoint=checkpoint)
+    second = TorchSurrogate(setup.template(seed=1))
+    log = train_surrogate(second, setup.device_batches(0, chunk_size=3), TrainConfig(steps=8, **config),
+                          checkpoint=checkpoint)
+    assert log.resumed_from == 4 and log.losses == whole.losses
+    for name, value in straight.numpy_arrays().items():
+        np.testing.assert_array_equal(second.numpy_arrays()[name], value, err_msg=name)
+
+
+def test_time_limit_stops_at_a_checkpoint_and_the_next_call_finishes(torch, tmp_path):
+    from anna.train import TorchSurrogate, train_surrogate
+
+    setup = Match2Setup(train_size=64)
+    checkpoint = tmp_path / "run.ckpt"
+    config = TrainConfig(steps=6, log_every=2, checkpoint_every=100)
+    stopped = train_surrogate(TorchSurrogate(setup.template(0)), setup.device_batches(0), config,
+                              checkpoint=checkpoint, time_limit=0.0)
+    assert stopped.steps == 2 and checkpoint.exists()
+    finished = train_surrogate(TorchSurrogate(setup.template(0)), setup.device_batches(0), config,
+                               checkpoint=checkpoint)
+    assert finished.resumed_from == 2 and finished.steps == 6 and len(finished.losses) == 3
+
+
+def test_a_diverging_run_stops_and_keeps_its_loss_curve(torch):
+    from anna.train import TorchSurrogate, train_surrogate
+
+    setup = Match2Setup(train_size=64)
+    surrogate = TorchSurrogate(setup.template(0))
+    with torch.no_grad():
+        surrogate.params["readout.weight"].fill_(float("nan"))
+    log = train_surrogate(surrogate, setup.device_batches(0), TrainConfig(steps=10, log_every=2))
+    assert log.diverged_at == 2 and log.steps == 2 and len(log.losses) == 1
+
+
+def test_lowrank_surrogate_equals_the_numpy_lowrank_transformer(torch):
+    from anna.train import TorchSurrogate
+
+    template = init_transformer(vocab_size=6, dim=8, n_outputs=3, depth=2, max_len=12, kind="lowrank",
+                                causal=True, seed=3, dtype=np.float32)
+    surrogate = TorchSurrogate(template)
+    inputs = np.random.default_rng(0).integers(0, 6, size=(3, 12))
+    with torch.no_grad():
+        logits = surrogate(inputs).numpy()
+    np.testing.assert_allclose(np.stack([template(r) for r in inputs]), logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [dict(device="gpu"), dict(graph="yes"), dict(graph=True), dict(warmup_steps=-1)])
+def test_train_config_rejects_bad_device_graph_and_warmup(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(steps=5, **bad)
+
+
+def test_cuda_graph_training_resumes_bit_identically_and_matches_eager(cuda, tmp_path):
+    from anna.train import TorchSurrogate, train_surrogate
+
+    torch = cuda
+    setup = InductionSetup(n=20, dim=32, batch_size=8)
+    config = dict(log_every=5, checkpoint_every=5, learning_rate=0.01, warmup_steps=4, grad_clip=1.0,
+                  device="cuda")
+    straight = TorchSurrogate(setup.template(seed=1), device="cuda")
+    whole = train_surrogate(straight, setup.device_batches(0, "cuda", chunk_size=7), TrainConfig(steps=30, **config))
+    checkpoint = tmp_path / "run.ckpt"
+    train_surrogate(TorchSurrogate(setup.template(seed=1), device="cuda"), setup.device_batches(0, "cuda", chunk_size=7),
+                    TrainConfig(steps=15, **config), checkpoint=checkpoint)
+    resumed = TorchSurrogate(setup.template(seed=1), device="cuda")
+    log = train_surrogate(resumed, setup.device_batches(0, "cuda", chunk_size=7), TrainConfig(steps=30, **config),
+                          checkpoint=checkpoint)
+    assert log.losses == whole.losses
+    for name, value in straight.numpy_arrays().items():
+        np.testing.assert_array_equal(resumed.numpy_arrays()[name], value, err_msg=name)
+    eager = TorchSurrogate(setup.template(seed=1), device="cuda")
+    train_surrogate(eager, setup.device_batches(0, "cuda", chunk_size=7), TrainConfig(steps=30, graph=False, **config))
+    for name, value in straight.numpy_arrays().items():
+        np.testing.assert_allclose(eager.numpy_arrays()[name], value, rtol=1e-3, atol=1e-4, err_msg=name)
+    exported = straight.to_transformer()
+    inputs, _ = setup.test_set()
+    with torch.no_grad():
+        logits = straight(inputs[:4]).cpu().numpy()
+    np.testing.assert_allclose(np.stack([exported(r) for r in inputs[:4]]), logits, rtol=1e-3, atol=1e-3)
+
+
+def test_separation_runs_train_and_evaluate_every_method_depth_and_k(torch, tmp_path):
+    from anna.experiments.separation import SeparationResult, SeparationSpec, evaluate_separation
+    from anna.experiments.training import train_to_file
+
+    spec = SeparationSpec(max_k=2, depths=(1, 2), n=12, steps=3, test_size=2, ell=2, seeds=1)
+    for kind in ("softmax", "lowrank"):
+        for depth in spec.depths:
+            setup = InductionSetup(**{**spec.setup(kind, depth).__dict__, "dim": 8, "warmup_steps": 1,
+                                      "log_every": 1})
+            train_to_file(setup, tmp_path / spec.name(kind, depth), on_log=lambda step, loss: None)
+    result = evaluate_separation(tmp_path, spec)
+    assert set(result.errors) == {"softmax", "anna", "lowrank"}
+    assert all(set(result.errors[m][d]) == {0, 1, 2} and all(0 <= e <= 1 for e in result.errors[m][d].values())
+               for m in result.errors for d in spec.depths)
+    assert SeparationResult.from_json(result.to_json()).errors == result.errors
+    with pytest.raises(FileNotFoundError, match="khop_softmax_d3"):
+        evaluate_separation(tmp_path, SeparationSpec(max_k=2, depths=(3,), n=12, test_size=2))

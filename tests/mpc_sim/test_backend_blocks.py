@@ -17,7 +17,7 @@ from mpc_sim.backends.base import Limits, Traffic, concat_batches, over_limit
 from mpc_sim.backends.blocks import (BlockError, BlockPlan, block_state, compute_block, deliver_block,
                                      partition, split_by_block)
 from mpc_sim.backends.checkpoint import CheckpointStore, load_block, save_block
-from tests.strategies.mpc import MachineOnly, message_batches, random_words, schedules
+from mpc_sim.strategies import MachineOnly, message_batches, random_words, schedules
 
 
 def bits(a):

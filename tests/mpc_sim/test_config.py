@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mpc_sim import ConfigError, MPCConfig
-from tests.strategies.mpc import configs
+from mpc_sim.strategies import configs
 
 
 @given(st.integers(1, 10**6))

@@ -25,7 +25,7 @@ from reductions.cli import main as cli_main  # noqa: E402
 from tests.mpc_sim.test_simulator import (BATCH_MALFORMED, LIMIT_ERRORS, MACHINE_MALFORMED, Returns,  # noqa: E402
                                           Rounds, SendTo)
 from tests.strategies.backends import BlockDigesting, Digesting  # noqa: E402
-from tests.strategies.mpc import ScriptedProtocol, make_schedule, schedules  # noqa: E402
+from mpc_sim.strategies import ScriptedProtocol, make_schedule, schedules  # noqa: E402
 
 
 @pytest.fixture(scope="module")

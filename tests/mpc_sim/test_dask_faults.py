@@ -29,7 +29,7 @@ from mpc_sim.backends import BackendError  # noqa: E402
 from mpc_sim.backends.dask import DaskOptions, _DaskRun  # noqa: E402
 from mpc_sim.protocols.sample_sort import SampleSort  # noqa: E402
 from tests.strategies.backends import Digesting, KillingDigesting, KillingSort, Sleeping  # noqa: E402
-from tests.strategies.mpc import make_schedule  # noqa: E402
+from mpc_sim.strategies import make_schedule  # noqa: E402
 
 
 @pytest.fixture(scope="module")

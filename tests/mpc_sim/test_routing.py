@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mpc_sim import MessageBatch, route
-from tests.strategies.mpc import SPECIAL_FLOATS, message_batches, reference_route
+from mpc_sim.strategies import SPECIAL_FLOATS, message_batches, reference_route
 
 # (messages as (src, dst, payload), machines, expected inbox words per machine)
 CASES = [

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from mpc_sim import (ClusterState, InputError, MemoryLimitExceeded, MessageBatch, MPCConfig, Protocol,
                      ProtocolError, ReceiveLimitExceeded, SendLimitExceeded, Simulator, UnknownDestination,
                      simulate)
-from tests.strategies.mpc import (BatchOnly, MachineOnly, ScriptedProtocol, expected_run, inject_violation,
+from mpc_sim.strategies import (BatchOnly, MachineOnly, ScriptedProtocol, expected_run, inject_violation,
                                   make_schedule, schedules)
 
 LIMIT_ERRORS = {"memory": MemoryLimitExceeded, "send": SendLimitExceeded, "receive": ReceiveLimitExceeded}

@@ -1,5 +1,6 @@
-"""Shared hypothesis strategies: random MPC protocols/message patterns and random attention inputs.
+"""Test-only helpers: protocols for the distributed backend (``backends``) and random protocols for
+the compiler (``compiled``).
 
-One helper package for the whole suite (DESIGN.md): ``tests.strategies.mpc`` for the simulator,
-``tests.strategies.attention`` for the ANNA kernels and references.
+The hypothesis strategies for configs, library inputs, random protocols (schedules) and attention
+inputs are public modules of the library: :mod:`mpc_sim.strategies` and :mod:`anna.strategies`.
 """

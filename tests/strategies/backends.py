@@ -1,7 +1,7 @@
 """Protocols for testing the distributed backend against the local engine.
 
 Task arguments are copied to the workers, so a protocol cannot log its inboxes back to the test
-the way :class:`~tests.strategies.mpc.ScriptedProtocol` does. :class:`Digesting` replays a schedule
+the way :class:`~mpc_sim.strategies.ScriptedProtocol` does. :class:`Digesting` replays a schedule
 but stamps a digest of every inbox into the kept memory it returns (same sizes, so the expected
 counts are the schedule's): comparing the states of every round compares every delivery, word for
 word and in order. :class:`BlockDigesting` does the same in a block-local batch step.
@@ -22,7 +22,7 @@ import numpy as np
 from mpc_sim.protocols.sample_sort import SampleSort
 from mpc_sim.state import ClusterState, MessageBatch
 
-from .mpc import ScriptedProtocol
+from mpc_sim.strategies import ScriptedProtocol
 
 __all__ = ["Digesting", "BlockDigesting", "KillOnce", "KillingSort", "KillingDigesting", "Sleeping", "stamp"]
 

@@ -1,4 +1,19 @@
-"""Hypothesis strategies and reference machinery for testing the MPC simulator core.
+"""Hypothesis strategies for testing MPC protocols and the simulator (public; needs ``hypothesis``).
+
+Use them in your own tests: :func:`configs` and :func:`small_configs` (cluster configs),
+:func:`library_inputs` (a library protocol, a config it runs in and a generated input),
+:func:`schedules` (random protocols: what every machine keeps and sends in every round, within
+the limits or not), :func:`message_batches`, :func:`traces`.
+
+Examples
+--------
+>>> from hypothesis import given
+>>> from mpc_sim import simulate
+>>> @given(library_inputs(names=["prefix-sum"]))
+... def test_prefix_sum_is_correct(case):
+...     protocol, config, data = case
+...     assert protocol.verify(data, simulate(protocol, data, config).output)
+>>> test_prefix_sum_is_correct()
 
 The central object is a :class:`Schedule`: for every round, the kept memory every machine returns
 and the messages sent, in send order; its last round sends nothing (the final local computation).
@@ -30,7 +45,7 @@ __all__ = [
     "Schedule", "ScriptedProtocol", "MachineOnly", "BatchOnly", "ExpectedRun", "expected_run", "make_schedule",
     "inject_violation",
     "random_words", "configs", "small_configs", "schedules", "round_stats", "traces", "message_batches",
-    "reference_route", "SPECIAL_FLOATS",
+    "reference_route", "SPECIAL_FLOATS", "library_inputs",
 ]
 
 SPECIAL_FLOATS = np.array([-0.0, 0.0, np.inf, -np.inf, np.nan, 1.7976931348623157e308, -1.7976931348623157e308,
@@ -432,3 +447,24 @@ def traces(draw) -> Trace:
         seed=draw(st.integers(0, 2**63 - 1)), params=params, verified=draw(st.sampled_from([None, True, False])),
         strict=draw(st.booleans()),
     )
+
+
+@st.composite
+def library_inputs(draw, names: list[str] | None = None, max_n: int = 256,
+                   eps: tuple[float, ...] = (0.5, 0.75)) -> tuple[Protocol, MPCConfig, np.ndarray]:
+    """``(protocol, config, data)``: a protocol of the library (one of ``names``, default any)
+    with default parameters, its default config for a drawn ``n`` and ``eps``, and an input of
+    ``n`` words generated from a drawn seed."""
+    from .errors import MPCError
+    from .protocols import CATALOG, make_protocol
+
+    name = draw(st.sampled_from(sorted(CATALOG) if names is None else list(names)))
+    protocol = make_protocol(name)
+    n = draw(st.integers(4, max_n))
+    config = protocol.default_config(n, draw(st.sampled_from(list(eps))))
+    try:
+        protocol.check_config(config)
+    except MPCError:
+        from hypothesis import assume
+        assume(False)
+    return protocol, config, protocol.generate_input(config, seed=draw(st.integers(0, 2**31 - 1)))

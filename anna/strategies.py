@@ -1,4 +1,15 @@
-"""Hypothesis strategies for random attention inputs and LSH configurations.
+"""Hypothesis strategies for random attention inputs and LSH configurations (public; needs
+``hypothesis``): :func:`attention_inputs`, :func:`lsh_families`, :func:`lsh_configs`.
+
+Examples
+--------
+>>> from hypothesis import given
+>>> from anna.reference import ema_attention
+>>> @given(attention_inputs(min_rows=1))
+... def test_ema_output_shape(case):
+...     out, _ = ema_attention(case.q, case.k, case.v)
+...     assert out.shape == (case.q.shape[0], case.v.shape[1])
+>>> test_ema_output_shape()
 
 Array contents come from a numpy generator seeded by hypothesis (fast, and still shrinkable in the
 structural parameters: shapes, dtype, scale, duplication). Inputs mix the situations the kernels
