@@ -40,7 +40,7 @@ import numba
 import numpy as np
 
 from . import kernels
-from ._validate import check_float_matrix, check_same_rows, normalize_seed
+from ._validate import check_finite_output, check_float_matrix, check_same_rows, normalize_seed
 from .lsh import LSHConfig
 
 __all__ = [
@@ -340,6 +340,7 @@ def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, 
     with kernels.threads_for((q.shape[0] + k.shape[0]) * lsh.ell * (v.shape[1] + 8)):
         if q.shape[0] and k.shape[0]:
             _algorithm1(hq, hk, v, lsh, seed, causal, out, counts)
+        check_finite_output("anna_attention", out)
         if return_stats:
             return out, counts, _stats(hq, hk, lsh, seed, causal, counts)
     return out, counts

@@ -51,6 +51,7 @@ import numpy as np
 
 from . import kernels
 from ._validate import check_float_matrix, normalize_seed
+from .errors import ParameterError
 
 __all__ = [
     "E2LSH",
@@ -78,15 +79,15 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
 
 def _check_positive_int(name: str, value: object) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
 def _check_positive_float(name: str, value: object) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise ParameterError(f"{name} must be a positive number, got {value!r}")
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+        raise ParameterError(f"{name} must be positive and finite, got {value!r}")
     return float(value)
 
 
@@ -228,8 +229,23 @@ class CrossPolytopeParams(_ParamsBase):
 Params = Union[E2LSHParams, HyperplaneParams, CrossPolytopeParams]
 
 
+MAX_PARAMETER_BYTES = 4 * 2**30
+"""Sampling refuses tables whose parameters would take more bytes than this (raise it to sample more)."""
+
+
+def parameter_bytes(dim: int, z: int, ell: int) -> int:
+    """An estimate of the bytes of ``ell`` tables of ``z`` functions in dimension ``dim``: one
+    8-byte direction per coordinate (or sign per padded coordinate), an offset and a multiplier."""
+    return ell * z * (8 * dim + 16)
+
+
 def _sample(family, dim: object, z: object, ell: object, seed: object):
     dim, z, ell = _check_positive_int("dim", dim), _check_positive_int("z", z), _check_positive_int("ell", ell)
+    need = parameter_bytes(dim, z, ell)
+    if need > MAX_PARAMETER_BYTES:
+        raise ParameterError(f"z = {z}, ell = {ell} tables in dimension {dim} need about {need / 2**30:.3g} GiB of "
+                             f"hash parameters, above anna.lsh.MAX_PARAMETER_BYTES = "
+                             f"{MAX_PARAMETER_BYTES / 2**30:.3g} GiB (raise it to sample this many)")
     return _cached_draw(family, dim, z, ell, normalize_seed(seed))
 
 
@@ -577,7 +593,7 @@ class LSHConfig:
     >>> LSHConfig(Hyperplane(), z=0, ell=8)
     Traceback (most recent call last):
     ...
-    ValueError: z must be a positive integer, got 0
+    anna.errors.ParameterError: z must be a positive integer, got 0
     """
 
     family: LSHFamily

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._validate import check_float_matrix, check_same_rows
+from ._validate import check_finite_output, check_float, check_float_matrix, check_same_rows
 
 __all__ = [
     "ema_attention",
@@ -152,11 +152,12 @@ def ema_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray,
         n_groups = int(max(query_group.max(), key_group.max())) + 1
         group_count = np.bincount(key_group, minlength=n_groups)
         group_sum = np.zeros((n_groups, v.shape[1]), dtype=np.float64)
-        np.add.at(group_sum, key_group, values)
+        with np.errstate(over="ignore", invalid="ignore"):     # an overflow is reported below, by name
+            np.add.at(group_sum, key_group, values)
         counts = group_count[query_group].astype(np.int64)
         hit = counts > 0
         out[hit] = group_sum[query_group[hit]] / counts[hit, None]
-        return out.astype(v.dtype), counts
+        return check_finite_output("ema_attention", out.astype(v.dtype)), counts
     # Causal: keys sorted by (group, position); the stable sort keeps positions ascending per group.
     order = np.argsort(key_group, kind="stable")
     sorted_group = key_group[order]
@@ -168,7 +169,7 @@ def ema_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray,
     hit = (last >= 0) & (sorted_group[clipped] == query_group)
     counts[hit] = clipped[hit] - group_start[clipped[hit]] + 1
     out[hit] = prefix_sum[clipped[hit]] / counts[hit, None]
-    return out.astype(v.dtype), counts
+    return check_finite_output("ema_attention", out.astype(v.dtype)), counts
 
 
 def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, temperature: float = 1.0,
@@ -206,9 +207,7 @@ def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, temperature: 
     """
     q, k, v = _check_qkv(q, k, v, causal)
     chunk = _check_chunk(chunk)
-    beta = float(temperature)
-    if not np.isfinite(beta) or beta < 0:
-        raise ValueError(f"temperature must be finite and >= 0, got {temperature!r}")
+    beta = check_float("temperature", temperature, low=0.0)
     if k.shape[0] == 0:
         raise ValueError("softmax attention needs at least one key, got k of shape "
                          f"{k.shape}")
@@ -216,10 +215,18 @@ def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, temperature: 
         q, k = normalize_rows(q), normalize_rows(k)
     q64, k64, v64 = q.astype(np.float64), k.astype(np.float64), v.astype(np.float64)
     out = np.empty((q.shape[0], v.shape[1]), dtype=np.float64)
-    for start in range(0, q.shape[0], chunk):
-        stop = min(start + chunk, q.shape[0])
+    with np.errstate(over="ignore", invalid="ignore"):     # an overflow is reported below, by name
+        _softmax_chunks(q64, k64, v64, beta, causal, chunk, out)
+    return check_finite_output("softmax_attention", out.astype(v.dtype))
+
+
+def _softmax_chunks(q64: np.ndarray, k64: np.ndarray, v64: np.ndarray, beta: float, causal: bool, chunk: int,
+                    out: np.ndarray) -> None:
+    """The chunked softmax of :func:`softmax_attention` into ``out`` (float64 inputs)."""
+    for start in range(0, q64.shape[0], chunk):
+        stop = min(start + chunk, q64.shape[0])
         # Causal: query i < stop never sees a key j >= stop, so only keys[:stop] are scored.
-        n_keys = stop if causal else k.shape[0]
+        n_keys = stop if causal else k64.shape[0]
         scores = beta * (q64[start:stop] @ k64[:n_keys].T)
         if causal:
             scores[np.arange(n_keys)[None, :] > np.arange(start, stop)[:, None]] = -np.inf
@@ -227,7 +234,6 @@ def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, temperature: 
         weights = np.exp(scores)
         weights /= weights.sum(axis=1, keepdims=True)
         out[start:stop] = weights @ v64[:n_keys]
-    return out.astype(v.dtype)
 
 
 def elu_feature_map(x: np.ndarray) -> np.ndarray:
@@ -322,7 +328,7 @@ def lowrank_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, phi_q: Featur
         numerator = fq @ (fk.T @ v64)
         denominator = fq @ fk.sum(axis=0)
         _check_normalizer(denominator, np.abs(fq) @ np.abs(fk).sum(axis=0))
-        return (numerator / denominator[:, None]).astype(v.dtype)
+        return check_finite_output("lowrank_attention", (numerator / denominator[:, None]).astype(v.dtype))
     n = q.shape[0]
     out = np.empty((n, v.shape[1]), dtype=np.float64)
     state = np.zeros((fk.shape[1], v.shape[1]))  # Σ_{j < start} φ_k(k_j) v_jᵀ
@@ -341,4 +347,4 @@ def lowrank_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, phi_q: Featur
         state += block_k.T @ v64[start:stop]
         state_norm += block_k.sum(axis=0)
         state_abs += np.abs(block_k).sum(axis=0)
-    return out.astype(v.dtype)
+    return check_finite_output("lowrank_attention", out.astype(v.dtype))

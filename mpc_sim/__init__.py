@@ -6,9 +6,9 @@ communication is recorded in a :class:`Trace`, and limits are enforced with type
 the round, the machine and the amount. Imports nothing of :mod:`anna` or :mod:`reductions`.
 """
 from .config import MPCConfig
-from .errors import (ConfigError, InputError, LimitExceeded, MemoryLimitExceeded, MPCError,
-                     NotRecorded, ProtocolError, ReceiveLimitExceeded, RecordingTooLarge, RoundBoundExceeded,
-                     SendLimitExceeded, UnknownDestination)
+from .errors import (ConfigError, InputError, LimitExceeded, LoadError, MemoryLimitExceeded, MPCError,
+                     NotRecorded, ParameterError, ProtocolError, ReceiveLimitExceeded, RecordingTooLarge,
+                     RoundBoundExceeded, SendLimitExceeded, StepError, UnknownDestination)
 from .protocol import Protocol, RoundContext, spread_input
 from .protocols import CATALOG, make_protocol, protocol_class
 from .randomness import hash64, machine_rng, normalize_seed, uniform01
@@ -27,4 +27,5 @@ __all__ = [
     "MPCError", "ConfigError", "InputError", "ProtocolError", "UnknownDestination",
     "LimitExceeded", "MemoryLimitExceeded", "SendLimitExceeded", "ReceiveLimitExceeded",
     "RoundBoundExceeded", "RecordingTooLarge", "NotRecorded",
+    "ParameterError", "LoadError", "StepError",
 ]

@@ -8,7 +8,10 @@ from __future__ import annotations
 __all__ = [
     "MPCError",
     "ConfigError",
+    "ParameterError",
     "InputError",
+    "LoadError",
+    "StepError",
     "ProtocolError",
     "UnknownDestination",
     "LimitExceeded",
@@ -29,6 +32,15 @@ class ConfigError(MPCError, ValueError):
     """An :class:`~mpc_sim.config.MPCConfig` with nonsensical parameters."""
 
 
+class ParameterError(MPCError, ValueError):
+    """A config-like parameter of the wrong type or out of range (the message names it)."""
+
+
+class LoadError(MPCError, ValueError):
+    """A file (a trace) that cannot be read back: truncated, mis-shaped, a field of the wrong type,
+    out of range, not finite or inconsistent with another. The message names the file and the field."""
+
+
 class InputError(MPCError, ValueError):
     """An input the cluster cannot take: wrong size, dtype, non-integer or NaN words."""
 
@@ -45,6 +57,33 @@ class ProtocolError(MPCError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
         self.round = round
         self.machine = machine
+
+
+def _rebuild_step_error(message: str, round: int, machine: int | None, cause: BaseException | None):
+    error = StepError.__new__(StepError)
+    MPCError.__init__(error, message)
+    error.round, error.machine = round, machine
+    error.__cause__ = cause
+    return error
+
+
+class StepError(ProtocolError):
+    """An exception raised by a protocol's own code (its ``step`` or ``batch_step``), re-raised with
+    the round and the machine it was running; the original is its ``__cause__`` (kept when the
+    error travels back from a Dask worker)."""
+
+    def __init__(self, cause: BaseException, *, round: int, machine: int | None = None):
+        super().__init__(f"the protocol's step raised {type(cause).__name__}: {cause}", round=round, machine=machine)
+        self.__cause__ = cause
+
+    def __reduce__(self):
+        cause = self.__cause__
+        try:
+            import pickle
+            pickle.dumps(cause)
+        except Exception:
+            cause = None
+        return _rebuild_step_error, (str(self), self.round, self.machine, cause), self.__dict__
 
 
 class UnknownDestination(MPCError):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ParameterError
+
 __all__ = ["normalize_seed", "hash64", "uniform01", "machine_rng", "stable_string_hash"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -20,7 +22,7 @@ def normalize_seed(seed: int | np.integer | None) -> int:
     if seed is None:
         return 0
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        raise ParameterError(f"seed must be a non-negative integer or None, got {seed!r}")
     return int(seed)
 
 

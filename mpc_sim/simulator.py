@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.base import Limits, Traffic, check_batch, check_state, machine_by_machine, step_result
-from .config import MPCConfig
-from .errors import ProtocolError, RecordingTooLarge, RoundBoundExceeded
+from .backends.base import (Limits, Traffic, call_batch_step, check_batch, check_state, machine_by_machine,
+                            step_result)
+from .config import MPCConfig, check_flag, check_integer
+from .errors import ParameterError, ProtocolError, RecordingTooLarge, RoundBoundExceeded
 from .protocol import Protocol, RoundContext
 from .randomness import normalize_seed
 from .routing import route
@@ -131,16 +132,15 @@ class Simulator:
         if not isinstance(config, MPCConfig):
             raise TypeError(f"config must be an MPCConfig, got {type(config).__name__}")
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if max_rounds < 1:
-            raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
+            raise ParameterError(f"mode must be one of {MODES}, got {mode!r}")
+        max_rounds, strict = check_integer("max_rounds", max_rounds, low=1), check_flag("strict", strict)
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            raise ParameterError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "local":
             given = [name for name, value in (("client", client), ("dask", dask), ("checkpoint", checkpoint),
                                               ("resume", resume)) if value is not None]
             if given:
-                raise ValueError(f"{', '.join(given)} need backend='dask'")
+                raise ParameterError(f"{', '.join(given)} need backend='dask'")
         self.config = config
         self.strict = strict
         self.mode = mode
@@ -154,7 +154,7 @@ class Simulator:
 
     def _compute(self, protocol: Protocol, mode: str) -> Callable:
         if mode == "batch":
-            return protocol.batch_step
+            return lambda ctx, state, delivery: call_batch_step(protocol, ctx, state, delivery)
         return lambda ctx, state, delivery: machine_by_machine(protocol, ctx, state, delivery)
 
     def resolve_mode(self, protocol: Protocol) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .config import MPCConfig
-from .errors import NotRecorded
+from .errors import LoadError, NotRecorded
 from .render import compact_table, format_seconds, html_table
 
 __all__ = ["RoundStats", "OutputStats", "Violation", "Retry", "RoundPeaks", "RoundMessages", "Trace", "TRACE_FORMAT",
@@ -304,8 +305,10 @@ class Trace:
         return Trace(**{**{f.name: getattr(self, f.name) for f in fields(self)}, "verified": bool(verified)})
 
     # --- JSON -----------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return {
+    def to_dict(self, *, timings: bool = True) -> dict:
+        """The JSON form. ``timings=False`` leaves out what differs between runs doing the same
+        work (wall times, a distributed backend's retries): the canonical form of the counts."""
+        data = {
             "format": TRACE_FORMAT,
             "protocol": self.protocol,
             "config": self.config.to_dict(),
@@ -322,41 +325,75 @@ class Trace:
             "mode": self.mode,
             "peaks": [p.to_dict() for p in self.peaks],
         }
+        if not timings:     # what differs between backends doing the same work: times, retries, style, peaks
+            for record in data["rounds"] + ([data["output"]] if data["output"] else []):
+                del record["wall_time"]
+            for key in ("retries", "mode", "peaks"):
+                del data[key]
+        return data
 
-    def to_json(self, path: str | Path | None = None) -> str:
-        """Serialise (losslessly) and optionally write to ``path``."""
-        text = json.dumps(self.to_dict(), indent=1)
+    def to_json(self, path: str | Path | None = None, *, timings: bool = True) -> str:
+        """Serialise (losslessly) and optionally write to ``path``.
+
+        ``timings=False`` gives the canonical form: no wall times, no retries, no protocol style
+        or per-machine peaks (a backend records them or not), sorted keys, so the same protocol,
+        config and seed give byte-identical text on every backend.
+
+        Examples
+        --------
+        >>> cfg = MPCConfig(n=16, eps=0.5)
+        >>> a = Trace("demo", cfg, (RoundStats(1, 4, 4.0, 4, 4, 16, 4, 4, wall_time=0.1),))
+        >>> b = Trace("demo", cfg, (RoundStats(1, 4, 4.0, 4, 4, 16, 4, 4, wall_time=0.2),))
+        >>> a.to_json() == b.to_json(), a.to_json(timings=False) == b.to_json(timings=False)
+        (False, True)
+        """
+        data = self.to_dict(timings=timings)
+        text = json.dumps(data, indent=1) if timings else json.dumps(data, indent=1, sort_keys=True) + "\n"
         if path is not None:
             Path(path).write_text(text)
         return text
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Trace":
-        if data.get("format") != TRACE_FORMAT:
-            raise ValueError(f"not an anna-mpc trace (format {data.get('format')!r}, expected {TRACE_FORMAT!r})")
-        return cls(
-            protocol=data["protocol"],
-            config=MPCConfig.from_dict(data["config"]),
-            rounds=tuple(RoundStats(**r) for r in data["rounds"]),
-            rounds_bound=data["rounds_bound"],
-            output=OutputStats(**data["output"]) if data.get("output") else None,
-            violations=tuple(Violation(**v) for v in data["violations"]),
-            seed=data["seed"],
-            params=data.get("params", {}),
-            verified=data.get("verified"),
-            strict=data.get("strict", True),
-            retries=tuple(Retry(**r) for r in data.get("retries", ())),
-            peaks=tuple(RoundPeaks.from_dict(p) for p in data.get("peaks", ())),
-            mode=data.get("mode"),
-        )
+    def from_dict(cls, data: dict, *, source: str = "trace") -> "Trace":
+        """Inverse of :meth:`to_dict`, every field checked: its type, its range, finiteness, and
+        consistency (round numbering, ``num_rounds``, per-machine maxima within totals).
+
+        Raises
+        ------
+        LoadError
+            Naming ``source`` (the file) and the field.
+        """
+        return _trace_from_dict(cls, data, source)
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "Trace":
-        """Inverse of :meth:`to_json`: accepts the JSON text or a path to it."""
+        """Inverse of :meth:`to_json`: accepts the JSON text or a path to it.
+
+        Raises
+        ------
+        LoadError
+            For an unreadable, truncated or mis-shaped file, naming the file and the field.
+
+        Examples
+        --------
+        >>> Trace.from_json('{"format": "anna-mpc/trace/1", "protocol": "x"')
+        Traceback (most recent call last):
+        ...
+        mpc_sim.errors.LoadError: trace JSON: not valid JSON (truncated?): ...: line 1 column 47 (char 46)
+        """
         text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            text = Path(text_or_path).read_text()
-        return cls.from_dict(json.loads(text))
+        source = "trace JSON"
+        if isinstance(text_or_path, Path) or not text.lstrip().startswith(("{", "[")):
+            source = str(text_or_path)
+            try:
+                text = Path(text_or_path).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise LoadError(f"{source}: cannot read the trace file ({type(exc).__name__}: {exc})") from exc
+        try:
+            data = json.loads(text)         # NaN and Infinity are read, then refused by the field's check
+        except ValueError as exc:
+            raise LoadError(f"{source}: not valid JSON (truncated?): {exc}") from exc
+        return cls.from_dict(data, source=source)
 
     # --- messages ---------------------------------------------------------------------------
     def round_messages(self, round: int) -> RoundMessages:
@@ -454,3 +491,151 @@ class Trace:
         return (f"{self.protocol}: rounds {self.num_rounds} (bound {bound}), max memory/s {self.max_memory / s:.2f}, "
                 f"max sent/s {self.max_sent / s:.2f}, max received/s {self.max_received / s:.2f}, "
                 f"{len(self.violations)} violations, {verdict}")
+
+
+# --- loading, every field checked ---------------------------------------------------------------
+def _load_error(source: str, field_name: str, why: str) -> LoadError:
+    return LoadError(f"{source}: field {field_name!r} {why}")
+
+
+def _get(record: dict, key: str, source: str, where: str):
+    if key not in record:
+        raise _load_error(source, f"{where}{key}", "is missing")
+    return record[key]
+
+
+def _int_field(value, source: str, name: str, *, low: int = 0, optional: bool = False):
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _load_error(source, name, f"must be an integer, got {value!r}")
+    if value < low:
+        raise _load_error(source, name, f"must be >= {low}, got {value}")
+    return value
+
+
+def _float_field(value, source: str, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _load_error(source, name, f"must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise _load_error(source, name, f"must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _record(cls, record, source: str, where: str, ints: tuple, floats: tuple, strings: tuple = (),
+            optional: tuple = ()):
+    """A dataclass ``cls`` from a JSON object whose keys are exactly its fields (some optional)."""
+    if not isinstance(record, dict):
+        raise _load_error(source, where.rstrip("."), f"must be a JSON object, got {type(record).__name__}")
+    unknown = sorted(set(record) - set(ints) - set(floats) - set(strings))
+    if unknown:
+        raise _load_error(source, f"{where}{unknown[0]}", "is not a field of this record")
+    values = {}
+    for key in ints + floats + strings:
+        if key in optional and key not in record:
+            continue
+        value = _get(record, key, source, where)
+        if key in ints:
+            values[key] = _int_field(value, source, f"{where}{key}", low=-(2**63) if key == "machine" else 0)
+        elif key in floats:
+            values[key] = _float_field(value, source, f"{where}{key}")
+        elif not isinstance(value, str):
+            raise _load_error(source, f"{where}{key}", f"must be a string, got {value!r}")
+        else:
+            values[key] = value
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise _load_error(source, where.rstrip("."), f"is inconsistent: {exc}") from exc
+
+
+_ROUND_INTS = ("round", "max_memory", "max_sent", "max_received", "total_words", "messages", "active_machines")
+
+
+def _trace_from_dict(cls, data, source: str) -> "Trace":
+    if not isinstance(data, dict):
+        raise LoadError(f"{source}: a trace is a JSON object, got {type(data).__name__}")
+    if data.get("format") != TRACE_FORMAT:
+        raise _load_error(source, "format", f"is {data.get('format')!r}, expected {TRACE_FORMAT!r} "
+                                            f"(not an anna-mpc trace)")
+    protocol = _get(data, "protocol", source, "")
+    if not isinstance(protocol, str):
+        raise _load_error(source, "protocol", f"must be a string, got {protocol!r}")
+    config_data = _get(data, "config", source, "")
+    if not isinstance(config_data, dict):
+        raise _load_error(source, "config", f"must be a JSON object, got {type(config_data).__name__}")
+    for key in ("n", "eps", "gamma", "memory_factor", "machines_factor", "s", "machines"):
+        if key in config_data and (isinstance(config_data[key], bool) or not isinstance(config_data[key], (int, float))
+                                   or not math.isfinite(config_data[key])):
+            raise _load_error(source, f"config.{key}", f"must be a finite number, got {config_data[key]!r}")
+    if "n" in config_data and not isinstance(config_data["n"], int):
+        raise _load_error(source, "config.n", f"must be an integer, got {config_data['n']!r}")
+    for key in ("n", "eps"):
+        if key not in config_data:
+            raise _load_error(source, f"config.{key}", "is missing")
+    try:
+        config = MPCConfig.from_dict(config_data)
+    except KeyError as exc:
+        raise _load_error(source, f"config.{exc.args[0]}", "is missing") from exc
+    except (TypeError, ValueError) as exc:
+        raise _load_error(source, "config", f"is invalid: {exc}") from exc
+    rounds_data = _get(data, "rounds", source, "")
+    if not isinstance(rounds_data, list):
+        raise _load_error(source, "rounds", f"must be a list, got {type(rounds_data).__name__}")
+    rounds = []
+    for i, record in enumerate(rounds_data):
+        stats = _record(RoundStats, record, source, f"rounds[{i}].", _ROUND_INTS, ("mean_memory", "wall_time"),
+                        optional=("wall_time",))
+        if stats.round != i + 1:
+            raise _load_error(source, f"rounds[{i}].round", f"is {stats.round}, expected {i + 1}")
+        rounds.append(stats)
+    num_rounds = data.get("num_rounds", len(rounds))
+    _int_field(num_rounds, source, "num_rounds")
+    if num_rounds != len(rounds):
+        raise _load_error(source, "num_rounds", f"is {num_rounds}, but the trace holds {len(rounds)} rounds")
+    output = data.get("output")
+    if output is not None:
+        output = _record(OutputStats, output, source, "output.", ("max_memory", "max_output_memory"),
+                         ("mean_memory", "wall_time"), optional=("wall_time",))
+    violations = data.get("violations", [])
+    if not isinstance(violations, list):
+        raise _load_error(source, "violations", "must be a list")
+    violations = tuple(_record(Violation, v, source, f"violations[{i}].", ("round", "machine", "observed", "limit"),
+                               (), ("kind",)) for i, v in enumerate(violations))
+    retries = data.get("retries", [])
+    if not isinstance(retries, list):
+        raise _load_error(source, "retries", "must be a list")
+    retries = tuple(_record(Retry, r, source, f"retries[{i}].", ("round", "restarted_from"), (), ("source", "error"))
+                    for i, r in enumerate(retries))
+    seed = _int_field(data.get("seed", 0), source, "seed")
+    rounds_bound = _int_field(data.get("rounds_bound"), source, "rounds_bound", optional=True)
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        raise _load_error(source, "params", f"must be a JSON object, got {type(params).__name__}")
+    verified, strict = data.get("verified"), data.get("strict", True)
+    if verified is not None and not isinstance(verified, bool):
+        raise _load_error(source, "verified", f"must be true, false or null, got {verified!r}")
+    if not isinstance(strict, bool):
+        raise _load_error(source, "strict", f"must be true or false, got {strict!r}")
+    mode = data.get("mode")
+    if mode is not None and not isinstance(mode, str):
+        raise _load_error(source, "mode", f"must be a string or null, got {mode!r}")
+    peaks = data.get("peaks", [])
+    if not isinstance(peaks, list):
+        raise _load_error(source, "peaks", "must be a list")
+    return cls(protocol=protocol, config=config, rounds=tuple(rounds), rounds_bound=rounds_bound, output=output,
+               violations=violations, seed=seed, params=params, verified=verified, strict=strict, retries=retries,
+               peaks=tuple(_peaks(p, source, f"peaks[{i}]") for i, p in enumerate(peaks)), mode=mode)
+
+
+def _peaks(record, source: str, where: str) -> "RoundPeaks":
+    if not isinstance(record, dict):
+        raise _load_error(source, where, f"must be a JSON object, got {type(record).__name__}")
+    _int_field(_get(record, "round", source, f"{where}."), source, f"{where}.round", low=1)
+    for name in ("memory", "sent", "received"):
+        pairs = record.get(name, [])
+        if not isinstance(pairs, list) or not all(
+                isinstance(pair, list) and len(pair) == 2 and
+                all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in pair) for pair in pairs):
+            raise _load_error(source, f"{where}.{name}", "must be a list of [machine, amount] pairs of integers >= 0")
+    return RoundPeaks.from_dict(record)

@@ -12,43 +12,38 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mpc_sim import MPCError, Simulator
-from mpc_sim.cli import parse_params
+from mpc_sim.cli import check_writable_file, float_arg, int_arg, protocol_from_args
+from mpc_sim.protocols import CATALOG
 from mpc_sim.render import DEFAULT_MAX_ROWS, compact_table
-from mpc_sim.protocols import CATALOG, make_protocol
 
 from .claims import all_claims, results_table
 from .compile import (ATTENTIONS, ENGINES, LAYOUTS, CompileError, DecodeError, check_request,
                       compile_mpc, default_memory_limit)
 
-<<<<<<< HEAD
-__all__ = ["register", "cmd_compile", "cmd_verify", "alignment_table"]
-=======
-__all__ = ["register", "cmd_compile", "cmd_verify", "parse_bytes"]
->>>>>>> compile
+__all__ = ["register", "cmd_compile", "cmd_verify", "alignment_table", "parse_bytes"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a library protocol into an ANNA-transformer, run it, check it")
     p.add_argument("protocol", choices=sorted(CATALOG))
-    p.add_argument("--n", type=int, required=True, help="input size in words")
-    p.add_argument("--eps", type=float, required=True, help="memory exponent")
+    p.add_argument("--n", type=int_arg(low=1), required=True, help="input size in words")
+    p.add_argument("--eps", type=float_arg(0.0, 1.0, low_open=True, high_open=True, name="eps"), required=True,
+                   help="memory exponent")
     p.add_argument("--layout", choices=sorted(LAYOUTS), default="hashed", help="packet layout (default hashed)")
     p.add_argument("--attention", choices=ATTENTIONS, default="ema", help="ema (exact) or anna (LSH) heads")
-    p.add_argument("--alpha", type=int, default=None, help="routing heads per layer (default: the fan-out bound)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the input, the protocol and the LSH tables")
-    p.add_argument("--k", type=int, default=None, help="hop count (khop)")
-    p.add_argument("--op", default=None, help="operator (aggregate)")
-    p.add_argument("--modulus", type=int, default=None, help="modulus (match2)")
+    p.add_argument("--alpha", type=int_arg(low=1), default=None, help="routing heads per layer (default: the fan-out bound)")
+    p.add_argument("--seed", type=int_arg(low=0, high=2**64 - 1), default=0,
+                   help="seed of the input, the protocol and the LSH tables")
+    p.add_argument("--k", type=int_arg(low=0), default=None, help="hop count (khop)")
+    p.add_argument("--op", choices=("sum", "min", "max"), default=None, help="operator (aggregate)")
+    p.add_argument("--modulus", type=int_arg(low=1), default=None, help="modulus (match2)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-<<<<<<< HEAD
     p.add_argument("--all", action="store_true", help="show every layer (long models show the first and last 10)")
-=======
     p.add_argument("--max-memory", default=None, metavar="BYTES",
                    help="refuse a model whose estimated run exceeds this (bytes, or with K/M/G; "
                         "default: half of physical memory)")
     p.add_argument("--engine", choices=ENGINES, default=None,
                    help="lean (vectorised, compact stream; default) or dense (Transformer.run)")
->>>>>>> compile
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("verify", help="check the paper's theorems over sweeps and print the claim table")
@@ -60,11 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _protocol_from(args: argparse.Namespace):
-    params = parse_params(args.param)
-    for key in ("k", "op", "modulus"):
-        if getattr(args, key, None) is not None:
-            params[key] = getattr(args, key)
-    return make_protocol(args.protocol, **params)
+    return protocol_from_args(args)
 
 
 def parse_bytes(text: str | None) -> int | None:
@@ -85,11 +76,9 @@ def parse_bytes(text: str | None) -> int | None:
 
 
 def cmd_compile(args: argparse.Namespace, console: Console) -> int:
+    protocol = _protocol_from(args)
     try:
-        if not 0.0 < args.eps < 1.0:
-            raise CompileError(f"eps must lie in the open interval (0, 1), got {args.eps}")
         max_memory = parse_bytes(args.max_memory)
-        protocol = _protocol_from(args)
         config = protocol.default_config(args.n, args.eps)
         options = dict(alpha=args.alpha, layout=args.layout, attention=args.attention)
         # refuse before any work: the estimate with the protocol's round bound (the simulator's
@@ -111,17 +100,12 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     except (MPCError, CompileError, ValueError, TypeError) as exc:
         console.print(f"[bold red]{type(exc).__name__}:[/] {exc}")
         return 2
-<<<<<<< HEAD
-    alignment = model.align(data, run)
-    console.print(alignment_table(alignment, max_rows=None if args.all else DEFAULT_MAX_ROWS))
-=======
     if record:
         alignment = model.align(data, run)
-        console.print(alignment.table())
+        console.print(alignment_table(alignment, max_rows=None if args.all else DEFAULT_MAX_ROWS))
     else:
         console.print("[yellow]memories not recorded (the estimate with them exceeds the memory limit): "
                       "no layer-by-layer alignment[/]")
->>>>>>> compile
     exact = np.array_equal(np.asarray(run.output).view(np.int64), np.asarray(sim.output).view(np.int64))
     colour = "green" if exact else "red"
     console.print(f"[{colour}]{protocol.name}: {sim.trace.num_rounds} rounds -> {model.report.depth} layers, "
@@ -141,6 +125,7 @@ def alignment_table(alignment, max_rows: int | None = None) -> Table:
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     from .plots import PlotError, require_matplotlib, write_figures
+    check_writable_file("--json", args.json)
     if args.plots is not None:
         try:
             require_matplotlib()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +20,38 @@ from .report import grid_tables, paper_table
 from .run import run_experiment
 from .specs import EXPERIMENTS
 
-__all__ = ["register", "cmd_experiment"]
+__all__ = ["register", "cmd_experiment", "UsageError"]
+
+
+class UsageError(ValueError):
+    """A bad command line: printed as one line on stderr, exit code 2 (names the flag)."""
+
+
+def _count(low: int, high: int):
+    """An argparse ``type``: an integer in ``[low, high]``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low} and <= {high}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _check_writable(flag: str, path: str | None, directory: bool) -> None:
+    if path is None:
+        return
+    target = Path(path)
+    if target.exists() and target.is_dir() != directory:
+        raise UsageError(f"{flag}: {target} exists and is {'not ' if directory else ''}a directory")
+    existing = target if directory else target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(f"{flag}: {target} cannot be written ({existing} is not a writable directory)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,16 +63,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: ./experiment-weights)")
     p.add_argument("--family", choices=sorted(FAMILIES), default=None,
                    help="angular LSH family (default: the experiment's, hyperplane)")
-    p.add_argument("--seeds", type=int, default=None, help="hashing seeds per cell (default 10)")
+    p.add_argument("--seeds", type=_count(1, 10_000), default=None, help="hashing seeds per cell (default 10)")
     p.add_argument("--quick", action="store_true", help="a small grid with fewer seeds")
-    p.add_argument("--steps", type=int, default=None, help="training steps (with --train; default: the schedule)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for training (default 1)")
+    p.add_argument("--steps", type=_count(1, 10**9), default=None, help="training steps (with --train; default: the schedule)")
+    p.add_argument("--threads", type=_count(1, 1024), default=1, help="torch threads for training (default 1)")
     p.add_argument("--json", metavar="PATH", default=None, help="write the grid as JSON")
     p.add_argument("--plots", metavar="DIR", default=None, help="write the figure (PNG) into DIR")
     p.set_defaults(func=cmd_experiment)
 
 
 def cmd_experiment(args: argparse.Namespace, console: Console) -> int:
+    _check_writable("--json", args.json, directory=False)
+    _check_writable("--plots", args.plots, directory=True)
+    if args.steps is not None and not args.train:
+        raise UsageError("--steps needs --train (the shipped weights are evaluated as they are)")
+    if args.weights is not None and not args.train and not Path(args.weights).is_dir():
+        raise UsageError(f"--weights: {args.weights} is not a directory")
     experiment = EXPERIMENTS[args.task]
     if args.quick:
         experiment = experiment.quick()

@@ -10,7 +10,8 @@ import numpy as np
 from rich.console import Group
 from rich.tree import Tree
 
-from .._validate import check_float_matrix, normalize_seed
+from .._validate import check_bool, check_float, check_float_matrix, check_int, normalize_seed
+from ..errors import ParameterError
 from ..attention import anna_attention
 from ..lsh import LSHConfig
 from ..reference import (
@@ -565,8 +566,19 @@ def init_transformer(*, vocab_size: int, dim: int, n_outputs: int, depth: int, m
     defaults to ``dim // heads``. Weights come from ``np.random.default_rng(seed)``, which is also
     the model seed.
     """
+    vocab_size, dim, n_outputs = (check_int(name, value, low=1) for name, value in
+                                  (("vocab_size", vocab_size), ("dim", dim), ("n_outputs", n_outputs)))
+    depth, heads, mlp_ratio = (check_int(name, value, low=low) for name, value, low in
+                               (("depth", depth, 0), ("heads", heads, 1), ("mlp_ratio", mlp_ratio, 1)))
+    max_len = None if max_len is None else check_int("max_len", max_len, low=1)
+    temperature = check_float("temperature", temperature, low=0.0)
+    normalize, mlp, causal = (check_bool(name, value) for name, value in
+                              (("normalize", normalize), ("mlp", mlp), ("causal", causal)))
+    if head_dim is None and dim < heads:
+        raise ParameterError(f"dim = {dim} leaves no head dimension for {heads} heads (dim // heads = 0): "
+                             f"give head_dim or a larger dim")
     rng = np.random.default_rng(normalize_seed(seed))
-    head_dim = dim // heads if head_dim is None else head_dim
+    head_dim = dim // heads if head_dim is None else check_int("head_dim", head_dim, low=1)
 
     def weight(rows: int, cols: int) -> np.ndarray:
         return (rng.standard_normal((rows, cols)) / np.sqrt(rows)).astype(dtype)

@@ -19,14 +19,14 @@ import numpy as np
 
 from ..config import MPCConfig
 from ..errors import (LimitExceeded, MemoryLimitExceeded, MPCError, ProtocolError, ReceiveLimitExceeded,
-                      SendLimitExceeded, UnknownDestination)
+                      SendLimitExceeded, StepError, UnknownDestination)
 from ..protocol import Protocol, RoundContext
 from ..state import ClusterState, Delivery, MessageBatch, _as_words, ragged_offsets
 from ..trace import OutputStats, RoundStats, Violation
 
 __all__ = [
     "BackendError", "CheckpointError", "LIMIT_ERRORS", "Limits", "over_limit", "Traffic",
-    "run_steps", "assemble_state", "assemble_batch", "concat_batches", "machine_by_machine",
+    "run_steps", "call_batch_step", "assemble_state", "assemble_batch", "concat_batches", "machine_by_machine",
     "step_result", "check_state", "check_message_dtype", "check_sources", "check_destinations",
     "check_lengths", "check_batch",
 ]
@@ -146,7 +146,12 @@ def run_steps(protocol: Protocol, ctx: RoundContext, state: ClusterState, delive
     dtype = protocol.word_dtype
     for i in range(state.machines):
         machine = first + i
-        returned = protocol.step(ctx, machine, state.memory(i), delivery.inbox(i))
+        try:
+            returned = protocol.step(ctx, machine, state.memory(i), delivery.inbox(i))
+        except MPCError:
+            raise
+        except Exception as exc:        # the user's code: say where it ran
+            raise StepError(exc, round=ctx.round, machine=machine) from exc
         try:
             memory, outgoing = returned
         except (TypeError, ValueError) as exc:
@@ -167,6 +172,17 @@ def run_steps(protocol: Protocol, ctx: RoundContext, state: ClusterState, delive
             except Exception as exc:
                 malformed = exc
     return memories, batches, malformed
+
+
+def call_batch_step(protocol: Protocol, ctx: RoundContext, state: ClusterState, delivery: Delivery):
+    """``protocol.batch_step``, an exception of the user's code re-raised as :class:`StepError`
+    with the round attached (the original as its cause)."""
+    try:
+        return protocol.batch_step(ctx, state, delivery)
+    except MPCError:
+        raise
+    except Exception as exc:
+        raise StepError(exc, round=ctx.round) from exc
 
 
 def assemble_state(memories: list, dtype: np.dtype, *, round: int, first: int = 0) -> ClusterState:

@@ -54,7 +54,7 @@ from ..protocol import Protocol, RoundContext
 from ..routing import route
 from ..state import ClusterState, Delivery, MessageBatch
 from .base import (Traffic, assemble_batch, assemble_state, check_destinations, check_lengths, check_message_dtype,
-                   check_sources, check_state, concat_batches, over_limit, run_steps, step_result)
+                   call_batch_step, check_sources, check_state, concat_batches, over_limit, run_steps, step_result)
 
 __all__ = ["PHASES", "COMPUTE_PHASES", "STYLES", "BlockPlan", "BlockError", "ComputeReport", "ReceiveReport",
            "partition", "block_state", "compute_block", "deliver_block", "split_by_block"]
@@ -240,7 +240,7 @@ def compute_block(plan: BlockPlan, b: int, r: int,
             batch = assemble_batch(batches, malformed, dtype)
         else:
             phase = 0
-            new_state, batch = step_result(protocol.batch_step(ctx, state, delivery), protocol, round=r)
+            new_state, batch = step_result(call_batch_step(protocol, ctx, state, delivery), protocol, round=r)
         phase = 3
         check_state(new_state, count, protocol, round=r, where=plan.describe(b))
         kept = new_state.sizes()

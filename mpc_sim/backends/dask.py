@@ -50,7 +50,7 @@ Examples
 >>> DaskOptions(workers=0)
 Traceback (most recent call last):
 ...
-ValueError: workers must be >= 1, got 0
+mpc_sim.errors.ParameterError: workers must be >= 1, got 0
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import ProtocolError
+from ..errors import ParameterError, ProtocolError
 from ..protocol import Protocol
 from ..randomness import normalize_seed
 from ..state import ClusterState
@@ -127,17 +127,17 @@ class DaskOptions:
     def __post_init__(self) -> None:
         for name in ("workers", "threads_per_worker"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+                raise ParameterError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.blocks is not None and (not isinstance(self.blocks, int) or self.blocks < 1):
-            raise ValueError(f"blocks must be None or >= 1, got {self.blocks!r}")
+            raise ParameterError(f"blocks must be None or >= 1, got {self.blocks!r}")
         for name in ("connect_timeout", "worker_timeout", "lost_worker_grace"):
             if isinstance(getattr(self, name), bool) or not (_is_number(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
+                raise ParameterError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
         if self.round_timeout is not None and (isinstance(self.round_timeout, bool)
                                                or not (_is_number(self.round_timeout) and self.round_timeout > 0)):
-            raise ValueError(f"round_timeout must be None or > 0 seconds, got {self.round_timeout!r}")
+            raise ParameterError(f"round_timeout must be None or > 0 seconds, got {self.round_timeout!r}")
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
+            raise ParameterError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
 
     def blocks_for(self, workers: int) -> int:
         """The number of blocks on a cluster of ``workers`` workers."""
@@ -339,6 +339,8 @@ class _DaskRun:
                 and self.store.manifest() is not None:
             raise CheckpointError(f"{self.store.root} already holds a checkpoint: write to an empty directory")
         mine = self._identity()
+        if not isinstance(manifest.get("run"), dict):
+            raise CheckpointError(f"{self.sim.resume}: the manifest's field 'run' is missing or not an object")
         different = [f"{key}: checkpoint has {manifest['run'].get(key)!r}, this run {mine[key]!r}"
                      for key in mine if manifest["run"].get(key) != mine[key]]
         if different:
@@ -346,12 +348,19 @@ class _DaskRun:
         self.input_digest = manifest["input_digest"]
         if data is not None and _digest(self.protocol.validate_input(self.config, data)) != self.input_digest:
             raise CheckpointError(f"the input differs from the one of the run checkpointed in {self.sim.resume}")
+        if manifest["bounds"][-1] != self.config.machines:
+            raise CheckpointError(f"{self.sim.resume}: field 'bounds' ends at {manifest['bounds'][-1]}, "
+                                  f"the cluster has {self.config.machines} machines")
         self.plan = BlockPlan(self.protocol, self.config, self.seed, self.style, tuple(manifest["bounds"]))
         self.plan_future = self._submit(_constant, self.plan)
         trace = manifest["trace"]
-        self.rounds = [RoundStats(**r) for r in trace["rounds"]]
-        self.limits.violations = [Violation(**v) for v in trace["violations"]]
-        self.retries = [Retry(**r) for r in trace["retries"]]
+        try:
+            self.rounds = [RoundStats(**r) for r in trace["rounds"]]
+            self.limits.violations = [Violation(**v) for v in trace["violations"]]
+            self.retries = [Retry(**r) for r in trace["retries"]]
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{CheckpointStore(self.sim.resume).manifest_path}: field 'trace' is malformed: "
+                                  f"{exc}") from exc
         self._load(CheckpointStore(self.sim.resume), manifest)
         if self.store is not None and self.store.root != CheckpointStore(self.sim.resume).root:
             self._checkpoint(int(manifest["round"]))          # a copy in the new directory
@@ -458,11 +467,11 @@ class _DaskRun:
             raise BackendError(f"{where}the Dask cluster has no worker after {timeout:g} s "
                                f"({type(exc).__name__}: {exc})") from None
 
-    def _submit(self, fn, *args):
+    def _submit(self, fn, *args, **kwargs):
         """Submit a task. No worker restrictions: tasks follow their data (a block's round runs
         where its memories are), and nothing waits for a worker that is gone."""
         try:
-            return self.client.submit(fn, *args, pure=False)
+            return self.client.submit(fn, *args, pure=False, **kwargs)
         except Exception as exc:
             raise _Lost(exc) from exc
 
@@ -470,6 +479,8 @@ class _DaskRun:
         self._wait(futures)
         try:
             return self.client.gather(futures)
+        except CheckpointError:         # a corrupt or missing checkpoint file: no retry reads it better
+            raise
         except Exception as exc:        # the block tasks never raise: this is Dask losing something
             raise _Lost(exc) from exc
 
@@ -527,15 +538,17 @@ class _DaskRun:
     def _load(self, store: CheckpointStore, manifest: dict) -> None:
         """The blocks of the checkpoint's round, read by tasks on the workers (so Dask can read
         them again if a worker holding them is lost)."""
-        self.held = [self._submit(load_block, str(path)) for path in store.files(manifest)]
+        self.held = [self._submit(load_block, str(path), size=size, sha256=digest)
+                     for path, size, digest in store.files(manifest)]
         self._remember(int(manifest["round"]) + 1, self.held)
 
     def _checkpoint(self, r: int) -> None:
         paths = [self.store.block_path(r, b) for b in range(self.plan.blocks)]
-        sizes = self._gather([self._submit(save_block, str(path), held) for path, held in zip(paths, self.held)])
+        written = self._gather([self._submit(save_block, str(path), held) for path, held in zip(paths, self.held)])
         self.store.commit({
             "round": r, "run": self._identity(), "input_digest": self.input_digest, "bounds": list(self.plan.bounds),
-            "files": [str(p.relative_to(self.store.root)) for p in paths], "bytes": sizes,
+            "files": [str(p.relative_to(self.store.root)) for p in paths], "bytes": [size for size, _ in written],
+            "sha256": [digest for _, digest in written],
             "trace": {"rounds": [asdict(s) for s in self.rounds[:r]],
                       "violations": [asdict(v) for v in self.limits.violations if v.round <= r],
                       "retries": [asdict(x) for x in self.retries]},

@@ -60,7 +60,7 @@ class Aggregate(Protocol):
 
     def __post_init__(self) -> None:
         if self.op not in OPERATIONS:
-            raise ValueError(f"aggregate op must be one of {sorted(OPERATIONS)}, got {self.op!r}")
+            raise ConfigError(f"aggregate op must be one of {sorted(OPERATIONS)}, got {self.op!r}")
 
     @property
     def ufunc(self) -> np.ufunc:

@@ -57,7 +57,7 @@ class Broadcast(Protocol):
 
     def __post_init__(self) -> None:
         if isinstance(self.width, bool) or not isinstance(self.width, (int, np.integer)) or self.width < 1:
-            raise ValueError(f"broadcast width must be an integer >= 1, got {self.width!r}")
+            raise ConfigError(f"broadcast width must be an integer >= 1, got {self.width!r}")
 
     # --- declared facts ----------------------------------------------------------------------
     def tree(self, config: MPCConfig) -> RadixTree:

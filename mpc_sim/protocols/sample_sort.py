@@ -78,7 +78,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from ..config import MPCConfig
+from ..config import MPCConfig, check_number
 from ..errors import ConfigError
 from ..protocol import Protocol
 from ..randomness import uniform01
@@ -356,8 +356,8 @@ class SampleSort(Protocol):
     name = "sort"
 
     def __post_init__(self) -> None:
-        if not (0.0 < float(self.max_failure) <= 1.0):
-            raise ValueError(f"max_failure must be in (0, 1], got {self.max_failure!r}")
+        object.__setattr__(self, "max_failure", check_number("max_failure", self.max_failure, low=0.0, high=1.0,
+                                                             low_open=True, error=ConfigError))
 
     # --- declared facts ----------------------------------------------------------------------
     def plan(self, config: MPCConfig) -> SortPlan:

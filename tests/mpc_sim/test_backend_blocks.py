@@ -1,6 +1,7 @@
 """The block functions a distributed backend runs, and checkpoint files, without any cluster:
 blocks reproduce the whole-cluster rounds exactly, the all-to-all split loses and reorders nothing,
 accounting merged over blocks equals the whole cluster's, checkpoint files are exact and atomic."""
+import hashlib
 import json
 import os
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from mpc_sim import ClusterState, MessageBatch, MPCConfig, Protocol, ProtocolError, Simulator, route
 from mpc_sim.backends import CheckpointError
+from mpc_sim.errors import StepError
 from mpc_sim.backends.base import Limits, Traffic, concat_batches, over_limit
 from mpc_sim.backends.blocks import (BlockError, BlockPlan, block_state, compute_block, deliver_block,
                                      partition, split_by_block)
@@ -184,7 +186,9 @@ def test_block_errors_are_returned_with_their_phase_never_raised():
     assert all(p.num_messages == 0 for p in pieces)                  # nothing invalid is ever routed
     assert "unknown machine 99" in str(report.error.exception())
     _, _, report = compute_block(plan, 1, 1, (block_state(start, 2, 4), None))
-    assert report.error.phase == 0 and isinstance(report.error.exception(), KeyError)
+    error = report.error.exception()          # the user's KeyError, with where it was raised
+    assert report.error.phase == 0 and isinstance(error, StepError) and isinstance(error.__cause__, KeyError)
+    assert error.round == 1 and error.machine == 3
 
 
 def test_block_errors_that_do_not_pickle_still_travel():
@@ -229,10 +233,11 @@ def test_checkpoint_blocks_round_trip_bit_exactly_without_pickle(tmp_path, dtype
     batch = MessageBatch.from_list([(0, 2, random_words(rng, 2, dtype)), (1, 0, random_words(rng, 1, dtype))], dtype)
     delivery = route(batch, 3) if with_inbox else None
     path = tmp_path / "round-000001" / "block-0000.npz"
-    assert save_block(str(path), (state, delivery)) == path.stat().st_size
+    size, digest = save_block(str(path), (state, delivery))
+    assert size == path.stat().st_size and digest == hashlib.sha256(path.read_bytes()).hexdigest()
     with np.load(path, allow_pickle=False) as z:      # plain arrays: loadable with pickle refused
         assert all(z[name].dtype != object for name in z.files)
-    loaded, inbox = load_block(str(path))
+    loaded, inbox = load_block(str(path), size=size, sha256=digest)
     assert loaded.equals(state) and loaded.dtype == dtype
     if with_inbox:
         for m in range(3):
@@ -247,13 +252,14 @@ def test_checkpoint_commit_is_the_last_complete_round_and_prunes_the_others(tmp_
     store = CheckpointStore(tmp_path)
     state = ClusterState.from_list([np.arange(3)])
     for r in (0, 1):
-        save_block(str(store.block_path(r, 0)), (state, None))
-        store.commit({"round": r, "files": [str(store.block_path(r, 0).relative_to(store.root))]})
+        size, digest = save_block(str(store.block_path(r, 0)), (state, None))
+        store.commit({"round": r, "files": [str(store.block_path(r, 0).relative_to(store.root))], "bytes": [size],
+                      "sha256": [digest]})
     save_block(str(store.block_path(2, 0)), (state, None))        # round 2 written, never committed (a crash)
     assert store.manifest()["round"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json", "round-000001", "round-000002"]
-    assert [p.name for p in store.files(store.manifest())] == ["block-0000.npz"]
-    assert json.loads((tmp_path / "checkpoint.json").read_text())["format"] == "anna-mpc/checkpoint/1"
+    assert [p.name for p, _, _ in store.files(store.manifest())] == ["block-0000.npz"]
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["format"] == "anna-mpc/checkpoint/2"
 
 
 def test_unreadable_checkpoints_are_refused_naming_the_file(tmp_path):
@@ -264,8 +270,8 @@ def test_unreadable_checkpoints_are_refused_naming_the_file(tmp_path):
     (tmp_path / "checkpoint.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="cannot read the checkpoint manifest"):
         store.manifest()
-    with pytest.raises(CheckpointError, match="missing 1 block file"):
-        store.files({"round": 3, "files": ["round-000003/block-0000.npz"]})
+    with pytest.raises(CheckpointError, match="round 3 .* is missing block file .*block-0000.npz"):
+        store.files({"round": 3, "files": ["round-000003/block-0000.npz"], "bytes": [1], "sha256": ["0" * 64]})
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     with pytest.raises(CheckpointError, match="cannot read checkpoint block"):
         load_block(str(tmp_path / "bad.npz"))

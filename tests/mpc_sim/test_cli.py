@@ -22,4 +22,4 @@ def test_simulate_runs_a_protocol_and_verifies_its_output(capsys):
 
 def test_simulate_refuses_dask_timeouts_without_the_dask_backend(capsys):
     status = cli_main(["simulate", "broadcast", "--n", "64", "--eps", "0.5", "--round-timeout", "5"])
-    assert status == 2 and "--round-timeout need --backend dask" in capsys.readouterr().out
+    assert status == 2 and "--round-timeout need --backend dask" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from mpc_sim import (MPCConfig, Protocol, ProtocolError, Simulator, UnknownDesti
 from mpc_sim.backends import BackendError, CheckpointError  # noqa: E402
 from mpc_sim.backends.blocks import partition  # noqa: E402
 from mpc_sim.backends.dask import DaskOptions, connect  # noqa: E402
+from mpc_sim.errors import StepError  # noqa: E402
 from mpc_sim.trace import Retry, Trace  # noqa: E402
 from reductions.cli import main as cli_main  # noqa: E402
 from tests.mpc_sim.test_simulator import (BATCH_MALFORMED, LIMIT_ERRORS, MACHINE_MALFORMED, Returns,  # noqa: E402
@@ -237,8 +238,10 @@ def test_an_exception_in_a_step_arrives_with_its_type_message_and_remote_traceba
                 raise ZeroDivisionError(f"machine {machine} divides by zero")
             return memory, []
 
-    with pytest.raises(ZeroDivisionError, match="machine 2 divides by zero") as info:
+    with pytest.raises(StepError, match="round 1, machine 2: the protocol's step raised ZeroDivisionError: "
+                                         "machine 2 divides by zero") as info:
         on_dask(MPCConfig(n=16, eps=0.5), client, blocks=2).run(Fails(), np.arange(16))
+    assert isinstance(info.value.__cause__, ZeroDivisionError) and info.value.machine == 2
     assert any("step phase of block 1" in note for note in info.value.__notes__)
 
 
@@ -344,10 +347,10 @@ def test_cli_reports_an_unreachable_scheduler_and_exits_2(capsys):
 
 def test_cli_refuses_dask_options_without_the_dask_backend_and_a_cluster_size_with_a_scheduler(capsys):
     status = cli_main(["simulate", "broadcast", "--n", "64", "--eps", "0.5", "--workers", "3", "--resume", "x"])
-    assert status == 2 and "--workers, --resume need --backend dask" in capsys.readouterr().out
+    assert status == 2 and "--workers, --resume need --backend dask" in capsys.readouterr().err
     status = cli_main(["simulate", "broadcast", "--n", "64", "--eps", "0.5", "--backend", "dask", "--workers", "3",
                        "--scheduler", "tcp://127.0.0.1:1"])
-    assert status == 2 and "cannot be combined with --scheduler" in " ".join(capsys.readouterr().out.split())
+    assert status == 2 and "cannot be combined with --scheduler" in capsys.readouterr().err
 
 
 # --- checkpoints and resume ----------------------------------------------------------------------------------

@@ -374,7 +374,7 @@ def test_decompile_command_loads_a_saved_model(tmp_path, capsys):
     model.save(tmp_path / "model")
     assert main(["decompile", str(tmp_path / "model.npz"), "--n", "16", "--memory-factor", "300"]) == 0
     assert main(["decompile", "--n", "16"]) == 2
-    assert "exactly one" in capsys.readouterr().out
+    assert "exactly one" in capsys.readouterr().err
 
 
 @pytest.mark.slow
