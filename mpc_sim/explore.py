@@ -229,19 +229,22 @@ function machine(){ const r=D.rounds[current], m=selected, b=D.strip_block, cell
 function compiled(){ const C=D.compiled; if(!C) return; const r=D.rounds[current].round;
   const rows=C.layers.filter(l=>l[1]===r).map(l=>`<tr><td>${l[0]}</td><td>${l[1]}${C.layers_per_round>1?"."+l[2]:""}</td>`+
     `<td class="text">${esc(l[3])}</td><td class="text">${esc(l[4])}</td></tr>`).join("");
-  const al=C.alignment.filter(a=>a[1]===r).map(a=>`after layer ${a[0]}: ${a[2]} of ${D.machines} tokens equal the machines' `+
-    `memory after step ${a[1]}`+(a[3]===null?"":` (first divergence: machine ${a[3]})`)).join("; ");
-  $("compiled-round").innerHTML=`<div class="label" id="compiled-alignment">${esc(al||"no alignment row for this round")}</div>`+
+  const last=r===D.rounds[D.rounds.length-1].round;
+  const al=C.alignment.filter(a=>a[1]===r||(last&&a[1]===r+1)).map(a=>(a[0]>=C.depth?"after the last layer":
+    `entering layer ${a[0]}`)+`: <span data-key="aligned">${a[2]}</span> of ${D.machines} tokens equal the machines' `+
+    `memory after step ${a[1]}'s local computation`+(a[3]===null?"":` (first divergence: machine ${a[3]})`)).join("<br>");
+  $("compiled-round").innerHTML=`<div class="label" id="compiled-alignment">${al||"no alignment row for this round"}</div>`+
     `<table class="grid" id="compiled-layers"><tr><th>layer</th><th>round</th><th>heads</th><th>mlp</th></tr>${rows}</table>`; }
 function compiledStatic(){ const C=D.compiled; if(!C) return;
   let out=`<h3>Compiled model</h3><p class="label">${esc(C.summary)}</p><div class="label">layers that simulate the chosen round</div>`+
     `<div id="compiled-round"></div>`;
   const X=C.collisions;
-  if(X){ out+=`<h3>ANNA head: keys colliding with query ${X.query}</h3><p class="label">layer ${X.layer}, head ${X.head}: `+
-      `${X.tables} tables; query token ${X.query} shares a code with <span data-key="collision-keys">${X.keys.length}</span> keys, `+
-      `<span data-key="collision-total">${X.total}</span> (table, key) collisions in all</p><table class="grid" id="collisions">`+
-      `<tr><th>key token</th><th>tables</th></tr>`+X.keys.map(([k,t])=>`<tr><td>${k}</td><td class="text">${t.join(" ")}</td></tr>`).join("")+
-      `</table>`; }
+  if(X){ out+=`<h3>ANNA heads of layer ${X.layer}: keys colliding with query token ${X.query}</h3>`+
+      `<table class="grid" id="collisions"><tr><th>head</th><th>tables</th><th>keys</th><th>(table, key) collisions</th>`+
+      `<th>key token: tables where it shares the query's code</th></tr>`+X.heads.map(h=>`<tr data-head="${h.head}"><td>${h.head}</td>`+
+      `<td>${h.tables}</td><td data-key="keys">${h.keys.length+h.more_keys}</td><td data-key="total">${h.total}</td>`+
+      `<td class="text">${esc(h.keys.map(([k,t])=>`${k}: ${t.join(" ")}`).join("\\n")+(h.more_keys?`\\n... and ${h.more_keys} `+
+      `more keys (not embedded)`:"")||"(none)")}</td></tr>`).join("")+`</table>`; }
   $("compiled").innerHTML=out; }
 function show(i){ if(!D.rounds.length) return; current=Math.max(0,Math.min(D.rounds.length-1,i)); const r=D.rounds[current];
   $("which").textContent=`round ${r.round} of ${D.num_rounds}`;
