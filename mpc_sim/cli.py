@@ -92,7 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a protocol parameter")
     p.add_argument("--watch", default=None, metavar="IDS",
                    help="machines whose memory and inbox the page records, e.g. 0-7,42 (default: the first 8)")
-    p.add_argument("--serve", action="store_true", help="also serve the page on 127.0.0.1 (a free port) until Ctrl-C")
+    p.add_argument("--serve", action="store_true",
+                   help="also serve the page on 127.0.0.1 (a free port) until Ctrl-C; unwatched machines are "
+                        "then recorded on demand")
     p.set_defaults(func=cmd_explore)
 
 
@@ -226,7 +228,7 @@ def parse_watch(text: str | None) -> list[int] | None:
 def cmd_explore(args: argparse.Namespace, console: Console, extend=None, check=None) -> int:
     """``extend(page, protocol, config, data)`` adds sections to the page; ``check(protocol,
     config)`` refuses bad options before any work (both used by ``reductions.explore``)."""
-    from .explore import serve_html, write_explorer
+    from .explore import record_contents, serve_html, write_explorer
     out = args.out if args.out is not None else Path(f"{args.protocol}.html")
     try:
         protocol = make_protocol(args.protocol, **parse_params(args.param))
@@ -242,7 +244,8 @@ def cmd_explore(args: argparse.Namespace, console: Console, extend=None, check=N
         return 2
     console.print(f"{page['summary']}\nwrote {out} ({out.stat().st_size} bytes; open it in a browser, no network needed)")
     if args.serve:
-        server, url = serve_html(out.read_text())
+        server, url = serve_html(out.read_text(),
+                                 contents=lambda machine: record_contents(protocol, config, data, machine, args.seed))
         console.print(f"serving {url} (Ctrl-C stops)", soft_wrap=True, highlight=False)
         try:
             threading.Event().wait()

@@ -16,7 +16,9 @@ Machine contents are recorded only for the *watched* machines (``watch``; by def
 :data:`DEFAULT_WATCH`), at most :data:`MAX_WATCH` of them: per round, the words a machine kept
 from its previous local computation, its inbox (the messages delivered in the previous round,
 with their sources) and the messages it sends (destination, words). The page says so when a
-chosen machine was not recorded.
+chosen machine was not recorded; a page served by :func:`serve_html` (``--serve``) asks the
+server to record it on demand instead (:func:`record_contents` runs the protocol again, same
+seed).
 
 :func:`explore_data` measures everything from one run, round by round
 (:meth:`~mpc_sim.simulator.Simulator.steps`); the numbers embedded in the page are those (tests
@@ -35,6 +37,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -44,7 +47,7 @@ from .config import MPCConfig
 from .protocol import Protocol
 from .simulator import Simulator
 
-__all__ = ["explore_data", "explore_html", "write_explorer", "explore", "Explorer", "serve_html",
+__all__ = ["explore_data", "explore_html", "write_explorer", "explore", "Explorer", "serve_html", "record_contents",
            "check_output_path", "check_watch", "MAX_STRIP", "MAX_MATRIX", "DEFAULT_WATCH", "MAX_WATCH"]
 
 MAX_STRIP = 2000
@@ -97,6 +100,44 @@ def _outbox(delivery, machine: int) -> list:
     return np.stack([messages.dst[mine], messages.offsets[mine + 1] - messages.offsets[mine]], axis=1).tolist()
 
 
+class _Watcher:
+    """The watched machines' kept words and inbox at the next round's start (copies: the
+    simulator's arrays are valid only until the next step)."""
+
+    def __init__(self, watched: list[int], initial) -> None:
+        self.watched = watched
+        self.kept = {m: _words(initial.memory(m)) for m in watched}
+        self.inbox: dict[int, list] = {m: [] for m in watched}
+
+    def take(self, step) -> dict:
+        """This round's contents of every watched machine; then remembers the next round's."""
+        out = {str(m): {"kept": self.kept[m], "inbox": self.inbox[m], "sent": _outbox(step.delivery, m)}
+               for m in self.watched}
+        self.kept = {m: _words(step.state.memory(m)) for m in self.watched}
+        self.inbox = {m: _inbox(step.delivery, m) for m in self.watched}
+        return out
+
+
+def record_contents(protocol: Protocol, config: MPCConfig, data: object, machine: int, seed: int = 0) -> list[dict]:
+    """One machine's contents at every round (what a page's ``watched`` holds for it), from a
+    fresh run: what a served page asks for when a machine it did not record is chosen.
+
+    Examples
+    --------
+    >>> from mpc_sim import make_protocol
+    >>> protocol = make_protocol("prefix-sum")
+    >>> config = protocol.default_config(64, 0.5)
+    >>> data = protocol.generate_input(config, seed=0)
+    >>> page = explore_data(protocol, config, data, watch=[3])
+    >>> record_contents(protocol, config, data, 3) == [r["watched"]["3"] for r in page["rounds"]]
+    True
+    """
+    watched = check_watch([machine], config.machines)
+    watcher = _Watcher(watched, protocol.initial_state(config, protocol.validate_input(config, data)))
+    return [watcher.take(step)[str(machine)] for step in Simulator(config).steps(protocol, data, seed=seed)
+            if not step.final]
+
+
 def explore_data(protocol: Protocol, config: MPCConfig, data: object, seed: int = 0,
                  watch: Sequence[int] | None = None) -> dict:
     """Run ``protocol`` round by round and gather what the page draws (per round: the stats,
@@ -122,10 +163,7 @@ def explore_data(protocol: Protocol, config: MPCConfig, data: object, seed: int 
     words = protocol.validate_input(config, data)
     initial = protocol.initial_state(config, words)
     holding = initial.sizes()
-    # the watched machines' kept words and inbox at the next round's start (copies: the
-    # simulator's arrays are valid only until the next step)
-    kept = {m: _words(initial.memory(m)) for m in watched}
-    inbox: dict[int, list] = {m: [] for m in watched}
+    watcher = _Watcher(watched, initial)
     del initial
     out_rounds = []
     trace = None
@@ -148,12 +186,9 @@ def explore_data(protocol: Protocol, config: MPCConfig, data: object, seed: int 
             "memory": _block_max(holding, strip_block), "sent": _block_max(sent, strip_block),
             "received": _block_max(received, strip_block),
             "matrix": np.stack([np.flatnonzero(matrix), matrix[matrix > 0]], axis=1).tolist(),   # [cell, words]
-            "watched": {str(m): {"kept": kept[m], "inbox": inbox[m], "sent": _outbox(step.delivery, m)}
-                        for m in watched},
+            "watched": watcher.take(step),
         })
         holding = step.state.sizes() + received
-        kept = {m: _words(step.state.memory(m)) for m in watched}
-        inbox = {m: _inbox(step.delivery, m) for m in watched}
     return {"protocol": protocol.name, "n": config.n, "eps": config.eps, "s": config.s, "machines": machines,
             "seed": seed, "num_rounds": trace.num_rounds, "rounds_bound": trace.rounds_bound, "mode": trace.mode,
             "strip_block": strip_block, "matrix_block": matrix_block, "matrix_cells": cells, "watch": watched,
@@ -161,7 +196,7 @@ def explore_data(protocol: Protocol, config: MPCConfig, data: object, seed: int 
 
 
 _PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>__TITLE__</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:16px;color:#222}
 canvas{border:1px solid #ccc;display:block;margin:4px 0 12px}
@@ -216,8 +251,12 @@ function machine(){ const r=D.rounds[current], m=selected, b=D.strip_block, cell
     `<th>words sent</th><th>words received</th></tr><tr><td data-key="memory">${r.memory[cell]}</td><td data-key="sent">`+
     `${r.sent[cell]}</td><td data-key="received">${r.received[cell]}</td></tr></table><div class="label">${esc(scope)}</div>`;
   const w=r.watched[String(m)];
-  if(w===undefined){ out+=`<p class="missing" id="machine-missing">The memory and inbox of machine ${m} were not recorded `+
-    `(recorded: ${D.watch.length?D.watch.join(", "):"none"}); run again with --watch ${m} (or watch=[${m}]).</p>`; }
+  if(w===undefined && served && asked[m]===undefined){ asked[m]=record(m);
+    out+=`<p class="label" id="machine-recording">recording machine ${m} on demand (the server runs the protocol again)...</p>`; }
+  else if(w===undefined && asked[m] instanceof Promise){ out+=`<p class="label" id="machine-recording">recording machine ${m}...</p>`; }
+  else if(w===undefined){ out+=`<p class="missing" id="machine-missing">The memory and inbox of machine ${m} were not recorded `+
+    `(recorded: ${D.watch.length?D.watch.join(", "):"none"}); run again with --watch ${m} (or watch=[${m}])`+
+    `${served?"; the server could not record it":""}.</p>`; }
   else { const inboxWords=w.inbox.reduce((a,[s,x])=>a+x.length,0);
     out+=`<div class="label">kept from the previous round: <span data-key="kept-count">${w.kept.length}</span> words</div>`+
       `<div class="words" id="machine-kept">${esc(w.kept.join(" "))}</div>`+
@@ -226,6 +265,12 @@ function machine(){ const r=D.rounds[current], m=selected, b=D.strip_block, cell
       `<div class="label">sends this round: <span data-key="outbox-count">${w.sent.length}</span> messages</div>`+
       `<div class="words" id="machine-outbox">${esc(messages(w.sent,"to"))}</div>`; }
   $("machine").innerHTML=out; }
+const served = location.protocol==="http:" || location.protocol==="https:", asked = {};
+async function record(m){ let ok=false;
+  try { const reply=await fetch(`contents?machine=${m}`); if(reply.ok){ const got=await reply.json();
+      got.rounds.forEach((w,i)=>{ D.rounds[i].watched[String(m)]=w; }); D.watch.push(m); D.watch.sort((a,b)=>a-b); ok=true; } }
+  catch(e) {}
+  asked[m]=ok; if(selected===m) show(current); }
 function compiled(){ const C=D.compiled; if(!C) return; const r=D.rounds[current].round;
   const rows=C.layers.filter(l=>l[1]===r).map(l=>`<tr><td>${l[0]}</td><td>${l[1]}${C.layers_per_round>1?"."+l[2]:""}</td>`+
     `<td class="text">${esc(l[3])}</td><td class="text">${esc(l[4])}</td></tr>`).join("");
@@ -252,6 +297,8 @@ function show(i){ if(!D.rounds.length) return; current=Math.max(0,Math.min(D.rou
   $("numbers").innerHTML="<tr>"+keys.map(k=>`<th>${k.replace("_"," ")}</th>`).join("")+"</tr><tr>"+
     keys.map(k=>`<td data-key="${k}">${k==="mean_memory"?r[k].toFixed(1):r[k]}</td>`).join("")+"</tr>";
   strip("memory",r.memory); strip("sent",r.sent); strip("received",r.received); matrix(r.matrix); timeline();
+  $("watchlabel").textContent = `contents recorded for machines ${D.watch.length?D.watch.join(", "):"(none)"}`+
+    (served?" (others are recorded on demand)":"");
   machine(); compiled(); }
 function select(m){ m=Math.floor(Number(m)); if(!(m>=0 && m<D.machines)){
     $("machine").innerHTML=`<p class="missing" id="machine-missing">no machine ${esc(m)}: ids run from 0 to ${D.machines-1}</p>`; return; }
@@ -261,7 +308,6 @@ $("striplabel").textContent = D.strip_block>1 ?
   `${D.machines} machines, one cell each (red: over s = ${D.s})`;
 $("matrixlabel").textContent = `who talks to whom: words sent from row to column` +
   (D.matrix_block>1 ? ` (blocks of ${D.matrix_block} machines)` : "");
-$("watchlabel").textContent = `contents recorded for machines ${D.watch.length?D.watch.join(", "):"(none)"}`;
 $("prev").onclick=()=>show(current-1);
 $("next").onclick=()=>show(current+1);
 $("machine-show").onclick=()=>select($("machine-id").value);
@@ -319,6 +365,8 @@ class Explorer:
     page: dict
     start_round: int = 1
     height: int = field(default=1100, repr=False)
+    contents: Callable[[int], list[dict]] | None = field(default=None, repr=False)
+    """Records a machine that the page did not, on demand (:func:`record_contents` of the run)."""
 
     def __post_init__(self) -> None:
         _check_run_round(self.start_round, self.page)
@@ -341,8 +389,9 @@ class Explorer:
         return path
 
     def serve(self, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
-        """Serve the page on ``127.0.0.1`` from a background thread (see :func:`serve_html`)."""
-        return serve_html(self.html(), port)
+        """Serve the page on ``127.0.0.1`` from a background thread (see :func:`serve_html`);
+        machines the page did not record are recorded on demand when ``contents`` is set."""
+        return serve_html(self.html(), port, self.contents)
 
     def _repr_html_(self) -> str:
         # an iframe keeps the page's ids, styles and arrow keys apart from the notebook's
@@ -353,10 +402,12 @@ class Explorer:
 def explore(protocol: Protocol, config: MPCConfig, data: object, *, seed: int = 0, watch: Sequence[int] | None = None,
             start_round: int = 1) -> Explorer:
     """Run ``protocol`` and return its :class:`Explorer` (display it in a notebook, ``write`` or
-    ``serve`` it). ``start_round`` and ``watch`` are checked before the run: ``ValueError``."""
+    ``serve`` it: a served page records unwatched machines on demand). ``start_round`` and
+    ``watch`` are checked before the run: ``ValueError``."""
     check_round(start_round, protocol, config)
     check_watch(watch, config.machines)
-    return Explorer(explore_data(protocol, config, data, seed=seed, watch=watch), start_round)
+    page = explore_data(protocol, config, data, seed=seed, watch=watch)
+    return Explorer(page, start_round, contents=lambda machine: record_contents(protocol, config, data, machine, seed))
 
 
 def write_explorer(path: str | Path, protocol: Protocol, config: MPCConfig, data: object, *, seed: int = 0,
@@ -378,21 +429,39 @@ def write_explorer(path: str | Path, protocol: Protocol, config: MPCConfig, data
     return page
 
 
-def serve_html(text: str, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+def serve_html(text: str, port: int = 0,
+               contents: Callable[[int], list[dict]] | None = None) -> tuple[ThreadingHTTPServer, str]:
     """Serve ``text`` at ``/`` on ``127.0.0.1:port`` (0: a free port) from a daemon thread;
-    returns the server (``shutdown()`` stops it) and its URL."""
+    returns the server (``shutdown()`` stops it) and its URL. With ``contents`` (a machine id
+    -> its contents per round, :func:`record_contents`), ``/contents?machine=M`` answers them as
+    JSON: the page asks for it when a machine it did not record is chosen."""
     body = text.encode("utf-8")
+    lock = threading.Lock()         # one re-run at a time
 
     class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the http.server name)
-            if self.path.split("?")[0] not in ("/", "/index.html"):
-                self.send_error(404, "only / is served")
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
+        def _reply(self, status: int, kind: str, data: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+            path, _, query = self.path.partition("?")
+            if path in ("/", "/index.html"):
+                self._reply(200, "text/html; charset=utf-8", body)
+            elif path == "/contents" and contents is not None:
+                try:
+                    machine = int(parse_qs(query)["machine"][0])
+                    with lock:
+                        rounds = contents(machine)
+                except (KeyError, ValueError) as exc:
+                    self._reply(400, "text/plain; charset=utf-8", f"bad machine: {exc}".encode())
+                    return
+                reply = {"machine": machine, "rounds": rounds}
+                self._reply(200, "application/json", json.dumps(reply, allow_nan=False).encode())
+            else:
+                self.send_error(404, "only / (and /contents when recording on demand) is served")
 
         def log_message(self, format: str, *args) -> None:   # quiet: the CLI prints the URL once
             pass

@@ -151,6 +151,24 @@ def test_one_machine_shows_its_memory_and_inbox_or_says_it_was_not_recorded(brow
     assert by_id(browser, "machine-id").get_attribute("value") == "9"
 
 
+def test_a_served_page_records_an_unwatched_machine_on_demand(browser, sort_run):
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    protocol, config, data, result, page = sort_run
+    view = explore.explore(protocol, config, data, seed=5, watch=[0], start_round=2)
+    server, url = view.serve()
+    try:
+        browser.get(url)
+        box = by_id(browser, "machine-id")
+        box.clear()
+        box.send_keys("7", Keys.ENTER)
+        WebDriverWait(browser, 60).until(lambda d: d.find_elements("id", "machine-kept"))
+        assert int(numbers(browser, "machine")["kept-count"]) == result.states[0].memory(7).shape[0]   # round 2
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_blocked_strips_pick_the_first_machine_of_a_block(browser, tmp_path, monkeypatch):
     from selenium.webdriver.common.action_chains import ActionChains
     monkeypatch.setattr(explore, "MAX_STRIP", 7)

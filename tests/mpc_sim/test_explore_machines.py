@@ -156,3 +156,30 @@ def test_explore_serve_prints_a_url_that_serves_the_written_page(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_served_explorer_records_an_unwatched_machine_on_demand():
+    protocol = make_protocol("sort")
+    config = protocol.default_config(3000, 0.5)
+    data = protocol.generate_input(config, seed=2)
+    view = explore.explore(protocol, config, data, seed=2, watch=[0])
+    assert "9" not in view.page["rounds"][0]["watched"]
+    server, url = view.serve()
+    try:
+        with urllib.request.urlopen(url + "contents?machine=9", timeout=60) as reply:
+            got = json.loads(reply.read())
+        watched = explore_data(protocol, config, data, seed=2, watch=[9])
+        assert got == {"machine": 9, "rounds": [r["watched"]["9"] for r in watched["rounds"]]}
+        for bad in ("machine=99999", "machine=x", "other=1"):
+            with pytest.raises(urllib.error.HTTPError, match="400"):
+                urllib.request.urlopen(url + "contents?" + bad, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    plain, plain_url = serve_html(view.html())          # no recorder: nothing to ask for
+    try:
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(plain_url + "contents?machine=9", timeout=10)
+    finally:
+        plain.shutdown()
+        plain.server_close()
