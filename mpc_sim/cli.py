@@ -242,7 +242,8 @@ def cmd_explore(args: argparse.Namespace, console: Console, extend=None, check=N
     except (MPCError, ValueError, TypeError) as exc:
         console.print(f"[bold red]{type(exc).__name__}:[/] {exc}")
         return 2
-    console.print(f"{page['summary']}\nwrote {out} ({out.stat().st_size} bytes; open it in a browser, no network needed)")
+    console.print(f"{page['summary']}\nwrote {out} ({out.stat().st_size} bytes; open it in a browser, "
+                  f"no network needed)")
     if args.serve:
         server, url = serve_html(out.read_text(),
                                  contents=lambda machine: record_contents(protocol, config, data, machine, args.seed))
