@@ -5,6 +5,7 @@ import argparse
 import math
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .trace import RoundStats
 
 __all__ = ["register", "cmd_protocols", "cmd_simulate", "parse_params", "UsageError", "int_arg", "float_arg",
            "check_writable_file", "check_writable_dir", "estimate_bytes", "check_run_size", "protocol_from_args",
-           "DEFAULT_MAX_MEMORY", "parse_size", "cmd_explore"]
+           "DEFAULT_MAX_MEMORY", "parse_size", "cmd_explore", "parse_watch"]
 
 DEFAULT_MAX_MEMORY = 8 * 2**30        # bytes a run may plan for before it is refused (--max-memory raises it)
 
@@ -227,6 +228,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--round", type=int, default=1, help="round the page opens at (default 1)")
     p.add_argument("--out", type=Path, default=None, metavar="PATH", help="the page (default PROTOCOL.html)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a protocol parameter")
+    p.add_argument("--watch", default=None, metavar="IDS",
+                   help="machines whose memory and inbox the page records, e.g. 0-7,42 (default: the first 8)")
+    p.add_argument("--serve", action="store_true",
+                   help="also serve the page on 127.0.0.1 (a free port) until Ctrl-C; unwatched machines are "
+                        "then recorded on demand")
     p.set_defaults(func=cmd_explore)
 
 
@@ -362,18 +368,48 @@ def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
     return 0 if ok else 1
 
 
-def cmd_explore(args: argparse.Namespace, console: Console) -> int:
-    from .explore import write_explorer
+def parse_watch(text: str | None) -> list[int] | None:
+    """``"0-7,42"`` -> ``[0, ..., 7, 42]`` (None stays None); ``ValueError`` naming a bad item."""
+    if text is None:
+        return None
+    ids: list[int] = []
+    for item in text.split(","):
+        first, _, last = item.strip().partition("-")
+        try:
+            ids.extend(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise ValueError(f"--watch takes machine ids and ranges such as 0-7,42, got {item!r}") from None
+    return ids
+
+
+def cmd_explore(args: argparse.Namespace, console: Console, extend=None, check=None) -> int:
+    """``extend(page, protocol, config, data)`` adds sections to the page; ``check(protocol,
+    config)`` refuses bad options before any work (both used by ``reductions.explore``)."""
+    from .explore import record_contents, serve_html, write_explorer
     out = args.out if args.out is not None else Path(f"{args.protocol}.html")
     args.k = args.op = args.modulus = None          # explore takes protocol parameters by --param only
     protocol = protocol_from_args(args)
     try:
         config = protocol.default_config(args.n, args.eps)
+        if check is not None:
+            check(protocol, config)
         data = protocol.generate_input(config, seed=args.seed)
-        page = write_explorer(out, protocol, config, data, seed=args.seed, start_round=args.round)
+        add = None if extend is None else (lambda page: extend(page, protocol, config, data))
+        page = write_explorer(out, protocol, config, data, seed=args.seed, start_round=args.round,
+                              watch=parse_watch(args.watch), extend=add)
     except (MPCError, ValueError, TypeError) as exc:
         console.print(f"[bold red]{type(exc).__name__}:[/] {exc}")
         return 2
     console.print(f"{page['summary']}\nwrote {out} ({out.stat().st_size} bytes; open it in a browser, "
                   f"no network needed)")
+    if args.serve:
+        server, url = serve_html(out.read_text(),
+                                 contents=lambda machine: record_contents(protocol, config, data, machine, args.seed))
+        console.print(f"serving {url} (Ctrl-C stops)", soft_wrap=True, highlight=False)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.shutdown()
     return 0

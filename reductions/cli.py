@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     mpc_cli.register(sub)
     commands.register(sub)
+    from . import explore
+    explore.register(sub)           # --compile on the simulator's explore command
     from .decompile import cli as decompile_cli
     decompile_cli.register(sub)
     from anna.experiments import cli as experiment_cli
