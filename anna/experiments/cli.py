@@ -41,6 +41,13 @@ def _count(low: int, high: int):
     return parse
 
 
+def _device(text: str) -> str:
+    """``--device``: ``cpu``, ``cuda`` or ``cuda:N``."""
+    if text in ("cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
+
+
 def _check_writable(flag: str, path: str | None, directory: bool) -> None:
     if path is None:
         return
@@ -67,6 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a small grid with fewer seeds")
     p.add_argument("--steps", type=_count(1, 10**9), default=None, help="training steps (with --train; default: the schedule)")
     p.add_argument("--threads", type=_count(1, 1024), default=1, help="torch threads for training (default 1)")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="training device: cpu (default), cuda or cuda:N (batches made there, steps in a CUDA graph)")
     p.add_argument("--json", metavar="PATH", default=None, help="write the grid as JSON")
     p.add_argument("--plots", metavar="DIR", default=None, help="write the figure (PNG) into DIR")
     p.set_defaults(func=cmd_experiment)
@@ -103,12 +112,13 @@ def cmd_experiment(args: argparse.Namespace, console: Console) -> int:
             bar.update(task, completed=done, total=total)
 
         run = run_experiment(experiment, train=args.train, weights_dir=args.weights, steps=args.steps,
-                             threads=args.threads, on_log=on_log, progress=progress)
+                             threads=args.threads, device=args.device, on_log=on_log, progress=progress)
     result = run.result
     if run.record is not None:
         r = run.record
+        where = r.device_name or r.device if r.device != "cpu" else f"{r.threads} CPU thread(s)"
         console.print(f"weights {result.weights}: trained {r.steps} steps in {r.seconds / 60:.1f} min "
-                      f"({r.threads} thread(s), torch {r.torch_version}), β = {r.setup.get('temperature')}, "
+                      f"({where}, torch {r.torch_version}), β = {r.setup.get('temperature')}, "
                       f"final loss {r.losses[-1][1] if r.losses else float('nan'):.4f}")
     for beta, beta_result in run.betas:
         mean = sum(c.error for c in beta_result.cells) / len(beta_result.cells)

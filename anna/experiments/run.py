@@ -55,7 +55,7 @@ def evaluate_experiment(experiment: Experiment, model: Transformer, *, weights: 
                          progress=progress)
 
 
-def _train(experiment: Experiment, directory: Path, steps: int | None, threads: int,
+def _train(experiment: Experiment, directory: Path, steps: int | None, threads: int, device: str,
            on_log: Callable[[int, float], None] | None,
            progress: Progress | None) -> tuple[tuple[float, GridResult], ...]:
     """Train into ``directory``; Match2 returns every β's grid (induction: none)."""
@@ -63,14 +63,15 @@ def _train(experiment: Experiment, directory: Path, steps: int | None, threads: 
 
     if experiment.task == "induction":
         setup = experiment.setup(**({} if steps is None else {"steps": steps}))
-        train_to_file(setup, directory / "induction", threads=threads, checkpoint=directory / "induction.ckpt",
-                      on_log=on_log)
+        train_to_file(setup, directory / "induction", threads=threads, device=device,
+                      checkpoint=directory / "induction.ckpt", on_log=on_log)
         return ()
     results = []
     for beta in MATCH2_BETAS:
         setup = experiment.setup(temperature=beta, **({} if steps is None else {"steps": steps}))
         stem = directory / f"match2_beta{beta:g}"
-        train_to_file(setup, stem, threads=threads, checkpoint=stem.with_name(stem.name + ".ckpt"), on_log=on_log)
+        train_to_file(setup, stem, threads=threads, device=device, checkpoint=stem.with_name(stem.name + ".ckpt"),
+                      on_log=on_log)
         result = evaluate_experiment(experiment, Transformer.load(stem), weights=str(stem), progress=progress)
         results.append((beta, result, stem))
     _, _, stem = min(results, key=lambda item: (min(c.error for c in item[1].cells),
@@ -81,7 +82,7 @@ def _train(experiment: Experiment, directory: Path, steps: int | None, threads: 
 
 
 def run_experiment(experiment: Experiment, *, train: bool = False, weights_dir: str | Path | None = None,
-                   steps: int | None = None, threads: int = 1,
+                   steps: int | None = None, threads: int = 1, device: str = "cpu",
                    on_log: Callable[[int, float], None] | None = None,
                    progress: Progress | None = None) -> ExperimentRun:
     """Evaluate ``experiment`` on the shipped weights, or retrain first (``train=True``).
@@ -95,12 +96,14 @@ def run_experiment(experiment: Experiment, *, train: bool = False, weights_dir: 
         Training steps (default: the setup's schedule).
     threads : int
         torch threads for training.
+    device : str
+        Training device (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
     """
     betas: tuple[tuple[float, GridResult], ...] = ()
     if train:
         directory = Path(weights_dir if weights_dir is not None else "experiment-weights")
         directory.mkdir(parents=True, exist_ok=True)
-        betas = _train(experiment, directory, steps, threads, on_log, progress)
+        betas = _train(experiment, directory, steps, threads, device, on_log, progress)
     else:
         directory = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     model = load_weights(experiment.task, directory)
