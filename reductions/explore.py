@@ -44,7 +44,7 @@ def head_collisions(model, run, layer: int, head: int, query: int) -> dict:
     >>> protocol = make_protocol("aggregate", op="sum")
     >>> config = protocol.default_config(16, 0.5)
     >>> model = compile_mpc(protocol, config, attention="anna")
-    >>> run = model.run(protocol.generate_input(config, seed=0))
+    >>> run = model.run(protocol.generate_input(config, seed=0), engine="dense")
     >>> found = head_collisions(model, run, layer=0, head=0, query=1)
     >>> bool(found["total"] == sum(len(tables) for _, tables in found["keys"]) == run.forward.counts[0][0][1])
     True
@@ -82,7 +82,7 @@ def compiled_section(model, data: object, *, query: int = 0, layer: int = 0) -> 
     """The page's ``compiled`` section for ``model`` run on ``data``: layers with the round they
     simulate, the alignment rows, and (ANNA heads only) the collisions of ``query`` in every
     ANNA head of ``layer``."""
-    run = model.run(data)
+    run = model.run(data, engine="dense")  # the per-layer token states and collision counts
     alignment = model.align(data, run)
     rows = []
     for row in layer_rows(model):

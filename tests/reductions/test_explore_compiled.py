@@ -26,7 +26,7 @@ def anna_model():
     config = protocol.default_config(64, 0.5)
     data = protocol.generate_input(config, seed=3)
     model = compile_mpc(protocol, config, seed=3, attention="anna")
-    return model, data, model.run(data)
+    return model, data, model.run(data, engine="dense")
 
 
 def test_collisions_per_table_sum_to_the_dense_oracle_and_the_forward_counts(anna_model):
