@@ -250,13 +250,7 @@ _REASONS = {
 @nb.njit(cache=True)
 def _find(cells, lo, hi, cell):  # pragma: no cover - compiled
     """Index of ``cell`` in the sorted ``cells[lo:hi]``, or -1."""
-    a, b = lo, hi
-    while a < b:
-        mid = (a + b) // 2
-        if cells[mid] < cell:
-            a = mid + 1
-        else:
-            b = mid
+    a = _find_first(cells, lo, hi, cell)
     if a < hi and cells[a] == cell:
         return a
     return -1
