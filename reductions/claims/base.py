@@ -6,7 +6,7 @@ Every checked quantity becomes a :class:`ClaimResult` of one of four kinds:
   (:func:`fit_loglog`) must land within ``tolerance`` (default 0.1) of the prediction;
 * ``slope at most`` -- the theorem gives an upper bound on an exponent (``O(n^a)``): the fitted
   slope must be at most ``prediction + tolerance``; ``ratio = slope / prediction`` says how close
-  it comes (for a prediction of 0, the ratio is the slope itself);
+  it comes (none for a prediction of 0: flat);
 * ``bound`` -- the theorem gives an upper bound on a value at every point: ``ratio = max y /
   bound`` over the sweep must be at most ``1 + tolerance``;
 * ``exact`` -- a count that must be exact (outputs equal to the reference, depth equal to a
@@ -187,7 +187,7 @@ class Claim:
                       logy: bool | None = None) -> ClaimResult:
         """The fitted slope is at most ``predicted + tolerance``; ``ratio = slope / predicted``."""
         fit = fit_loglog(xs, ys, logx=logx, logy=logx if logy is None else logy)
-        ratio = fit.slope / predicted if predicted else fit.slope
+        ratio = fit.slope / predicted if predicted > 0 else None      # a flat prediction has no ratio
         return ClaimResult(self.name, quantity, "slope at most", fit.slope, predicted, tolerance,
                            fit.slope <= predicted + tolerance, ratio, tuple(xs), tuple(ys), x_label, y_label,
                            fit, _with_r2(detail, fit))
@@ -258,17 +258,17 @@ def results_table(results: Sequence[ClaimResult]) -> Table:
     """The verify table (fits 80 columns): claim, quantity, sweep span, measured (with its ratio to
     an upper bound), prediction, tolerance, verdict. Details and series are in ``--json``."""
     table = Table(title="Claims: the paper's theorems, measured", box=box.SIMPLE_HEAD, padding=(0, 1),
-                  pad_edge=False)
-    table.add_column("thm", no_wrap=True)
-    table.add_column("quantity", overflow="fold", max_width=24)
-    table.add_column("sweep", overflow="fold", max_width=11)
-    table.add_column("measured", justify="right", no_wrap=True)
-    table.add_column("pred.", justify="right", no_wrap=True)
-    table.add_column("tol", justify="right", no_wrap=True)
-    table.add_column("ok", no_wrap=True)
+                  pad_edge=False, show_edge=False)
+    table.add_column("thm", no_wrap=True, width=5)
+    table.add_column("quantity", overflow="fold", ratio=1)
+    table.add_column("n", no_wrap=True, width=9)
+    table.add_column("measured", justify="right", no_wrap=True, width=13)
+    table.add_column("pred.", justify="right", no_wrap=True, width=8)
+    table.add_column("tol", justify="right", no_wrap=True, width=5)
+    table.add_column("ok", no_wrap=True, width=3)
     for r in results:
         verdict = "[green]yes[/]" if r.holds else "[bold red]NO[/]"
-        tol = "0" if r.tolerance == 0 else f"{r.tolerance:g}"
+        tol = "0" if r.tolerance == 0 else f"{r.tolerance:.2g}"
         table.add_row(r.claim.replace("Theorem ", ""), r.quantity, _span(r), _measured_cell(r), _predicted_cell(r),
                       tol, verdict)
     return table

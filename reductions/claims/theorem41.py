@@ -46,10 +46,10 @@ class ProtocolSweep:
 
 
 DEFAULT_PROTOCOLS = (
-    ProtocolSweep("sort", {}, (8, 9, 10, 11, 12, 13, 14, 15, 16), (8, 9, 10, 11, 12), 10, 8),
-    ProtocolSweep("prefix-sum", {}, (8, 9, 10, 11, 12, 13, 14, 15, 16), (8, 9, 10, 11, 12), 10, 8),
-    ProtocolSweep("khop", {"k": 4}, (6, 8, 10, 12, 14, 16), (6, 7, 8, 9, 10), 6, 6),
-    ProtocolSweep("connectivity", {}, (4, 5, 6, 7, 8, 9, 10, 11), (4, 5, 6, 7, 8), 5, 4),
+    ProtocolSweep("sort", {}, (8, 9, 10, 11, 12, 13, 14, 15, 16), (8, 10, 12, 14), 10, 8),
+    ProtocolSweep("prefix-sum", {}, (8, 9, 10, 11, 12, 13, 14, 15, 16), (8, 10, 12, 14), 10, 8),
+    ProtocolSweep("khop", {"k": 4}, (6, 8, 10, 12, 14, 16), (6, 8, 10, 12, 14), 6, 6),
+    ProtocolSweep("connectivity", {}, (4, 5, 6, 7, 8, 9, 10, 11), (4, 6, 8, 10), 5, 4),
 )
 
 
