@@ -2,9 +2,7 @@
 sweep that violates it and must make it fail (tiny instances only; the sweeps run in ``verify``)."""
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 
 import numpy as np
 import pytest
