@@ -189,8 +189,8 @@ class Theorem34(Claim):
     def __init__(self, settings: tuple[FamilySetting, ...] = DEFAULT_SETTINGS,
                  exponents: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11, 12), quick_exponents: tuple[int, ...] = (5, 6, 7, 8, 9),
                  time_exponents: tuple[int, ...] = (6, 7, 8, 9, 10, 11, 12, 13, 14),
-                 quick_time_exponents: tuple[int, ...] = (7, 8, 9, 10, 11), eta_exponents: tuple[int, ...] = (5, 6, 7, 8),
-                 quick_eta_exponents: tuple[int, ...] = (5, 6, 7, 8), eta_seeds: int = 12, quick_eta_seeds: int = 6,
+                 quick_time_exponents: tuple[int, ...] = (7, 8, 9, 10, 11), eta_exponents: tuple[int, ...] = (5, 6, 7, 8, 9, 10),
+                 quick_eta_exponents: tuple[int, ...] = (5, 6, 7, 8), eta_seeds: int = 8, quick_eta_seeds: int = 6,
                  rho_pairs: int = 20000, seed: int = 0):
         self.settings = tuple(settings)
         self.exponents, self.quick_exponents = exponents, quick_exponents
