@@ -130,8 +130,8 @@ def result_figures(results: Sequence) -> list[FigureSpec]:
             continue
         xs = tuple(r.xs)
         fitted = tuple(r.fit.predict(x) for x in xs)
-        series = [Series(f"measured ({r.y_label or 'value'})", xs, tuple(r.ys)),
-                  Series(f"fit: slope {r.fit.slope:.3f}", xs, fitted)]
+        series = [Series("measured", xs, tuple(r.ys)), Series("least-squares fit" + ("" if r.fit.logx and r.fit.logy
+                                                       else f" (slope {r.fit.slope:.2f})"), xs, fitted)]
         if r.predicted is not None:
             x0 = math.log(xs[0]) if r.fit.logx else xs[0]
             y0 = math.log(r.ys[0]) if r.fit.logy else r.ys[0]
@@ -140,7 +140,8 @@ def result_figures(results: Sequence) -> list[FigureSpec]:
                 xv = math.log(x) if r.fit.logx else x
                 yv = y0 + r.predicted * (xv - x0)
                 line.append(math.exp(yv) if r.fit.logy else yv)
-            series.append(Series(f"predicted slope {r.predicted:.3f} (tol {r.tolerance:g})", xs, tuple(line)))
+            series.append(Series(f"predicted, +-{r.tolerance:g}" if r.kind == "exponent"
+                                 else f"bound, +{r.tolerance:g}", xs, tuple(line)))
         stem = re.sub(r"[^a-z0-9]+", "_", f"{r.claim} {r.quantity}".lower()).strip("_")[:80]
         while stem in used:
             stem += "_"
