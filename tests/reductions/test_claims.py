@@ -89,7 +89,8 @@ def test_theorem34_holds_on_a_tiny_sweep_and_fails_on_violations():
                       quick_eta_seeds=2, rho_pairs=4000)
     sweep = claim.sweep(quick=True)
     results = claim.check(sweep)
-    assert all(r.holds for r in results if "time" not in r.quantity), [r for r in results if not r.holds]
+    assert all(r.holds for r in results if "log n" not in r.quantity), [r for r in results if not r.holds]
+    assert {r.kind for r in results if "log n" in r.quantity} == {"exponent", "slope at most"}
     broken = []
     for p in sweep:
         v = dict(p.values)
@@ -100,7 +101,7 @@ def test_theorem34_holds_on_a_tiny_sweep_and_fails_on_violations():
             v["failures"] = v["seeds"]
             v["bound"] = 0.01
         elif v["part"] == "time":
-            v["seconds"] = p.n ** 3.0
+            v["seconds"], v["hash_seconds"] = 2.0 * p.n ** 3, float(p.n) ** 3
         elif v["part"] == "rho":
             v["rho"] = v["rho_theory"] + 0.2
         broken.append(SweepPoint(p.n, v))
