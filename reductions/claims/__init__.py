@@ -8,8 +8,8 @@ from .theorem42 import Theorem42
 from .theorem44 import Theorem44
 from .theorem5 import Theorem52, Theorem54, Theorem56, ThreeSumWidth
 
-__all__ = ["Claim", "ClaimResult", "Fit", "SweepPoint", "fit_loglog", "results_table", "Theorem34", "Theorem41", "Theorem42", "Theorem44",
-           "Theorem52", "Theorem54", "Theorem56", "ThreeSumWidth", "all_claims"]
+__all__ = ["Claim", "ClaimResult", "Fit", "SweepPoint", "fit_loglog", "results_table", "Theorem34", "Theorem41",
+           "Theorem42", "Theorem44", "Theorem52", "Theorem54", "Theorem56", "ThreeSumWidth", "all_claims"]
 
 
 def all_claims() -> list[Claim]:
