@@ -189,9 +189,11 @@ class Theorem34(Claim):
     statement = "Algorithm 1 is an ANNA: eta = O(N^(3rho-1)), time O(m N^(1+3rho) log N)"
 
     def __init__(self, settings: tuple[FamilySetting, ...] = DEFAULT_SETTINGS,
-                 exponents: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11, 12), quick_exponents: tuple[int, ...] = (5, 6, 7, 8, 9),
+                 exponents: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11, 12),
+                 quick_exponents: tuple[int, ...] = (5, 6, 7, 8, 9),
                  time_exponents: tuple[int, ...] = (6, 7, 8, 9, 10, 11, 12, 13, 14),
-                 quick_time_exponents: tuple[int, ...] = (7, 8, 9, 10, 11), eta_exponents: tuple[int, ...] = (5, 6, 7, 8, 9, 10),
+                 quick_time_exponents: tuple[int, ...] = (7, 8, 9, 10, 11),
+                 eta_exponents: tuple[int, ...] = (5, 6, 7, 8, 9, 10),
                  quick_eta_exponents: tuple[int, ...] = (5, 6, 7, 8), eta_seeds: int = 8, quick_eta_seeds: int = 6,
                  rho_pairs: int = 20000, seed: int = 0):
         self.settings = tuple(settings)
@@ -237,7 +239,8 @@ class Theorem34(Claim):
                     failures += not sparse_anna_check(q, k, lsh, setting.r, setting.c, 1000 + s).holds
                 points.append(SweepPoint(n, {"part": "eta", "family": setting.label, "seeds": seeds,
                                              "failures": failures, "bound": theory.eta_bound}))
-            for e in [e for e in (self.quick_time_exponents if quick else self.time_exponents) if e <= setting.time_max]:
+            timed = self.quick_time_exponents if quick else self.time_exponents
+            for e in [e for e in timed if e <= setting.time_max]:
                 n = 2 ** e
                 if progress:
                     progress(f"Theorem 3.4: timing anna_attention, {setting.label}, n = 2^{e}")

@@ -72,7 +72,8 @@ class Theorem41(Claim):
     name = "Theorem 4.1"
     statement = "ANNA simulates R-round MPC: depth R x layers per round, width O(N^(eps+delta))"
 
-    def __init__(self, protocols: tuple[ProtocolSweep, ...] = DEFAULT_PROTOCOLS, eps_values: tuple[float, ...] = (0.5, 0.6),
+    def __init__(self, protocols: tuple[ProtocolSweep, ...] = DEFAULT_PROTOCOLS,
+                 eps_values: tuple[float, ...] = (0.5, 0.6),
                  seed: int = 0):
         self.protocols, self.eps_values, self.seed = tuple(protocols), tuple(eps_values), seed
         for eps in self.eps_values:

@@ -46,9 +46,11 @@ class Theorem42(Claim):
 
     def __init__(self, eps: float | tuple[float, ...] = (0.25, 0.4), eps_prime: float = 0.75,
                  c: float | tuple[float, ...] = (4.0, 16.0), layers: int = 2, memory_factor: float = 64.0,
-                 exponents: tuple[int, ...] = (6, 7, 8, 9, 10, 11, 12, 13), quick_exponents: tuple[int, ...] = (6, 7, 8, 9, 10),
+                 exponents: tuple[int, ...] = (6, 7, 8, 9, 10, 11, 12, 13),
+                 quick_exponents: tuple[int, ...] = (6, 7, 8, 9, 10),
                  simulate: dict | None = None, quick_simulate: dict | None = None,
-                 baseline_exponents: tuple[int, ...] = (4, 5, 6, 7, 8), quick_baseline_exponents: tuple[int, ...] = (4, 5, 6),
+                 baseline_exponents: tuple[int, ...] = (4, 5, 6, 7, 8),
+                 quick_baseline_exponents: tuple[int, ...] = (4, 5, 6),
                  rho_pairs: int = 20000):
         self.eps_values = tuple(eps) if isinstance(eps, tuple) else (float(eps),)
         self.cs = tuple(c) if isinstance(c, tuple) else (float(c),)

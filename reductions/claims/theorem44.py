@@ -34,7 +34,8 @@ class Theorem44(Claim):
     statement = "ANNA simulates low-rank attention: depth O(L), H = N^(delta/4) heads of width N^eps'"
 
     def __init__(self, eps_prime: float = 0.5, layers: int = 2, memory_factor: float = 8.0,
-                 exponents: tuple[int, ...] = (6, 7, 8, 9, 10, 11, 12, 13), quick_exponents: tuple[int, ...] = (6, 7, 8, 9, 10)):
+                 exponents: tuple[int, ...] = (6, 7, 8, 9, 10, 11, 12, 13),
+                 quick_exponents: tuple[int, ...] = (6, 7, 8, 9, 10)):
         if not (0.0 < eps_prime < 1.0):
             raise ValueError(f"eps' must be in (0, 1), got {eps_prime}")
         self.eps_prime, self.layers, self.memory_factor = eps_prime, layers, memory_factor
@@ -64,7 +65,8 @@ class Theorem44(Claim):
         built = compiled.transformer.report()           # measured on the built transformer
         expected = protocol.reference(protocol.validate_input(config, data))
         return {
-            "exact": bool(np.array_equal(np.asarray(output).view(np.int64), np.asarray(simulated.output).view(np.int64))),
+            "exact": bool(np.array_equal(np.asarray(output).view(np.int64),
+                                         np.asarray(simulated.output).view(np.int64))),
             "error": float(np.max(np.abs(output - expected) / (1.0 + np.abs(expected)))),
             "tolerance": protocol.tolerance, "rounds": simulated.trace.num_rounds, "depth": built.depth,
             "heads": built.max_heads, "m": built.m, "width": built.width, "s": config.s, "tree_depth": plan.depth,

@@ -225,7 +225,8 @@ def test_result_figures_draw_each_fit(tmp_path):
     rows = [Theorem41().exponent("width", ns, [n**0.5 for n in ns], 0.5),
             Theorem41().exact("out", ns, [True] * 5)]
     specs = result_figures(rows)
-    assert len(specs) == 1 and [s.label for s in specs[0].series] == ["measured", "least-squares fit", "predicted, +-0.1"]
+    assert len(specs) == 1
+    assert [s.label for s in specs[0].series] == ["measured", "least-squares fit", "predicted, +-0.1"]
     paths = write_figures(specs, tmp_path)
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
