@@ -124,7 +124,7 @@ def alignment_table(alignment, max_rows: int | None = None) -> Table:
 
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
-    from .plots import PlotError, require_matplotlib, write_figures
+    from .plots import PlotError, require_matplotlib, result_figures, write_figures
     check_writable_file("--json", args.json)
     if args.plots is not None:
         try:
@@ -133,18 +133,23 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[bold red]PlotError:[/] {exc}")
             return 2
     results, figures = [], []
+    start = time.perf_counter()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
         task = progress.add_task("claims", total=None)
         for claim in all_claims():
             try:
                 sweep = claim.sweep(quick=args.quick, progress=lambda text: progress.update(task, description=text))
-                results.extend(claim.check(sweep))
-                if args.plots is not None and hasattr(claim, "figures"):
-                    figures.extend(claim.figures(sweep))
+                checked = claim.check(sweep)
+                results.extend(checked)
+                if args.plots is not None:
+                    figures.extend(result_figures(checked))
+                    if hasattr(claim, "figures"):
+                        figures.extend(claim.figures(sweep))
             except (MPCError, CompileError, DecodeError, ValueError) as exc:
                 from .claims import ClaimResult
-                results.append(ClaimResult(claim.name, "sweep", "runs", f"{type(exc).__name__}: {exc}", False))
+                results.append(ClaimResult(claim.name, f"sweep ran: {type(exc).__name__}: {exc}", "exact", 0.0, 1.0,
+                                           0.0, False))
     console.print(results_table(results))
     if args.plots is not None:
         for path in write_figures(figures, args.plots):
@@ -152,5 +157,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1))
     failed = [r for r in results if not r.holds]
-    console.print(("[green]all claims hold[/]" if not failed else f"[bold red]{len(failed)} claim(s) fail[/]"))
+    seconds = time.perf_counter() - start
+    console.print(("[green]all claims hold[/]" if not failed else f"[bold red]{len(failed)} claim(s) fail[/]")
+                  + f" ({len(results)} checks, {seconds:.0f} s)")
     return 0 if not failed else 1

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Series", "FigureSpec", "PlotError", "require_matplotlib", "draw", "write_figures", "series_from"]
+__all__ = ["Series", "FigureSpec", "PlotError", "require_matplotlib", "draw", "write_figures", "series_from",
+           "result_figures"]
 
 
 class PlotError(RuntimeError):
@@ -116,6 +117,38 @@ def write_figures(specs: Iterable[FigureSpec], directory: str | Path) -> list[Pa
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     return [draw(spec, directory / f"{spec.name}.png") for spec in specs]
+
+
+def result_figures(results: Sequence) -> list[FigureSpec]:
+    """One figure per fitted claim result (``anna-mpc verify --plots``): the measured series, the
+    fitted line and the predicted slope through the series' first point."""
+    import re
+
+    specs, used = [], set()
+    for r in results:
+        if r.fit is None or len(r.xs) < 2 or any(y is None for y in r.ys):
+            continue
+        xs = tuple(r.xs)
+        fitted = tuple(r.fit.predict(x) for x in xs)
+        series = [Series("measured", xs, tuple(r.ys)), Series("least-squares fit" + ("" if r.fit.logx and r.fit.logy
+                                                       else f" (slope {r.fit.slope:.2f})"), xs, fitted)]
+        if r.predicted is not None:
+            x0 = math.log(xs[0]) if r.fit.logx else xs[0]
+            y0 = math.log(r.ys[0]) if r.fit.logy else r.ys[0]
+            line = []
+            for x in xs:
+                xv = math.log(x) if r.fit.logx else x
+                yv = y0 + r.predicted * (xv - x0)
+                line.append(math.exp(yv) if r.fit.logy else yv)
+            series.append(Series(f"predicted, +-{r.tolerance:g}" if r.kind == "exponent"
+                                 else f"bound, +{r.tolerance:g}", xs, tuple(line)))
+        stem = re.sub(r"[^a-z0-9]+", "_", f"{r.claim} {r.quantity}".lower()).strip("_")[:80]
+        while stem in used:
+            stem += "_"
+        used.add(stem)
+        specs.append(FigureSpec(stem, f"{r.claim}: {r.quantity}"[:90], r.x_label, r.y_label or "value",
+                                tuple(series), xlog=r.fit.logx, ylog=r.fit.logy))
+    return specs
 
 
 def series_from(points: Sequence, label: str, key: str) -> Series:

@@ -4,56 +4,49 @@
 from __future__ import annotations
 
 import math
+import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from anna.tasks import generate_khop, match2_labels
 from mpc_sim import Simulator
-from mpc_sim.protocols.threesum import ThreeSum, rounds_limit, three_sum_reference
+from mpc_sim.protocols.threesum import ThreeSum, three_sum_reference
 
 from ..compile import compile_mpc
-from ..constructions._common import integer_lsh_parameters
-from ..constructions.khop import compiled_khop, compiled_khop_depth, khop_transformer, predecessor_depth
+from ..constructions._common import INT_NEAR, integer_lsh_parameters
+from ..constructions.khop import compiled_khop, khop_transformer, predecessor_depth
 from ..constructions.match2 import match2_transformer
 from ..constructions.threesum import predicted_width_exponent
 from ..plots import FigureSpec
 from ..plots_tasks import khop_depth_figure
-from .base import Claim, ClaimResult, SweepPoint, fit_loglog, fmt
+from .base import Claim, ClaimResult, SweepPoint
 
-__all__ = ["Theorem52", "Theorem54", "Theorem56", "ThreeSumWidth", "LinearFit", "fit_linear"]
+__all__ = ["Theorem52", "Theorem54", "Theorem56", "ThreeSumWidth", "jittered"]
 
 Progress = Callable[[str], None] | None
 
 
-@dataclass(frozen=True)
-class LinearFit:
-    """``y = slope * x + intercept`` by least squares, with the coefficient of determination."""
+def jittered(model, radius: float, seed: int):
+    """``model`` with every head's queries and keys moved by a seeded random vector of norm at
+    most ``radius / 2`` (each position its own): equal integer keys become near pairs at distance
+    up to ``radius`` instead of 0, so Algorithm 1 must find them through its ``ell`` tables (the
+    recall half of Theorem 3.4), not by hashing identical points."""
+    def shift(base, salt: int):
+        def moved(x, positions):
+            out = np.asarray(base(x, positions), dtype=np.float64)
+            rng = np.random.default_rng([seed, salt, out.shape[0], out.shape[1]])
+            d = rng.standard_normal(out.shape)
+            d *= (radius / 2) * rng.uniform(0.0, 1.0, (out.shape[0], 1)) / np.linalg.norm(d, axis=1, keepdims=True)
+            return np.ascontiguousarray(out + d)
+        return moved
 
-    slope: float
-    intercept: float
-    r2: float
-    points: int
-
-
-def fit_linear(xs: Sequence[float], ys: Sequence[float]) -> LinearFit:
-    """Least-squares line through ``(x, y)`` (for depth against ``log2 k``).
-
-    Examples
-    --------
-    >>> f = fit_linear([0, 1, 2, 3], [3, 4, 5, 6])
-    >>> round(f.slope, 6), round(f.intercept, 6), round(f.r2, 6)
-    (1.0, 3.0, 1.0)
-    """
-    x, y = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
-    if x.shape != y.shape or x.size < 2 or np.ptp(x) == 0:
-        raise ValueError(f"need at least two distinct x values with one y each, got {x.size} and {y.size}")
-    slope, intercept = np.polyfit(x, y, 1)
-    residual = y - (slope * x + intercept)
-    total = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((residual ** 2).sum()) / total if total > 0 else 1.0
-    return LinearFit(float(slope), float(intercept), r2, int(x.size))
+    layers = []
+    for li, layer in enumerate(model.layers):
+        heads = tuple(dataclasses.replace(h, query=shift(h.query, 3 * li + 1), key=shift(h.key, 3 * li + 2))
+                      for h in layer.heads)
+        layers.append(dataclasses.replace(layer, heads=heads))
+    return dataclasses.replace(model, layers=tuple(layers))
 
 
 def _say(progress: Progress, text: str) -> None:
@@ -68,12 +61,13 @@ def _span(points: Sequence[SweepPoint], symbol: str = "N") -> str:
 # --- Theorem 5.2 ----------------------------------------------------------------------------------
 class Theorem52(Claim):
     """Match2 with 1 layer, 1 head, m = 1: exact with exact-match attention at every N, and with
-    ANNA (E2LSH at Theorem 3.4's z and ell for N tokens) on random inputs, M = N + 1."""
+    ANNA (E2LSH at Theorem 3.4's z and ell for N tokens) on random inputs, M = N + 1, both on the
+    integer keys and on keys jittered within r (:func:`jittered`: the ell-table recall half)."""
 
     name = "Theorem 5.2"
     statement = "Match2: 1 layer, 1 head, m = 1 (Q = -x mod M, K = x, V = 1, r = 0)"
 
-    def __init__(self, exponents: tuple[int, ...] = (8, 10, 12, 14, 16), quick_exponents: tuple[int, ...] = (8, 10, 12),
+    def __init__(self, exponents: tuple[int, ...] = (8, 10, 12, 14, 16), quick_exponents: tuple[int, ...] = (6, 8, 10),
                  seed: int = 0):
         self.exponents, self.quick_exponents, self.seed = exponents, quick_exponents, seed
 
@@ -89,27 +83,30 @@ class Theorem52(Claim):
             ema = match2_transformer(modulus)
             anna = match2_transformer(modulus, attention="anna", n=n, seed=self.seed)
             theory = integer_lsh_parameters(n)
-            report = ema.report()
+            report = anna.report()
             points.append(SweepPoint(n, {
                 "ema_errors": int((ema(x) != labels).sum()), "anna_errors": int((anna(x) != labels).sum()),
+                "jitter_errors": int((jittered(anna, INT_NEAR, self.seed + e)(x) != labels).sum()),
                 "positive": float(labels.mean()), "z": theory.z, "ell": theory.ell, "eta_bound": theory.eta_bound,
                 "depth": report.depth, "heads": report.max_heads, "m": report.m}))
         return points
 
     def check(self, sweep: list[SweepPoint]) -> list[ClaimResult]:
-        values = [p.values for p in sweep]
-        ema = sum(v["ema_errors"] for v in values)
-        anna = [v["anna_errors"] for v in values]
-        sizes = {(v["depth"], v["heads"], v["m"]) for v in values}
-        eta = sum(v["eta_bound"] for v in values)
+        ns = [p.n for p in sweep]
+        v = [p.values for p in sweep]
+        eta = sum(x["eta_bound"] for x in v)
+        lsh = f"E2LSH(w=1), r = 0.01, c = 100: z {v[0]['z']}..{v[-1]['z']}, ell {v[0]['ell']}..{v[-1]['ell']}"
         return [
-            self.result("output = labels (EMA)", "exact at every N", f"{ema} token errors", ema == 0,
-                        f"{_span(sweep)}, M = N + 1, {min(v['positive'] for v in values):.2f}.."
-                        f"{max(v['positive'] for v in values):.2f} positive"),
-            self.result("output = labels (ANNA, theory z, ell)", "exact w.p. >= 1 - eta", f"errors {anna}",
-                        sum(anna) == 0, f"E2LSH(w=1), r = 0.01, c = 100: z = {values[0]['z']}..{values[-1]['z']}, "
-                                        f"ell = {values[0]['ell']}..{values[-1]['ell']}, sum of eta bounds {eta:.2g}"),
-            self.result("depth, heads, m", "1, 1, 1", ", ".join(str(s) for s in sorted(sizes)), sizes == {(1, 1, 1)}),
+            self.exact("output = labels (EMA)", ns, [x["ema_errors"] == 0 for x in v],
+                       detail=f"M = N + 1, {min(x['positive'] for x in v):.2f}..{max(x['positive'] for x in v):.2f} "
+                              f"positive"),
+            self.exact("output = labels (ANNA, equal keys)", ns, [x["anna_errors"] == 0 for x in v],
+                       detail=f"{lsh}; sum of eta bounds {eta:.2g}"),
+            self.exact("output = labels (ANNA, keys within r)", ns, [x["jitter_errors"] == 0 for x in v],
+                       detail=f"queries and keys moved by <= r/2: near pairs collide w.p. p1^z per table; "
+                              f"errors {[x['jitter_errors'] for x in v]}"),
+            self.exact("depth, heads, m = 1, 1, 1", ns, [(x["depth"], x["heads"], x["m"]) == (1, 1, 1) for x in v],
+                       detail="measured on the built ANNA transformer"),
         ]
 
 
@@ -121,7 +118,13 @@ def _khop_errors(model, n: int, k: int, seed: int) -> int:
 
 class Theorem54(Claim):
     """Induction heads (1-hop) in constant depth: the direct construction (3 causal layers, at
-    most 2 heads, m <= 3) on THEORY §6 data (|Σ| = 4, no immediate repeats) at every N."""
+    most 2 heads, m <= 3) on THEORY §6 data (|Σ| = 4, no immediate repeats) at every N.
+
+    Its ANNA heads see integer keys at distance 0 only: the construction needs weights uniform
+    over equal keys (exact-match attention), which Algorithm 1 gives exactly when equal keys
+    collide in every table. With keys moved within ``r`` (:func:`jittered`) the weights follow
+    the collision counts and the output errs (87 of 256 tokens at N = 256), so the recall half of
+    Theorem 3.4 is exercised by Theorem 5.2's check and Theorem 3.4's claim, not here."""
 
     name = "Theorem 5.4"
     statement = "induction heads (k = 1): constant depth (3 layers, width 6) at every N"
@@ -137,8 +140,9 @@ class Theorem54(Claim):
             n = 2 ** e
             _say(progress, f"Theorem 5.4: induction heads, N = 2^{e}")
             ema = khop_transformer(1)
-            values = {"ema_errors": _khop_errors(ema, n, 1, self.seed + e), "depth": ema.report().depth,
-                      "width": ema.report().width}
+            report = ema.report()
+            values = {"ema_errors": _khop_errors(ema, n, 1, self.seed + e), "depth": report.depth,
+                      "width": report.width}
             if e <= self.anna_max_exponent:
                 anna = khop_transformer(1, attention="anna", n=n, seed=self.seed)
                 values["anna_errors"] = _khop_errors(anna, n, 1, self.seed + e)
@@ -146,25 +150,27 @@ class Theorem54(Claim):
         return points
 
     def check(self, sweep: list[SweepPoint]) -> list[ClaimResult]:
-        values = [p.values for p in sweep]
-        depths = sorted({v["depth"] for v in values})
-        widths = sorted({v["width"] for v in values})
-        ema = sum(v["ema_errors"] for v in values)
-        anna = [v["anna_errors"] for v in values if "anna_errors" in v]
-        return [
-            self.result("output = hop_1 (EMA)", "exact at every N", f"{ema} token errors", ema == 0,
-                        f"{_span(sweep)}, |Σ| = 4, no repeats"),
-            self.result("output = hop_1 (ANNA, theory z, ell)", "exact w.p. >= 1 - eta", f"errors {anna}",
-                        sum(anna) == 0, f"N <= 2^{self.anna_max_exponent}"),
-            self.result("depth over N", "constant", f"{depths}", len(depths) == 1,
-                        f"width m*H {widths} (predecessor: softmax, 2 layers)"),
+        ns = [p.n for p in sweep]
+        anna = [p for p in sweep if "anna_errors" in p.values]
+        results = [
+            self.exact("output = hop_1 (EMA)", ns, [p.values["ema_errors"] == 0 for p in sweep],
+                       detail="|Σ| = 4, no immediate repeats"),
+            self.slope_at_most("depth vs N, O(1)", ns, [p.values["depth"] for p in sweep], 0.0, y_label="depth",
+                               detail=f"depths {sorted({p.values['depth'] for p in sweep})}, width m*H "
+                                      f"{sorted({p.values['width'] for p in sweep})} (built model)"),
         ]
+        if anna:
+            results.append(self.exact("output = hop_1 (ANNA, theory z, ell)", [p.n for p in anna],
+                                      [p.values["anna_errors"] == 0 for p in anna],
+                                      detail=f"errors {[p.values['anna_errors'] for p in anna]}"))
+        return results
 
 
 # --- Theorem 5.6 ----------------------------------------------------------------------------------
 class Theorem56(Claim):
     """k-hop in depth O(log k): the direct causal construction, exact for k = 1..64, its depth
-    fitted against log2 k and flat in N; and Theorem 4.1 on the pointer-doubling protocol."""
+    fitted against log2 k and flat in N; and Theorem 4.1 on the pointer-doubling protocol, its
+    compiled depth fitted against log2 k on compiled models."""
 
     name = "Theorem 5.6"
     statement = "k-hop: depth O(log k) (direct: floor(log2 k) + 3 + [k not 2^j]); RNN/low-rank need depth k"
@@ -175,12 +181,15 @@ class Theorem56(Claim):
                  quick_flat_exponents: tuple[int, ...] = (6, 8, 10), flat_k: int = 16,
                  anna_cases: tuple[tuple[int, int], ...] = ((2**10, 16), (2**12, 64)),
                  quick_anna_cases: tuple[tuple[int, int], ...] = ((2**9, 16),),
-                 compiled_n: int = 64, compiled_runs: tuple[tuple[int, int], ...] = ((16, 3), (32, 5), (32, 64)),
+                 compiled_n: int = 64, compiled_ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64),
+                 quick_compiled_ks: tuple[int, ...] = (1, 2, 4, 8, 16),
+                 compiled_runs: tuple[tuple[int, int], ...] = ((16, 3), (32, 5), (32, 64)),
                  quick_compiled_runs: tuple[tuple[int, int], ...] = ((16, 3),), seed: int = 0):
         self.ks, self.quick_ks, self.n, self.quick_n = tuple(ks), tuple(quick_ks), n, quick_n
         self.flat_exponents, self.quick_flat_exponents, self.flat_k = flat_exponents, quick_flat_exponents, flat_k
         self.anna_cases, self.quick_anna_cases = anna_cases, quick_anna_cases
-        self.compiled_n, self.compiled_runs, self.quick_compiled_runs = compiled_n, compiled_runs, quick_compiled_runs
+        self.compiled_n, self.compiled_ks, self.quick_compiled_ks = compiled_n, compiled_ks, quick_compiled_ks
+        self.compiled_runs, self.quick_compiled_runs = compiled_runs, quick_compiled_runs
         self.seed = seed
 
     def sweep(self, quick: bool = False, progress: Progress = None) -> list[SweepPoint]:
@@ -191,24 +200,27 @@ class Theorem56(Claim):
             model = khop_transformer(k)
             points.append(SweepPoint(n, {"part": "by_k", "k": k, "depth": model.report().depth,
                                          "width": model.report().width,
-                                         "errors": _khop_errors(model, n, k, self.seed + k),
-                                         "compiled_depth": compiled_khop_depth(k, self.compiled_n)}))
+                                         "errors": _khop_errors(model, n, k, self.seed + k)}))
         for e in (self.quick_flat_exponents if quick else self.flat_exponents):
             _say(progress, f"Theorem 5.6: direct k-hop, k = {self.flat_k}, N = 2^{e}")
             model = khop_transformer(self.flat_k)
             points.append(SweepPoint(2 ** e, {"part": "by_n", "k": self.flat_k, "depth": model.report().depth,
-                                              "errors": _khop_errors(model, 2 ** e, self.flat_k, self.seed + e),
-                                              "compiled_depth": compiled_khop_depth(self.flat_k, 2 ** e)}))
+                                              "errors": _khop_errors(model, 2 ** e, self.flat_k, self.seed + e)}))
         for size, k in (self.quick_anna_cases if quick else self.anna_cases):
             _say(progress, f"Theorem 5.6: direct k-hop with ANNA heads, k = {k}, N = {size}")
             model = khop_transformer(k, attention="anna", n=size, seed=self.seed)
             points.append(SweepPoint(size, {"part": "anna", "k": k,
                                             "errors": _khop_errors(model, size, k, self.seed + 1)}))
+        for k in (self.quick_compiled_ks if quick else self.compiled_ks):
+            _say(progress, f"Theorem 5.6: compiling pointer doubling, k = {k}, N = {self.compiled_n}")
+            model = compiled_khop(k, self.compiled_n, seed=self.seed)
+            points.append(SweepPoint(self.compiled_n, {"part": "compiled_depth", "k": k,
+                                                       "depth": model.transformer.report().depth}))
         for size, k in (self.quick_compiled_runs if quick else self.compiled_runs):
             _say(progress, f"Theorem 5.6: pointer doubling compiled (Theorem 4.1), k = {k}, N = {size}")
             model = compiled_khop(k, size, seed=self.seed)
             inputs, targets = generate_khop(size, 4, k, seed=self.seed + k)
-            points.append(SweepPoint(size, {"part": "compiled", "k": k, "depth": model.report.depth,
+            points.append(SweepPoint(size, {"part": "compiled", "k": k, "depth": model.transformer.report().depth,
                                             "errors": int((model(inputs[1:]) != targets).sum())}))
         return points
 
@@ -221,41 +233,42 @@ class Theorem56(Claim):
         by_k = [p.values for p in sweep if p.values["part"] == "by_k"]
         by_n = [p for p in sweep if p.values["part"] == "by_n"]
         anna = [p for p in sweep if p.values["part"] == "anna"]
+        depth_c = [p.values for p in sweep if p.values["part"] == "compiled_depth"]
         compiled = [p for p in sweep if p.values["part"] == "compiled"]
-        ks = np.array([v["k"] for v in by_k])
-        depth = np.array([v["depth"] for v in by_k])
-        fit = fit_linear(np.log2(ks), depth)
-        bound_ok = bool((depth <= np.floor(np.log2(ks)) + 4).all())
-        errors = sum(v["errors"] for v in by_k)
-        below = [int(k) for k, d in zip(ks, depth) if d >= k]
+        ks = [v["k"] for v in by_k]
+        depth = [v["depth"] for v in by_k]
+        below = [k for k, d in zip(ks, depth) if d >= k]
         results = [
-            self.result("output = hop_k (EMA, direct)", "exact for every k", f"{errors} token errors", errors == 0,
-                        f"k = {ks.min()}..{ks.max()} ({ks.size} values), N = {sweep[0].n}, |Σ| = 4"),
-            self.result("depth vs log2 k (direct)", "O(log k): <= floor(log2 k) + 4",
-                        f"slope {fmt(fit.slope)}, intercept {fmt(fit.intercept)}", bound_ok and fit.slope <= 1.5,
-                        f"r2 {fit.r2:.3f}; depth {depth.min()}..{depth.max()} vs k = {ks.max()} for RNN/low-rank; "
-                        f"predecessor floor(log2 k) + 2 = {predecessor_depth(int(ks.max()))}; depth >= k only at k = {below}"),
+            self.exact("output = hop_k (EMA, direct)", ks, [v["errors"] == 0 for v in by_k], x_label="k",
+                       detail=f"N = {sweep[0].n}, |Σ| = 4"),
+            self.bound("depth <= floor(log2 k) + 4 (direct)", ks, depth,
+                       [int(np.floor(np.log2(k))) + 4 for k in ks], x_label="k", y_label="depth",
+                       detail=f"predecessor floor(log2 k) + 2 = {predecessor_depth(max(ks))} at k = {max(ks)}; "
+                              f"depth >= k only at k = {below}"),
+            self.slope_at_most("depth per log2 k (direct)", np.log2(ks), depth, 1.0, x_label="log2 k",
+                               y_label="depth", logx=False,
+                               detail="linear fit of depth on log2 k: O(log k) layers, slope <= 1 (doubling)"),
         ]
-        n_depths = sorted({p.values["depth"] for p in by_n})
-        n_errors = sum(p.values["errors"] for p in by_n)
-        results.append(self.result(f"depth over N (direct, k = {self.flat_k})", "flat in N", f"{n_depths}",
-                                   len(n_depths) == 1 and n_errors == 0,
-                                   f"{_span(by_n)}, {n_errors} token errors; compiled route's depth at these N: "
-                                   f"{[p.values['compiled_depth'] for p in by_n]} (its block sort grows with N)"))
+        results.append(self.slope_at_most(f"depth vs N (direct, k = {self.flat_k})", [p.n for p in by_n],
+                                          [p.values["depth"] for p in by_n], 0.0, y_label="depth",
+                                          detail=f"{sum(p.values['errors'] for p in by_n)} token errors"))
+        results.append(self.exact(f"output over N (direct, k = {self.flat_k})", [p.n for p in by_n],
+                                  [p.values["errors"] == 0 for p in by_n]))
         if anna:
-            anna_errors = [p.values["errors"] for p in anna]
-            results.append(self.result("output = hop_k (ANNA, direct)", "exact w.p. >= 1 - eta",
-                                       f"errors {anna_errors}", sum(anna_errors) == 0,
-                                       ", ".join(f"N = {p.n}, k = {p.values['k']}" for p in anna)))
-        c_fit = fit_linear(np.log2(ks[ks <= self.compiled_n]),
-                           [v["compiled_depth"] for v in by_k if v["k"] <= self.compiled_n])
-        c_errors = sum(p.values["errors"] for p in compiled)
-        results.append(self.result("compiled pointer doubling (Thm 4.1)", "exact; depth 2 log2 k + O(log^2 N)",
-                                   f"slope {fmt(c_fit.slope)}, intercept {fmt(c_fit.intercept)}; {c_errors} errors",
-                                   c_errors == 0 and c_fit.slope <= 2.5,
-                                   f"depth fit at N = {self.compiled_n}; ran "
-                                   + ", ".join(f"N = {p.n}, k = {p.values['k']}: {p.values['depth']} layers"
-                                               for p in compiled)))
+            results.append(self.exact("output = hop_k (ANNA, direct)", [p.n for p in anna],
+                                      [p.values["errors"] == 0 for p in anna],
+                                      detail=", ".join(f"N = {p.n}, k = {p.values['k']}" for p in anna)))
+        if len(depth_c) >= 2:
+            results.append(self.exponent(
+                f"compiled depth per log2 k (N = {self.compiled_n})", np.log2([v["k"] for v in depth_c]),
+                [v["depth"] for v in depth_c], 2.0, x_label="log2 k", y_label="compiled depth", logx=False,
+                detail=f"built models' depths {[v['depth'] for v in depth_c]}: O(log k) doubling steps of 2 "
+                       f"rounds (request, reply), one layer per round"))
+        if compiled:
+            results.append(self.exact("compiled pointer doubling output", [p.n for p in compiled],
+                                      [p.values["errors"] == 0 for p in compiled],
+                                      detail=", ".join(f"N = {p.n}, k = {p.values['k']}: {p.values['depth']} layers"
+                                                       for p in compiled)))
         return results
 
 
@@ -270,22 +283,22 @@ class ThreeSumWidth(Claim):
     statement = "3-SUM: O(1) layers, width m*H = O(N^(1/2 + delta)) via a constant-round MPC protocol"
 
     def __init__(self, eps: float = 0.6, exponents: tuple[int, ...] = tuple(range(8, 21, 2)),
+                 quick_exponents: tuple[int, ...] = tuple(range(8, 15, 2)),
                  run_sizes: tuple[int, ...] = (16, 32), quick_run_sizes: tuple[int, ...] = (16,),
-                 simulate_sizes: tuple[int, ...] = (256, 1024), quick_simulate_sizes: tuple[int, ...] = (256,),
-                 slack: float = 0.06):
-        self.eps, self.exponents, self.slack = eps, exponents, slack
+                 simulate_sizes: tuple[int, ...] = (256, 1024), quick_simulate_sizes: tuple[int, ...] = (256,)):
+        self.eps, self.exponents, self.quick_exponents = eps, exponents, quick_exponents
         self.run_sizes, self.quick_run_sizes = run_sizes, quick_run_sizes
         self.simulate_sizes, self.quick_simulate_sizes = simulate_sizes, quick_simulate_sizes
 
     def sweep(self, quick: bool = False, progress: Progress = None) -> list[SweepPoint]:
         protocol, points = ThreeSum(), []
-        for e in self.exponents:
+        for e in (self.quick_exponents if quick else self.exponents):
             n = 2 ** e
             _say(progress, f"3-SUM: compiling the protocol, n = 2^{e}")
             config = protocol.default_config(n, self.eps)
-            report = compile_mpc(protocol, config).report
-            points.append(SweepPoint(n, {"part": "width", "width": report.width, "depth": report.depth,
-                                         "heads": report.heads_per_layer, "m": report.m, "s": config.s,
+            built = compile_mpc(protocol, config).transformer.report()
+            points.append(SweepPoint(n, {"part": "width", "width": built.width, "depth": built.depth,
+                                         "heads": built.max_heads, "m": built.m, "s": config.s,
                                          "machines": config.machines}))
         for n in (self.quick_run_sizes if quick else self.run_sizes):
             for seed in (0, 1):  # an even seed leaves the input random, an odd one plants a triple
@@ -308,22 +321,18 @@ class ThreeSumWidth(Claim):
     def check(self, sweep: list[SweepPoint]) -> list[ClaimResult]:
         width = [p for p in sweep if p.values["part"] == "width"]
         runs = [p for p in sweep if p.values["part"] in ("run", "simulate")]
-        predicted = predicted_width_exponent(self.eps)
-        fit = fit_loglog([p.n for p in width], [p.values["width"] for p in width])
-        depths = [p.values["depth"] for p in width]
-        limit = rounds_limit(self.eps)
-        wrong = [(p.n, p.values["part"]) for p in runs if p.values["answer"] != p.values["truth"]]
+        ns = [p.n for p in width]
         yes = sum(p.values["truth"] for p in runs)
         return [
-            self.result("width m*H slope", f"1/2 + delta = {predicted:.2f} (delta = 2 eps - 1, eps = {self.eps})", fmt(fit.slope),
-                        abs(fit.slope - predicted) <= self.slack,
-                        f"{_span(width, 'n')}, width {width[0].values['width']}..{width[-1].values['width']}, "
-                        f"r2 {fit.r2:.3f}, s = {width[0].values['s']}..{width[-1].values['s']}"),
-            self.result("depth (= rounds)", f"O(1): <= {limit} for every n", f"{min(depths)}..{max(depths)}",
-                        max(depths) <= limit, f"{_span(width, 'n')}; tokens = machines "
-                                              f"{width[0].values['machines']}..{width[-1].values['machines']}"),
-            self.result("answer = 3-SUM", "exact (compiled model and simulator)",
-                        f"{len(runs) - len(wrong)}/{len(runs)} exact", not wrong,
-                        f"{yes} yes / {len(runs) - yes} no instances; compiled at n = "
-                        f"{sorted({p.n for p in runs if p.values['part'] == 'run'})}"),
+            self.exponent("width m*H exponent", ns, [p.values["width"] for p in width],
+                          predicted_width_exponent(self.eps), y_label="width m*H",
+                          detail=f"1/2 + delta, delta = 2 eps - 1, eps = {self.eps}; s = {width[0].values['s']}.."
+                                 f"{width[-1].values['s']} (built transformers)"),
+            self.slope_at_most("depth vs n, O(1)", ns, [p.values["depth"] for p in width], 0.0, y_label="depth",
+                               detail=f"depth {min(p.values['depth'] for p in width)}.."
+                                      f"{max(p.values['depth'] for p in width)} (built transformers); tokens "
+                                      f"{width[0].values['machines']}..{width[-1].values['machines']}"),
+            self.exact("answer = 3-SUM (compiled, simulator)", [p.n for p in runs],
+                       [p.values["answer"] == p.values["truth"] for p in runs],
+                       detail=f"{yes} yes / {len(runs) - yes} no instances"),
         ]

@@ -120,20 +120,6 @@ def test_config_with_too_few_machines_is_refused():
                                         machines_factor=config.machines_factor / 4))
 
 
-def test_theorem44_claim_holds_on_a_small_sweep_and_fails_on_a_growing_depth():
-    from reductions.claims import SweepPoint, Theorem44
-    claim = Theorem44(quick_exponents=(6, 7, 8))
-    sweep = claim.sweep(quick=True)
-    results = claim.check(sweep)
-    assert all(r.holds for r in results), [r for r in results if not r.holds]
-    assert all(p.values["heads"] == claim.fanout(p.n) + 1 for p in sweep)
-    growing = [SweepPoint(p.n, {**p.values, "depth": p.values["depth"] * p.n, "rounds": p.values["rounds"] * p.n})
-               for p in sweep]
-    assert not {r.quantity: r.holds for r in claim.check(growing)}["depth vs n"]
-    figures = claim.figures(sweep)
-    assert [f.name for f in figures] == ["theorem44_width", "theorem44_depth"]
-
-
 @pytest.mark.slow
 def test_theorem44_full_sweep_holds():
     from reductions.claims import Theorem44

@@ -116,16 +116,6 @@ def test_model_budgets_list_every_quantity_over():
         assert_model_within(model, width=1.5)
 
 
-def test_claim_table_fits_80_columns_with_measured_numbers_whole():
-    from reductions.claims.base import ClaimResult, results_table
-    results = [ClaimResult("Theorem 4.1 (MPC -> ANNA)", "width m*H slope (hashed)", "<= eps + delta = 0.75", "0.512",
-                           True, "n = 2^8..2^14, width 3072..98304, r2 0.998"),
-               ClaimResult("Theorem 5", "rounds", "<= 1/eps", "123456789.012", False, "")]
-    text = render(results_table(results))
-    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
-    assert "123456789.012" in text and "0.512" in text and "width 3072..98304," in text
-
-
 def test_compile_command_elides_the_alignment_of_long_models(capsys, monkeypatch):
     from reductions.cli import main
     monkeypatch.setenv("COLUMNS", "80")
