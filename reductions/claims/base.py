@@ -238,6 +238,8 @@ def _span(r: ClaimResult) -> str:
     lo, hi = min(r.xs), max(r.xs)
     if r.x_label == "n" and lo > 0 and float(math.log2(lo)).is_integer() and float(math.log2(hi)).is_integer():
         return f"2^{int(math.log2(lo))}..2^{int(math.log2(hi))}"
+    if float(lo).is_integer() and float(hi).is_integer():
+        lo, hi = int(lo), int(hi)
     return f"{fmt(lo)}..{fmt(hi)}" if lo != hi else fmt(lo)
 
 
