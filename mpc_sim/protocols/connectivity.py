@@ -204,7 +204,8 @@ def sort_plan(items: int, cap: int, s: int, max_failure: float, leaves: int = 1)
     if items <= cap:
         return SortPlan(items, cap, leaves, 0.0, 1, 1, max(2, s), 0.0)
     log_target = math.log(max_failure / 2)
-    why = f"s = {s} leaves no room for splitters"
+    why = (f"s = {s} is too small: {items} keys need at least {-(-items // cap)} buckets of {cap}, and a "
+           f"leader of s words can pick at most s splitters spread by a tree of degree >= 2")
     spacings = np.unique(np.geomspace(1, max(1, min(cap, s // 2)), 80).astype(np.int64)).tolist()
     for spacing in spacings[::-1]:       # the fewest buckets first
         buckets = s // spacing + 1
