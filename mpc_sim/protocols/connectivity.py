@@ -197,7 +197,7 @@ def sort_plan(items: int, cap: int, s: int, max_failure: float, leaves: int = 1)
     --------
     >>> plan = sort_plan(10**6, 4000, 16000, 1e-10, leaves=250)
     >>> plan.failure <= 1e-10, plan.rounds, plan.buckets * plan.cap >= 10**6
-    (True, 2, True)
+    (True, 3, True)
     >>> sort_plan(100, 100, 400, 1e-9).trivial
     True
     """
@@ -423,6 +423,9 @@ class Connectivity(Protocol):
     """
 
     summary = "connected components of an edge list (random-leader star contraction, sample sorts)"
+    round_formula = ("R = start + P L <= start + (t_max + 1) L w.h.p.: start = 4 + Ta, L = 4 + max(3, 1 + Tr) "
+                     "(7 when the splitter trees have depth <= 2), t_max = ceil(log(2 min(V, 2E) / 1e-9) / log(4/3))")
+    """The round count as a formula (the listing prints it; :meth:`rounds_formula` fills in the numbers)."""
 
     vertices: int | None = None
     name = "connectivity"

@@ -216,6 +216,9 @@ class KHop(Protocol):
     """
 
     summary = "k-hop induction heads, by pointer doubling"
+    round_formula = ("R = 5 + T(P) + [P > 1] + 2 J: one sort (T(P) bitonic stages), then J = (bit_length(k') - 1)"
+                     " + [popcount(k') > 1] doubling steps of 2 rounds, k' = min(k, n)")
+    """The round count as a formula (the listing prints it; :meth:`rounds_formula` fills in the numbers)."""
 
     k: int = 1
     bottom: int = -1
@@ -233,6 +236,26 @@ class KHop(Protocol):
     def rounds_bound(self, config: MPCConfig) -> int:
         """Exactly the rounds the schedule takes (module docstring); 0 for ``min(k, n) = 0``."""
         return _plan(config, self.k).rounds
+
+    def rounds_formula(self, config: MPCConfig) -> str:
+        """:attr:`round_formula` with this config's numbers, with what ``T``, ``P`` and ``J`` are.
+
+        Examples
+        --------
+        >>> from mpc_sim import MPCConfig
+        >>> KHop(k=5).rounds_formula(MPCConfig(n=1000, eps=0.5, memory_factor=2)).split(";")[0]
+        '5 + T(P) + [P > 1] + 2 J = 5 + 28 + 1 + 2 x 3 = 40'
+        """
+        plan = _plan(config, self.k)
+        if plan.k_eff == 0:
+            return "0 (k' = min(k, n) = 0: the output is the input)"
+        k_eff, T, more = plan.k_eff, len(plan.stages), int(plan.P > 1)
+        top, extra = k_eff.bit_length() - 1, int(bin(k_eff).count("1") > 1)
+        J = top + extra
+        return (f"5 + T(P) + [P > 1] + 2 J = 5 + {T} + {more} + 2 x {J} = {5 + T + more + 2 * J}; "
+                f"T(P) = t(t+1)/2 = {T}, t = ceil(log2 P), P = {plan.P} machines of B = {plan.B} positions; "
+                f"J = (bit_length(k') - 1) + [popcount(k') > 1] = {top} + {extra}, k' = min(k, n) = {k_eff} "
+                f"(2 rounds per doubling step: request, response)")
 
     def fanout_bound(self, config: MPCConfig) -> int:
         """Messages a machine sends in one round: to the homes of its input words (round 1), of its
