@@ -16,22 +16,30 @@ A parent pointer ``p(v)`` per vertex, initially ``p(v) = v``; the pointers alway
 * every non-leader root ``r`` hooks onto ``m(r)``, the smallest leader root adjacent to its star
   (if any): ``p(r) = m(r)``; leader roots never move, so one pointer jump ``p(v) = p(p(v))``
   makes every tree a star again;
-* a coordinator ORs "some edge joins two stars" flags; when none does, the stars are the
-  components and a last phase replaces every root by its star's smallest vertex.
+* a coordinator adds up the *joining pairs* (distinct ``(p(u), p(v))`` of edges between two
+  stars, counted per arc bucket). None: the stars are the components, and this phase replaces
+  every root by its star's smallest vertex (the last phase). At most ``(s - 1) / 4``: FINISH --
+  this phase hooks nothing, the arc buckets send their pairs to the coordinator, which computes
+  the components of the contracted graph locally and sends every moved root its component's
+  smallest root; the next phase points the roots there (instead of hooking), and the one after
+  is the last. (Without FINISH the last few pairs of stars take a geometric tail of phases.)
 
 Bound on the phases. A star with a neighbouring star is absorbed in a phase with probability
 ``>= 1/4`` (it is a non-leader, a neighbour a leader), so the expected number ``N_t`` of such
 stars satisfies ``E N_t <= N_0 (3/4)^t`` and ``P(some edge still joins two stars after t phases)
-<= N_0 (3/4)^t`` (``N_0 <= min(V, 2E)``). The protocol allots ``t_max = ceil(log(2 N_0 /
-max_failure) / log(4/3))`` phases and raises :class:`~mpc_sim.errors.ProtocolError` if the
-coordinator still sees a joining edge in phase ``t_max``: with probability ``>= 1 - max_failure``
-the run ends within :meth:`Connectivity.rounds_bound`, and it is never silently wrong.
+<= N_0 (3/4)^t`` (``N_0 <= min(V, 2E)``; FINISH only ends a run sooner). The protocol allots
+``t_max = ceil(log(2 N_0 / max_failure) / log(4/3))`` phases and raises
+:class:`~mpc_sim.errors.ProtocolError` if the coordinator still sees too many joining pairs for
+a FINISH in phase ``t_max``: with probability ``>= 1 - max_failure`` the run ends within
+:meth:`Connectivity.rounds_bound` (phase ``t_max + 2`` at the latest), and it is never silently
+wrong. On random graphs FINISH comes after about ``log_{4/3}(n / s)`` phases: rounds grow
+linearly in ``log n`` (about 100 at ``n = 2^16``, ``eps = 0.5``; ``benchmarks/bench_rounds.py``).
 
 Primitives (all constant-round at constant ``eps``). Every hot spot (a vertex of huge degree, a
 huge star) is handled by one-word keys sorted with a *sample sort*: sources sample their keys
 with a public probability ``q`` (stable hashes of the key's index), a leader picks every
 ``r``-th sample as a splitter and spreads the splitters down an in-place radix tree
-(:mod:`._trees`) of degree ``floor(s / k)``; the sources send each key to its bucket machine
+(:mod:`._trees`) of degree ``floor(s / K)``; the sources send each key to its bucket machine
 (the number of splitters below it), which sorts it locally. Buckets then hold contiguous runs of
 the global order, so a machine that asks a table machine once per distinct vertex (root) it
 holds sends it at most ``Bv + K - 1`` asks in total (``K`` buckets). A bucket overflows its
@@ -43,30 +51,31 @@ errors catch the rest.
 
 Machines have roles (contiguous id ranges): *edge machines* (``b = s/4`` input edges each),
 *arc buckets* (arcs ``(source, arc id)`` sorted by the key ``source * n + arc``), *tables*
-(``p``, the first and last arc bucket holding each vertex's arcs, the phase's candidate, for
-``Bv`` consecutive vertices), *record buckets* (keys ``p(v) * V + v`` sorted per phase), a
-*leader* (the sorts' sampler) and a *coordinator*.
+(``p``, the first and last arc bucket holding each vertex's arcs, the phase's candidate, a
+pending FINISH target, for ``Bv`` consecutive vertices), *record buckets* (keys ``p(v) * V + v``
+sorted per phase), a *leader* (the sorts' sampler) and a *coordinator*.
 
-Rounds. Setup: round 1 moves edges to edge machines and samples arc keys; splitters reach the
-edge machines after ``Ta`` rounds (``Ta = 0`` when all arcs fit one bucket, else the splitter
-tree's depth, at least 1); the edge machines send arcs to buckets; buckets send every arc's
-location to its edge machine, which tells each arc where its reverse arc lies. Phase ``t``
-starts at ``start = 4 + Ta`` plus ``t * L``, ``L = 4 + max(3, 1 + Tr)`` (``Tr`` likewise for the
-record sort)::
+Rounds. Setup: round 1 moves edges to edge machines, which sample arc keys in round 2;
+splitters reach the edge machines after ``Ta`` more rounds (``Ta = 0`` when all arcs fit one
+bucket, else the splitter tree's depth, at least 1); the edge machines send arcs to buckets;
+buckets send every arc's location to its edge machine, which tells each arc where its reverse
+arc lies. Phase ``t`` starts at ``start = 5 + Ta`` (4 when ``Ta = 0``) plus ``t * L``,
+``L = 4 + max(3, 1 + Tr)`` (``Tr`` likewise for the record sort)::
 
     j = 0     tables: push p(v) to the arc buckets holding v's arcs; sample record keys
     j = 1     arc buckets: send p(source) along every arc to its reverse arc; leader: splitters
     j = 2     arc buckets: per source the smallest leader root across a joining arc (only for
-              non-leader roots) to the tables; "some arc joins two stars" to the coordinator
-    j = 3     coordinator: none joins -> STOP to tables and arc buckets
+              non-leader roots) to the tables; their joining pairs' count to the coordinator
+    j = 3     coordinator: STOP or FINISH to tables and arc buckets (or nothing)
     c         tables (c = max(3, 1 + Tr)): records (p(v) * V + v, candidate) to record buckets
     c + 1     buckets: sort; per root run (r, least candidate, least vertex) to r's table
-    c + 2     tables: answer each ask: m(r) if r hooks, else r (after STOP: the star's minimum)
+    c + 2     tables: answer each ask: m(r) if r hooks, else r (after STOP: the star's minimum;
+              after FINISH: r, and in the next phase the pending target)
     c + 3     buckets: (v, answer) to v's table, which sets p(v) at j = L (the next phase's 0)
 
 After STOP the tables send the labels to the output machines. Hence (exactly, given the number
-of phases ``P <= t_max + 1``) ``R = start + P * L``, and :meth:`Connectivity.rounds_bound` is
-``start + (t_max + 1) L``.
+of phases ``P <= t_max + 3``) ``R = start + P * L``, and :meth:`Connectivity.rounds_bound` is
+``start + (t_max + 3) L``.
 
 Only the per-machine style is implemented (no ``batch_step``): every heavy step is numpy over a
 machine's records, and the machine count is small (``O(n / s)``).
@@ -93,6 +102,7 @@ MAX_FAILURE = 1e-9
 
 INF = INT_MAX
 _ARC_TAG, _RECORD_TAG, _LEADER_TAG = 11, 12, 13  # hash domains of the public coins
+_STOP, _FINISH = 1, 2  # the coordinator's one-word messages
 
 
 def components_reference(data: np.ndarray, vertices: int) -> np.ndarray:
@@ -299,7 +309,7 @@ class _Plan:
 
     @cached_property
     def bound(self) -> int:
-        return self.start + (self.phases + 1) * self.length
+        return self.start + (self.phases + 3) * self.length
 
     def table(self, vertex):
         return self.T0 + vertex // self.Bv
@@ -314,7 +324,7 @@ class _Plan:
     def problems(self) -> list[str]:
         found = []
         if self.Bv < 1:
-            found.append(f"no room for table machines: Bv = (s - 1 - K_r - 3 max(K_a, K_r)) // 7 = {self.Bv} "
+            found.append(f"no room for table machines: Bv = (s - 2 - K_r - 3 max(K_a, K_r)) // 8 = {self.Bv} "
                          f"with K_a = {self.KA}, K_r = {self.KR}, s = {self.s}")
             return found
         if self.KA + self.Pv > self.s:
@@ -346,7 +356,7 @@ def _plan(config: MPCConfig, vertices: int) -> _Plan | str:
         return f"connectivity needs s >= 16 words per machine, got s = {s}"
     phases = phase_budget(V, E, MAX_FAILURE)
     per_sort = MAX_FAILURE / (4 * (phases + 2))
-    capA, capR = (s - 1) // 4, (s - 1) // 3
+    capA, capR = (s - 2) // 4, (s - 1) // 3
     arcs = sort_plan(2 * E, capA, s, per_sort)
     if isinstance(arcs, str):
         return "sorting the arcs: " + arcs
@@ -357,7 +367,7 @@ def _plan(config: MPCConfig, vertices: int) -> _Plan | str:
     records = sort_plan(V, capR, s, per_sort)
     if isinstance(records, str):
         return "sorting the records: " + records
-    Bv = min((s - 1 - records.buckets - 3 * max(arcs.buckets, records.buckets)) // 7, (s - arcs.buckets) // 2)
+    Bv = min((s - 2 - records.buckets - 3 * max(arcs.buckets, records.buckets)) // 8, (s - arcs.buckets) // 2)
     Pv = -(-V // Bv) if Bv >= 1 else 0
     return _Plan(n, s, config.machines, V, E, b, Pe, capA, replace(arcs, leaves=Pe), Bv, Pv, capR,
                  replace(records, leaves=max(Pv, 1)), phases)
@@ -408,6 +418,9 @@ class Connectivity(Protocol):
     vertices : int or None
         ``V >= 1``; the input's vertex ids must lie in ``0 .. V-1``. ``None`` (the default) means
         ``V = max(1, n // 2)``: as many vertices as edges.
+    finish : bool
+        Whether the coordinator may FINISH (solve the contracted graph locally once its joining
+        pairs fit ``(s - 1) / 4`` words); False runs pure star contraction to the end.
 
     Examples
     --------
@@ -423,14 +436,18 @@ class Connectivity(Protocol):
     """
 
     summary = "connected components of an edge list (random-leader star contraction, sample sorts)"
-    round_formula = ("R = start + P L <= start + (t_max + 1) L w.h.p.: start = 4 + Ta, L = 4 + max(3, 1 + Tr) "
+    round_formula = ("R = start + P L <= start + (t_max + 3) L w.h.p.: start = 5 + Ta, L = 4 + max(3, 1 + Tr) "
                      "(7 when the splitter trees have depth <= 2), t_max = ceil(log(2 min(V, 2E) / 1e-9) / log(4/3))")
     """The round count as a formula (the listing prints it; :meth:`rounds_formula` fills in the numbers)."""
 
     vertices: int | None = None
+    finish: bool = True
     name = "connectivity"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.finish, (bool, np.bool_)):
+            raise ConfigError(f"connectivity: finish must be True or False, got {self.finish!r}")
+        object.__setattr__(self, "finish", bool(self.finish))
         if self.vertices is None:
             return
         if isinstance(self.vertices, bool) or not isinstance(self.vertices, (int, np.integer)) or self.vertices < 1:
@@ -471,18 +488,18 @@ class Connectivity(Protocol):
                    min(plan.Pv, plan.capR), plan.KA + plan.Pv)
 
     def rounds_bound(self, config: MPCConfig) -> int:
-        """``start + (t_max + 1) L`` (see the module docstring): a bound that holds with
+        """``start + (t_max + 3) L`` (see the module docstring): a bound that holds with
         probability ``>= 1 - MAX_FAILURE`` (otherwise the run raises, never ends later)."""
         return self._checked_plan(config).bound
 
     def rounds_formula(self, config: MPCConfig) -> str:
-        """The bound as a formula with its numbers, e.g. ``6 + (121 + 1) x 7 = 860``."""
+        """The bound as a formula with its numbers, e.g. ``start + (t_max + 3) x L = 7 + (121 + 3) x 7 = 875; ...``."""
         plan = self._checked_plan(config)
-        return (f"start + (t_max + 1) x L = {plan.start} + ({plan.phases} + 1) x {plan.length} = {plan.bound}; "
+        return (f"start + (t_max + 3) x L = {plan.start} + ({plan.phases} + 3) x {plan.length} = {plan.bound}; "
                 f"t_max = ceil(log(2 min(V, 2E) / {MAX_FAILURE:g}) / log(4/3)), L = 4 + max(3, 1 + Tr)")
 
     def start_round(self, config: MPCConfig) -> int:
-        """The round phase 0 starts in: ``4 + Ta``."""
+        """The round phase 0 starts in: ``5 + Ta`` (4 when all arcs fit one bucket)."""
         return self._checked_plan(config).start
 
     def phase_length(self, config: MPCConfig) -> int:
@@ -519,7 +536,7 @@ class Connectivity(Protocol):
         if r == 1:
             return memory[:0], self._input_round(plan, seed, machine, memory)
         if machine == plan.coordinator:
-            return self._coordinator(plan, r, memory, inbox)
+            return self._coordinator(plan, r, memory, inbox, self.finish)
         if machine == plan.leader:
             return self._leader(plan, r, seed, inbox)
         if r >= plan.start and machine != plan.leader and memory.size == 0 and len(inbox) \
@@ -548,18 +565,38 @@ class Connectivity(Protocol):
             return inbox.words[:0], [(int(m), payload) for m in _splitter_roots(plan.records, plan.T0)]
         return inbox.words[:0], []
 
-    def _coordinator(self, plan, r, memory, inbox):
-        if r < plan.start or (r - plan.start) % plan.length != 3:
+    def _coordinator(self, plan, r, memory, inbox, finish):
+        """``[f]`` once FINISH was sent in phase ``f``: phase ``f`` hooks nothing, phase ``f + 1``
+        applies the coordinator's components of the joining pairs, phase ``f + 2`` is the last."""
+        if r < plan.start:
             return memory, []
-        phase = (r - plan.start) // plan.length
-        if inbox.words.any():
-            if phase >= plan.phases:
-                raise ProtocolError(f"connectivity: an edge still joins two stars in phase {phase} = t_max "
-                                    f"(probability <= {MAX_FAILURE:g}; rerun with another seed)", round=r)
+        phase, j = divmod(r - plan.start, plan.length)
+        if j == 5 and memory.size and int(memory[0]) == phase:   # the joining pairs of the FINISH phase
+            pairs = np.unique(inbox.words)
+            a, b = pairs // plan.V, pairs % plan.V
+            roots, index = np.unique(np.r_[a, b], return_inverse=True)
+            label = components_reference(np.c_[index[:a.size], index[a.size:]].ravel(), roots.size)
+            moved = label != np.arange(roots.size)
+            return memory, pack_local(plan.table(roots[moved]), np.stack([roots[moved], roots[label[moved]]], axis=1))
+        if j != 3:
             return memory, []
-        stop = np.ones(1, dtype=np.int64)
-        targets = list(range(plan.A0, plan.T0)) + list(range(plan.T0, plan.R0))
-        return memory, [(m, stop) for m in targets]
+        joining = int(inbox.words.sum())
+        finished_in = int(memory[0]) if memory.size else -10
+        if joining == 0:
+            code, memory = _STOP, memory[:0]
+        elif phase == finished_in + 1:
+            return memory, []                   # the components are applied in this phase
+        elif phase == finished_in + 2:
+            raise ProtocolError(f"connectivity: {joining} joining pairs after the components were applied", round=r)
+        elif finish and joining <= (plan.s - 1) // 4:
+            code, memory = _FINISH, np.array([phase], dtype=np.int64)
+        elif phase >= plan.phases:
+            raise ProtocolError(f"connectivity: {joining} joining pairs (> s / 4) in phase {phase} = t_max "
+                                f"(probability <= {MAX_FAILURE:g}; rerun with another seed)", round=r)
+        else:
+            return memory, []
+        word = np.array([code], dtype=np.int64)
+        return memory, [(m, word) for m in range(plan.A0, plan.R0)]
 
     # edge machines: [edge words | payload of splitters] until the arcs leave; then reverse locations
     def _edge_machine(self, plan, r, seed, machine, memory, inbox):
@@ -631,18 +668,25 @@ class Connectivity(Protocol):
             joining = mine != theirs
             hooks = joining & ~_leaders(seed, phase, mine) & _leaders(seed, phase, theirs)
             candidate = np.where(hooks, theirs, INF)
-            messages = [(plan.coordinator, np.array([int(joining.any())], dtype=np.int64))]
+            pairs = np.unique(mine[joining] * plan.V + theirs[joining])    # kept for a FINISH
+            messages = [(plan.coordinator, np.array([pairs.size], dtype=np.int64))]
             if count:
                 least = np.minimum.reduceat(candidate, np.flatnonzero(starts))
                 vertices = sources[starts]
                 some = least < INF
                 messages = pack_local(plan.table(vertices[some]), np.stack([vertices[some], least[some]], axis=1)) + messages
-            return memory[:1 + 2 * count], messages
-        if j == 4 and len(inbox) and int(inbox.sources[0]) == plan.coordinator:
-            return memory[:0], []   # STOP
+            return np.concatenate((memory[:1 + 2 * count], pairs)), messages
+        if j == 4:
+            kept = memory[:1 + 2 * count]
+            code = int(inbox.words[0]) if len(inbox) else 0
+            if code == _STOP:
+                return memory[:0], []
+            pairs = memory[1 + 2 * count:]
+            return kept, ([(plan.coordinator, pairs)] if code == _FINISH and pairs.size else [])
         return memory, []
 
-    # tables: [stop | p | first bucket | last bucket | candidate] for my vertices, then the payload
+    # tables: [stop | finish | p | first bucket | last bucket | candidate | pending] for my vertices,
+    # then the splitters. finish: 1 in a FINISH phase (no hooks), 2 in the next (apply pending)
     def _table(self, plan, r, seed, machine, memory, inbox):
         if r < plan.start:
             return memory, []
@@ -650,37 +694,43 @@ class Connectivity(Protocol):
         nb, v0 = mine.shape[0], int(mine[0])
         phase, j = divmod(r - plan.start, plan.length)
         c = plan.classify
+        none = np.full(nb, INF, dtype=np.int64)
         if r == plan.start:  # p(v) = v; first and last bucket holding v's arcs
             senders = np.repeat(inbox.sources, np.diff(inbox.offsets)) - plan.A0
-            first = np.full(nb, INF, dtype=np.int64)
+            first = none.copy()
             last = np.full(nb, -1, dtype=np.int64)
             np.minimum.at(first, inbox.words - v0, senders)
             np.maximum.at(last, inbox.words - v0, senders)
-            memory = np.r_[0, mine, first, last, np.full(nb, INF)].astype(np.int64)
+            memory = np.concatenate(([0, 0], mine, first, last, none, none)).astype(np.int64)
             return memory, self._sample_records(plan, seed, phase, mine, mine)
         if memory.size == 0:
             return memory, []
-        stop = int(memory[0])
-        parent, first, last = memory[1:1 + nb], memory[1 + nb:1 + 2 * nb], memory[1 + 2 * nb:1 + 3 * nb]
-        candidate = memory[1 + 3 * nb:1 + 4 * nb].copy()
-        payload = memory[1 + 4 * nb:]
+        stop, finish = int(memory[0]), int(memory[1])
+        body = memory[2:2 + 5 * nb].reshape(5, nb).copy()
+        parent, first, last, candidate, pending = body
+        payload = memory[2 + 5 * nb:]
         if j == 0:
             update = inbox.words.reshape(-1, 2)
-            parent = parent.copy()
             parent[update[:, 0] - v0] = update[:, 1]
             if stop:
                 return memory[:0], pack_local(mine // plan.s, parent)
-            has = last >= 0
-            spans = np.where(has, last - first + 1, 0)
+            if finish == 1:
+                finish = 2
+            else:
+                finish, pending = 0, none
+            spans = np.where(last >= 0, last - first + 1, 0)
             owner = np.repeat(np.arange(nb), spans)
             bucket = np.repeat(first, spans) + np.arange(owner.shape[0]) - np.repeat(np.cumsum(spans) - spans, spans)
             messages = pack_local(plan.A0 + bucket, parent[owner])
             messages += self._sample_records(plan, seed, phase, mine, parent)
-            return np.concatenate(([0], parent, first, last, np.full(nb, INF))).astype(np.int64), messages
+            return np.concatenate(([0, finish], parent, first, last, none, pending)).astype(np.int64), messages
         messages = []
         for source, words in inbox:
-            if source == plan.coordinator:
-                stop = 1
+            if source == plan.coordinator and words.shape[0] == 1:
+                stop, finish = (1, finish) if int(words[0]) == _STOP else (stop, 1)
+            elif source == plan.coordinator:    # the FINISH components: (root, representative)
+                mapping = words.reshape(-1, 2)
+                pending[mapping[:, 0] - v0] = mapping[:, 1]
             elif source == plan.leader or plan.T0 <= source < plan.R0:
                 payload = words.copy()          # the splitters
             elif j == 3 and plan.A0 <= source < plan.T0:
@@ -697,16 +747,20 @@ class Connectivity(Protocol):
         if j == c + 2:  # asks (root, least candidate, least vertex) from record buckets
             asks = inbox.words.reshape(-1, 3)
             askers = np.repeat(inbox.sources, np.diff(inbox.offsets) // 3)
-            least = np.full(nb, INF, dtype=np.int64)
-            smallest = np.full(nb, INF, dtype=np.int64)
+            least, smallest = none.copy(), none.copy()
             np.minimum.at(least, asks[:, 0] - v0, asks[:, 1])
             np.minimum.at(smallest, asks[:, 0] - v0, asks[:, 2])
             if stop:
                 answer = smallest
+            elif finish == 1:
+                answer = mine
+            elif finish == 2:
+                answer = np.where(pending < INF, pending, mine)
             else:
                 answer = np.where(least < INF, least, mine)
             messages += pack_local(askers, answer[asks[:, 0] - v0])
-        return np.concatenate(([stop], parent, first, last, candidate, payload)).astype(np.int64), messages
+        return np.concatenate(([stop, finish], parent, first, last, candidate, pending, payload)).astype(np.int64), \
+            messages
 
     @staticmethod
     def _sample_records(plan, seed, phase, mine, parent):

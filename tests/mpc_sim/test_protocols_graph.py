@@ -330,7 +330,7 @@ GRAPHS = {
 def run_connectivity(protocol, config, data, seed=0):
     """A strict per-machine run (connectivity has no batch style) that respects every limit, the
     declared fan-out and round bound, leaves its output on the first machines and follows the
-    phase schedule exactly: ``R = start + P * L`` for ``1 <= P <= t_max + 1`` phases."""
+    phase schedule exactly: ``R = start + P * L`` for ``1 <= P <= t_max + 3`` phases."""
     seen = [0]
 
     class Recording(Connectivity):
@@ -344,7 +344,7 @@ def run_connectivity(protocol, config, data, seed=0):
     assert run.trace.check() == [] and run.trace.max_received <= config.s
     assert run.trace.num_rounds <= protocol.rounds_bound(config)
     phases, rest = divmod(run.trace.num_rounds - protocol.start_round(config), protocol.phase_length(config))
-    assert rest == 0 and 1 <= phases <= protocol.phase_budget(config) + 1
+    assert rest == 0 and 1 <= phases <= protocol.phase_budget(config) + 3
     sizes, s, out = run.state.sizes(), config.s, run.output.size
     assert sizes.tolist() == [min(s, out - i * s) for i in range(-(-out // s))] + [0] * (sizes.size - -(-out // s))
     return run
@@ -354,11 +354,12 @@ def connectivity_phases(protocol, config, run):
     return (run.trace.num_rounds - protocol.start_round(config)) // protocol.phase_length(config)
 
 
+@pytest.mark.parametrize("finish", [True, False])
 @pytest.mark.parametrize("kind", CONFIGS)
 @pytest.mark.parametrize("case", GRAPHS)
-def test_connectivity_matches_networkx_on_case_table(case, kind):
+def test_connectivity_matches_networkx_on_case_table(case, kind, finish):
     vertices, data = GRAPHS[case]
-    protocol = Connectivity(vertices=vertices)
+    protocol = Connectivity(vertices=vertices, finish=finish)
     config = CONFIGS[kind](protocol, data.size)
     run = run_connectivity(protocol, config, data)
     expected = networkx_labels(data, vertices)
@@ -366,19 +367,20 @@ def test_connectivity_matches_networkx_on_case_table(case, kind):
     assert np.array_equal(components_reference(data, vertices), expected)
 
 
+@pytest.mark.parametrize("finish", [True, False])
 @pytest.mark.parametrize("vertices", [16, 64, 256])
-def test_connectivity_contracts_long_paths_in_logarithmically_many_phases(vertices):
+def test_connectivity_contracts_long_paths_in_logarithmically_many_phases(vertices, finish):
     """Random ids defeat plain label propagation (about D iterations); star contraction absorbs
     every star with a neighbour star with probability >= 1/4 per phase, so P(more than t phases)
     <= V (3/4)^t: these seeded runs stay below the t where that bound is 1e-3."""
     data = _path(np.random.default_rng(vertices).permutation(vertices))
-    protocol = Connectivity(vertices=vertices)
+    protocol = Connectivity(vertices=vertices, finish=finish)
     config = protocol.default_config(data.size, 0.5)
     run = run_connectivity(protocol, config, data)
     assert np.array_equal(run.output, np.zeros(vertices, dtype=np.int64))
     assert graph_diameter(data, vertices) == vertices - 1
     phases = connectivity_phases(protocol, config, run)
-    assert phases <= np.log(vertices / 1e-3) / np.log(4 / 3) + 1
+    assert phases <= np.log(vertices / 1e-3) / np.log(4 / 3) + 3
     if vertices >= 64:
         assert phases < (vertices - 1) / 3
 
@@ -397,20 +399,23 @@ def test_connectivity_hot_spot_with_large_ids_and_a_giant_star():
     """Centre V-1 of degree V-1 plus a second component: the records of one root span buckets."""
     vertices = 1200
     data = np.r_[np.c_[np.full(999, 999), np.arange(999)].ravel(), _path(np.arange(1000, 1200))]
-    protocol = Connectivity(vertices=vertices)
-    config = protocol.default_config(data.size, 0.5)
-    run = run_connectivity(protocol, config, data, seed=4)
-    assert np.array_equal(run.output, networkx_labels(data, vertices))
+    for finish in (True, False):
+        protocol = Connectivity(vertices=vertices, finish=finish)
+        config = protocol.default_config(data.size, 0.5)
+        run = run_connectivity(protocol, config, data, seed=4)
+        assert np.array_equal(run.output, networkx_labels(data, vertices))
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(data=st.integers(1, 20).flatmap(lambda v: st.tuples(
     st.just(v), st.lists(st.tuples(st.integers(0, v - 1), st.integers(0, v - 1)), min_size=1, max_size=25))),
-    seed=st.integers(0, 2**32 - 1))
-def test_connectivity_matches_networkx_on_random_edge_lists(data, seed):
+    seed=st.integers(0, 2**32 - 1), finish=st.booleans())
+def test_connectivity_matches_networkx_on_random_edge_lists(data, seed, finish):
+    """Small graphs FINISH at once (all joining pairs fit s / 4): finish=False runs the coin
+    hooking to the end on the same inputs."""
     vertices, edges = data
     words = np.array(edges, dtype=np.int64).ravel()
-    protocol = Connectivity(vertices=vertices)
+    protocol = Connectivity(vertices=vertices, finish=finish)
     run = run_connectivity(protocol, protocol.default_config(words.size, 0.5), words, seed=seed)
     assert np.array_equal(run.output, networkx_labels(words, vertices))
 
@@ -488,13 +493,28 @@ def test_connectivity_sort_plans_keep_their_failure_bound_and_refuse_tiny_memory
     assert "leader" in sort_plan(2**20, 2000, 4000, 1e-9)
 
 
+def test_connectivity_finish_cuts_the_tail_of_phases():
+    """With FINISH the runs end a few phases after the joining pairs fit s / 4; without it the
+    last pairs of stars merge with probability 1/2 per phase (a geometric tail)."""
+    n = 2**12
+    config = Connectivity().default_config(n, 0.5)
+    data = Connectivity().generate_input(config, seed=2)
+    phases = {}
+    for finish in (True, False):
+        protocol = Connectivity(finish=finish)
+        runs = [run_connectivity(protocol, config, data, seed=seed) for seed in range(2)]
+        assert all(np.array_equal(run.output, components_reference(data, n // 2)) for run in runs)
+        phases[finish] = np.mean([connectivity_phases(protocol, config, run) for run in runs])
+    assert phases[True] < phases[False]
+
+
 def test_connectivity_states_its_round_formula():
     protocol = Connectivity()
     config = protocol.default_config(2**12, 0.5)
     formula = protocol.rounds_formula(config)
-    assert formula.startswith("start + (t_max + 1) x L") and str(protocol.rounds_bound(config)) in formula
+    assert formula.startswith("start + (t_max + 3) x L") and str(protocol.rounds_bound(config)) in formula
     assert protocol.rounds_bound(config) == (protocol.start_round(config)
-                                             + (protocol.phase_budget(config) + 1) * protocol.phase_length(config))
+                                             + (protocol.phase_budget(config) + 3) * protocol.phase_length(config))
 
 
 def test_graph_diameter_is_the_largest_component_diameter():
