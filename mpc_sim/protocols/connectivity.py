@@ -18,10 +18,11 @@ A parent pointer ``p(v)`` per vertex, initially ``p(v) = v``; the pointers alway
   makes every tree a star again;
 * a coordinator adds up the *joining pairs* (distinct ``(p(u), p(v))`` of edges between two
   stars, counted per arc bucket). None: the stars are the components, and this phase replaces
-  every root by its star's smallest vertex (the last phase). At most ``(s - 1) / 4``: FINISH --
+  every root by its star's smallest vertex (the last phase). At most ``(s - 1) / 2``: FINISH --
   this phase hooks nothing, the arc buckets send their pairs to the coordinator, which computes
   the components of the contracted graph locally and sends every moved root its component's
-  smallest root; the next phase points the roots there (instead of hooking), and the one after
+  smallest root (every root of a pair also starts the reverse pair, so at most ``J`` roots move:
+  ``2 J <= s`` words); the next phase points the roots there (instead of hooking), and the one after
   is the last. (Without FINISH the last few pairs of stars take a geometric tail of phases.)
 
 Bound on the phases. A star with a neighbouring star is absorbed in a phase with probability
@@ -420,7 +421,7 @@ class Connectivity(Protocol):
         ``V = max(1, n // 2)``: as many vertices as edges.
     finish : bool
         Whether the coordinator may FINISH (solve the contracted graph locally once its joining
-        pairs fit ``(s - 1) / 4`` words); False runs pure star contraction to the end.
+        pairs fit ``(s - 1) / 2`` words); False runs pure star contraction to the end.
 
     Examples
     --------
@@ -588,10 +589,10 @@ class Connectivity(Protocol):
             return memory, []                   # the components are applied in this phase
         elif phase == finished_in + 2:
             raise ProtocolError(f"connectivity: {joining} joining pairs after the components were applied", round=r)
-        elif finish and joining <= (plan.s - 1) // 4:
+        elif finish and joining <= (plan.s - 1) // 2:
             code, memory = _FINISH, np.array([phase], dtype=np.int64)
         elif phase >= plan.phases:
-            raise ProtocolError(f"connectivity: {joining} joining pairs (> s / 4) in phase {phase} = t_max "
+            raise ProtocolError(f"connectivity: {joining} joining pairs (> s / 2) in phase {phase} = t_max "
                                 f"(probability <= {MAX_FAILURE:g}; rerun with another seed)", round=r)
         else:
             return memory, []

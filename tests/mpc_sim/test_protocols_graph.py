@@ -411,7 +411,7 @@ def test_connectivity_hot_spot_with_large_ids_and_a_giant_star():
     st.just(v), st.lists(st.tuples(st.integers(0, v - 1), st.integers(0, v - 1)), min_size=1, max_size=25))),
     seed=st.integers(0, 2**32 - 1), finish=st.booleans())
 def test_connectivity_matches_networkx_on_random_edge_lists(data, seed, finish):
-    """Small graphs FINISH at once (all joining pairs fit s / 4): finish=False runs the coin
+    """Small graphs FINISH at once (all joining pairs fit s / 2): finish=False runs the coin
     hooking to the end on the same inputs."""
     vertices, edges = data
     words = np.array(edges, dtype=np.int64).ravel()
@@ -494,7 +494,7 @@ def test_connectivity_sort_plans_keep_their_failure_bound_and_refuse_tiny_memory
 
 
 def test_connectivity_finish_cuts_the_tail_of_phases():
-    """With FINISH the runs end a few phases after the joining pairs fit s / 4; without it the
+    """With FINISH the runs end a few phases after the joining pairs fit s / 2; without it the
     last pairs of stars merge with probability 1/2 per phase (a geometric tail)."""
     n = 2**12
     config = Connectivity().default_config(n, 0.5)
