@@ -94,7 +94,7 @@ from ..errors import ConfigError, InputError, ProtocolError
 from ..protocol import Protocol
 from ..randomness import hash64, uniform01
 from ._blocks import INT_MAX, first_of_runs, pack_local, relayout_local, smallest_config, spanned
-from ._trees import RadixTree
+from ._splitters import SortPlan, sort_plan, splitter_roots as _splitter_roots, splitter_sends as _splitter_sends
 
 __all__ = ["Connectivity", "SortPlan", "components_reference", "graph_diameter", "sort_plan", "MAX_FAILURE"]
 
@@ -142,104 +142,6 @@ def graph_diameter(data: np.ndarray, vertices: int) -> int:
     graph.add_nodes_from(range(vertices))
     graph.add_edges_from(zip(data[0::2].tolist(), data[1::2].tolist()))
     return max(nx.diameter(graph.subgraph(c)) for c in nx.connected_components(graph))
-
-
-# --------------------------------------------------------------------------------------------------
-# The sample sort's parameters
-# --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SortPlan:
-    """One sample sort of ``items`` distinct one-word keys from ``leaves`` source machines into
-    buckets of at most ``cap`` keys. ``buckets == 1``: no sampling, everything to bucket 0."""
-
-    items: int
-    cap: int
-    leaves: int
-    probability: float  # q: each key is sampled independently with this probability
-    spacing: int        # r: every r-th sample (in key order) is a splitter
-    buckets: int        # K: the most buckets (floor(s / r) + 1)
-    degree: int         # the splitter tree's degree: floor(s / K) (payload: count + splitters)
-    failure: float      # bound on P(a bucket or the leader overflows)
-
-    @property
-    def trivial(self) -> bool:
-        return self.buckets == 1
-
-    @cached_property
-    def _tree(self) -> RadixTree:
-        return RadixTree(self.leaves, self.degree)
-
-    def tree(self) -> RadixTree:
-        return self._tree
-
-    @cached_property
-    def rounds(self) -> int:
-        """Rounds from the samples' arrival at the leader to the splitters' arrival at every
-        source (0 for a trivial sort)."""
-        return 0 if self.trivial else max(1, self.tree().depth)
-
-
-def _log_binomial_cdf(trials: int, p: float, upto: int) -> float:
-    """``log P(Bin(trials, p) <= upto)`` (exact sum of terms, in log space)."""
-    if upto >= trials:
-        return 0.0
-    i = np.arange(upto + 1, dtype=np.float64)
-    log_choose = np.r_[0.0, np.cumsum(np.log((trials - i[1:] + 1) / i[1:]))]
-    terms = log_choose + i * math.log(p) + (trials - i) * math.log1p(-p)
-    top = terms.max()
-    return float(top + math.log(np.exp(terms - top).sum()))
-
-
-def _leader_overflow(items: int, p: float, room: int) -> float:
-    """Chernoff bound on ``P(Bin(items, p) > room)``."""
-    mean = items * p
-    x = (room + 1) / mean
-    if x <= 1:
-        return 1.0
-    return math.exp(-mean * (x * math.log(x) - x + 1))
-
-
-@lru_cache(maxsize=256)
-def sort_plan(items: int, cap: int, s: int, max_failure: float, leaves: int = 1) -> SortPlan | str:
-    """The sample sort with the fewest buckets whose failure bound is at most ``max_failure``,
-    or why there is none (``leaves`` only sizes the splitter tree).
-
-    Examples
-    --------
-    >>> plan = sort_plan(10**6, 4000, 16000, 1e-10, leaves=250)
-    >>> plan.failure <= 1e-10, plan.rounds, plan.buckets * plan.cap >= 10**6
-    (True, 3, True)
-    >>> sort_plan(100, 100, 400, 1e-9).trivial
-    True
-    """
-    if items <= cap:
-        return SortPlan(items, cap, leaves, 0.0, 1, 1, max(2, s), 0.0)
-    log_target = math.log(max_failure / 2)
-    why = (f"s = {s} is too small: {items} keys need at least {-(-items // cap)} buckets of {cap}, and a "
-           f"leader of s words can pick at most s splitters spread by a tree of degree >= 2")
-    spacings = np.unique(np.geomspace(1, max(1, min(cap, s // 2)), 80).astype(np.int64)).tolist()
-    for spacing in spacings[::-1]:       # the fewest buckets first
-        buckets = s // spacing + 1
-        degree = s // buckets
-        if degree < 2 or buckets * cap < items:
-            continue
-        if math.log(items) + _log_binomial_cdf(cap, 1 - 1e-12, spacing - 1) > log_target:
-            continue
-        lo, hi = 0.0, 1.0  # the smallest q keeping the bucket bound: bisection (monotone in q)
-        for _ in range(60):
-            mid = (lo + hi) / 2
-            if math.log(items) + _log_binomial_cdf(cap, mid, spacing - 1) <= log_target:
-                hi = mid
-            else:
-                lo = mid
-        bucket_bound = items * math.exp(_log_binomial_cdf(cap, hi, spacing - 1))
-        leader_bound = _leader_overflow(items, hi, s - 1)  # one word spare (a marker)
-        if leader_bound > max_failure / 2:
-            why = (f"the leader would get more than s = {s} samples (probability bound {leader_bound:.3g}): "
-                   f"s is too small for {items} keys in buckets of {cap}")
-            continue
-        return SortPlan(items, cap, leaves, hi, spacing, buckets, degree, bucket_bound + leader_bound)
-    return why
 
 
 # --------------------------------------------------------------------------------------------------
@@ -372,26 +274,6 @@ def _plan(config: MPCConfig, vertices: int) -> _Plan | str:
     Pv = -(-V // Bv) if Bv >= 1 else 0
     return _Plan(n, s, config.machines, V, E, b, Pe, capA, replace(arcs, leaves=Pe), Bv, Pv, capR,
                  replace(records, leaves=max(Pv, 1)), phases)
-
-
-def _splitter_sends(sort: SortPlan, step: int, first_leaf: int, leaf: int) -> list[int]:
-    """Leaves a source machine forwards the splitters to at tree step ``step`` (1 ..), as machine
-    ids: the children of the level ``depth - step`` node it hosts."""
-    tree = sort.tree()
-    level = tree.depth - step
-    if step < 1 or level < 1 or leaf % sort.degree ** level:
-        return []
-    span = sort.degree ** (level - 1)
-    return [first_leaf + leaf + c * span for c in range(1, sort.degree) if leaf + c * span < tree.leaves]
-
-
-def _splitter_roots(sort: SortPlan, first_leaf: int) -> np.ndarray:
-    """The machines the leader sends the splitters to: hosts of the top level below the root."""
-    tree = sort.tree()
-    if tree.depth == 0:
-        return np.array([first_leaf], dtype=np.int64)
-    level = tree.depth - 1
-    return first_leaf + np.asarray(tree.machine(level, np.arange(tree.level_size(level))), dtype=np.int64)
 
 
 def _splitters(samples: np.ndarray, spacing: int) -> np.ndarray:
