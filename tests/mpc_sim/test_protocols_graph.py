@@ -206,8 +206,10 @@ def test_khop_is_deterministic_per_seed():
 def test_khop_refuses_what_it_cannot_run():
     with pytest.raises(ConfigError, match="s >= 8"):
         KHop(k=1).check_config(MPCConfig(n=100, eps=0.3))
-    with pytest.raises(ConfigError, match="working machines"):
+    with pytest.raises(ConfigError, match="s = 10 is too small"):
         KHop(k=1).check_config(MPCConfig(n=100, eps=0.5, memory_factor=1))
+    with pytest.raises(ConfigError, match="working machines"):
+        KHop(k=1).check_config(MPCConfig(n=10**4, eps=0.5, memory_factor=20, machines_factor=0.1))
     with pytest.raises(ConfigError, match="k must be"):
         KHop(k=-1)
     config = KHop(k=1).default_config(4, 0.5)
