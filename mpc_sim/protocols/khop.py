@@ -301,7 +301,7 @@ class KHop(Protocol):
         --------
         >>> from mpc_sim import MPCConfig
         >>> KHop(k=5).rounds_formula(KHop(k=5).default_config(1000, 0.5)).split(";")[0]
-        'S + 3 + 2 J = 6 + 3 + 2 x 3 = 15'
+        'S + 3 + 2 J = 7 + 3 + 2 x 3 = 16'
         """
         plan = self._checked_plan(config)
         if plan.k_eff == 0:
