@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -88,6 +89,7 @@ def cmd_protocols(args: argparse.Namespace, console: Console) -> int:
     for n in _LISTING_SIZES:
         table.add_column(f"bound n=2^{n.bit_length() - 1}", justify="right")
     table.add_column("on dask", no_wrap=True)
+    table.add_column("round formula")
     for name in sorted(CATALOG):
         cls = protocol_class(name)
         protocol = cls()
@@ -100,7 +102,8 @@ def cmd_protocols(args: argparse.Namespace, console: Console) -> int:
                 bounds.append(str(protocol.rounds_bound(config)))
             except MPCError as exc:
                 bounds.append(f"[dim]n/a ({exc})[/]")
-        table.add_row(name, doc, *bounds, "block batch" if cls.block_batch else "per machine")
+        table.add_row(name, doc, *bounds, "block batch" if cls.block_batch else "per machine",
+                      escape(getattr(cls, "round_formula", "")) or "[dim]see rounds_bound[/]")
     console.print(table)
     return 0
 
