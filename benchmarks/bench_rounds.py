@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(rows) > 1:
             f = result["connectivity"]["fit"]
             console.print(f"fit: rounds = {f['intercept']:.1f} + {f['rounds_per_doubling']:.2f} log2 n "
-                          f"(R^2 = {f['r2']:.3f}); bound formula: {rows[-1]['formula']}")
+                          f"(R^2 = {f['r2']:.3f}); bound formula: {rows[-1]['formula']}", markup=False)
     if args.only in (None, "khop"):
         rows = [khop_row(n, k) for n in sizes["khop_ns"] for k in sizes["khop_ks"]]
         table = Table(title=f"khop at eps = {EPS}: measured rounds (= rounds_bound) per k")
@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                                     for n in sizes["khop_ns"]])
         console.print(table)
         for n in sizes["khop_ns"]:
-            console.print(f"khop n = {n}: {next(r['formula'] for r in rows if r['n'] == n and r['k'] == 64)}")
+            last = max(sizes["khop_ks"])
+            console.print(f"khop n = {n}, k = {last}: "
+                          f"{next(r['formula'] for r in rows if r['n'] == n and r['k'] == last)}", markup=False)
         result["khop"] = {"rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
