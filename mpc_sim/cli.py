@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .config import MAX_WORDS, MPCConfig, check_integer, check_number
@@ -257,6 +258,10 @@ def cmd_protocols(args: argparse.Namespace, console: Console) -> int:
                                 rows, numeric=[False, False] + [True] * len(_LISTING_SIZES) + [False]))
     for i, note in enumerate(notes, 1):
         console.print(f"[dim]({i}) {note}[/]")
+    for name in sorted(CATALOG):
+        formula = getattr(protocol_class(name), "round_formula", "")
+        if formula:
+            console.print(f"rounds of {name}: {escape(formula)}")
     return 0
 
 

@@ -1,7 +1,9 @@
 """Record blocks for the graph protocols: message packing, relayouts and a bitonic block sort.
 
 Shared by :mod:`~mpc_sim.protocols.khop`, :mod:`~mpc_sim.protocols.match2` and
-:mod:`~mpc_sim.protocols.connectivity`. The communication helpers come in two flavours with the
+:mod:`~mpc_sim.protocols.connectivity` (which now sort with the constant-round sample sorts of
+:mod:`._splitters`; the bitonic block sort below, ``O(log^2 P)`` rounds, is kept for protocols
+that want a deterministic sort). The communication helpers come in two flavours with the
 same result: ``*_local`` works on one machine's data (per-machine style), ``*_batch`` on the whole
 cluster at once (batch style). A record is a row of a 2-D int64 array (``width`` words). Memories
 with a fixed-size header are built and split by :func:`join_headers` / :func:`split_headers`;

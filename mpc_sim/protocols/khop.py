@@ -1,4 +1,4 @@
-"""k-hop induction heads (THEORY.md §5) in ``O(log k)`` rounds after one sort: pointer doubling.
+"""k-hop induction heads (THEORY.md §5) in ``O(log k)`` doubling steps after one sample sort.
 
 The task, 1-indexed as in the theory::
 
@@ -18,11 +18,18 @@ Algorithm
 Positions are moved to *working machines*, ``B = floor((s - 1) / 7)`` per machine (``P =
 ceil(n / B)`` of them), position ``p`` living on ``home(p) = p // B``.
 
-1. ``find¹`` by sorting: the records ``(x[p], p)`` are sorted by a bitonic block sort
-   (:mod:`._blocks`, ``T = t(t+1)/2`` rounds, ``t = ceil(log2 P)``); in sorted order the record just
-   before ``(x[p], p)`` is the previous occurrence ``r`` of ``x[p]`` when its token is equal. Every
-   machine gets its predecessor record from the machine before it (one round) and sends
-   ``(p, find¹(p), x[p])`` home (one round).
+1. ``find¹`` by sorting the records ``(x[p], p)`` in (token, position) order: in sorted order
+   the record just before ``(x[p], p)`` is the previous occurrence ``r`` of ``x[p]`` when its
+   token is equal. With ``P = 1`` the working machine does it locally. Otherwise a *sample sort*
+   (:mod:`._splitters`): working machines sample records with a public probability to a leader
+   (machine ``P``; machine 0 always sends, a marker at least), the leader spreads every
+   ``r``-th sample as a splitter down an in-place tree over the working machines (``Ts``
+   rounds), the working machines send every record to its bucket (machines ``0 .. K-1``), the
+   buckets sort and pass their last record to the next bucket (every bucket before the last
+   holds its splitter, so none is skipped), and each bucket sends ``(p, find¹(p), x[p])`` home.
+   When all ``n`` records fit one bucket (``n <= (s - 2) / 3``) they go to machine 0 directly.
+   The sort fails (a bucket or the leader over ``s`` words, which the simulator reports as a
+   typed limit error) with probability at most ``MAX_FAILURE`` (:func:`._splitters.sort_plan`).
 2. Pointer doubling along the bits of ``k' = min(k, n)`` (chains ``p, find¹(p), ...`` strictly
    decrease until they stop, so ``find^k = find^n`` for ``k >= n``): ``g`` holds ``find^{2^j}``,
    ``a`` holds ``find^{(k' mod 2^j)}``. One round trip (request round, response round) per bit
@@ -37,13 +44,15 @@ injective partial maps are injective, so every target position gets at most one 
 one ``a``-request per round trip: a machine receives at most ``2 * 2B`` words of requests or
 responses while keeping ``3B`` words ``(x, g, a)``, plus a one-word heartbeat: ``7B + 1 <= s``.
 
-Rounds (data-independent; ``P > 1`` adds the predecessor round)::
+Rounds (data-independent; :meth:`KHop.rounds_formula` prints them with their numbers)::
 
-    R = 0                                           if k' = 0
-    R = 5 + T(P) + [P > 1] + 2 J,   J = (bit_length(k') - 1) + [popcount(k') > 1]
-      <= 6 + T(P) + 2 ceil(log2(k' + 1))
+    R = 0                     if k' = 0
+    R = S + 3 + 2 J,          J = (bit_length(k') - 1) + [popcount(k') > 1] <= 2 ceil(log2(k' + 1))
+    S = 2 (P = 1),  3 (all records in one bucket),  5 + Ts (sample sort; Ts = max(1, ceil(log_d P)),
+                                                    d the splitter tree's degree: O(1/eps))
 
-Requirements (``check_config``, only when ``k' >= 1``): ``s >= 8`` and ``P <= machines``.
+Requirements (``check_config``, only when ``k' >= 1``): ``s >= 8``, a sample sort within the
+failure bound, and ``max(P + 1, K)`` machines.
 """
 from __future__ import annotations
 
@@ -56,13 +65,17 @@ from ..config import MPCConfig
 from ..errors import ConfigError, InputError
 from ..protocol import Protocol
 from ..state import ClusterState, MessageBatch
-from ._blocks import (HEARTBEAT, INT_MAX, bitonic_stages, build_state, delivery_records, inbox_records,
-                      pack_batch, pack_local, relayout_batch, relayout_local, smallest_config, sort_round_batch,
-                      sort_round_local, spanned, with_heartbeat)
+from ..randomness import uniform01
+from ._blocks import (HEARTBEAT, build_state, delivery_records, inbox_records, pack_batch, pack_local,
+                      relayout_batch, relayout_local, smallest_config, spanned, with_heartbeat)
+from ._splitters import SortPlan, sort_plan, splitter_roots, splitter_sends
 
 __all__ = ["KHop", "hop_k_reference", "doubling_steps"]
 
 _X, _G, _A = 0, 1, 2  # columns of a working machine's state: token, g pointer, a pointer
+MAX_FAILURE = 1e-9    # bound on the probability that the sample sort overflows a bucket or its leader
+_SAMPLE_TAG = 21      # hash domain of the sampling coins
+_MARKER = np.array([0, -1], dtype=np.int64)   # machine 0's sample message always exists (position -1)
 
 
 def hop_k_reference(x: np.ndarray, k: int, bottom: int = -1) -> np.ndarray:
@@ -152,24 +165,34 @@ class _Plan:
     k_eff: int
     B: int = 1
     P: int = 1
-    stages: tuple = ()
+    sort: SortPlan | None = None   # the sample sort of (token, position) records (P > 1)
     trips: tuple = ()
 
     @property
-    def r_sorted(self) -> int:  # the round in which every block is final
-        return 2 + len(self.stages)
+    def leader(self) -> int:        # samples the records; the first machine after the working ones
+        return self.P
 
     @property
-    def r_answers(self) -> int:  # find¹ answers are sent home
-        return self.r_sorted + (1 if self.P > 1 else 0)
+    def r_classify(self) -> int:    # working machines send their records to the buckets
+        return 2 if self.sort.trivial else 3 + self.sort.rounds
 
     @property
-    def r_output(self) -> int:  # answers are sent to the output layout
+    def r_answers(self) -> int:     # find¹ answers are sent home
+        if self.P == 1:
+            return 2
+        return self.r_classify + (1 if self.sort.trivial else 2)
+
+    @property
+    def r_output(self) -> int:      # answers are sent to the output layout
         return self.r_answers + 2 * len(self.trips) + 1
 
     @property
     def rounds(self) -> int:
         return 0 if self.k_eff == 0 else self.r_output
+
+    @property
+    def buckets(self) -> int:
+        return 1 if self.sort is None else self.sort.buckets
 
     def home(self, position: np.ndarray) -> np.ndarray:
         return position // self.B
@@ -179,17 +202,44 @@ class _Plan:
 
 
 @lru_cache(maxsize=64)
-def _plan(config: MPCConfig, k: int) -> _Plan:
+def _plan(config: MPCConfig, k: int) -> _Plan | str:
     k_eff = min(k, config.n)
     if k_eff == 0:
         return _Plan(config.n, config.s, config.machines, 0)
     B = max(1, (config.s - 1) // 7)
     P = -(-config.n // B)
-    return _Plan(config.n, config.s, config.machines, k_eff, B, P, bitonic_stages(P), _trips(k_eff))
+    if P == 1:
+        return _Plan(config.n, config.s, config.machines, k_eff, B, P, None, _trips(k_eff))
+    sort = sort_plan(config.n, (config.s - 2) // 3, config.s, MAX_FAILURE, leaves=P, width=2, room=config.s - B)
+    if isinstance(sort, str):
+        return f"sorting the (token, position) records: {sort}"
+    return _Plan(config.n, config.s, config.machines, k_eff, B, P, sort, _trips(k_eff))
 
 
-def _by_token_then_position(records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return records[:, 0], records[:, 1]
+def _below(splitters: np.ndarray, records: np.ndarray) -> np.ndarray:
+    """Bucket of every record ``(token, position)``: the splitters (payload ``[count, tokens,
+    positions]``) strictly below it in (token, position) order."""
+    count = int(splitters[0])
+    tokens, positions = splitters[1:1 + count], splitters[1 + count:1 + 2 * count]
+    both_tokens = np.r_[records[:, 0], tokens]
+    both_positions = np.r_[records[:, 1], positions]
+    is_splitter = np.r_[np.zeros(records.shape[0], dtype=np.int64), np.ones(count, dtype=np.int64)]
+    order = np.lexsort((is_splitter, both_positions, both_tokens))   # a record before an equal splitter
+    before = np.cumsum(is_splitter[order]) - is_splitter[order]
+    bucket = np.empty(both_tokens.shape[0], dtype=np.int64)
+    bucket[order] = before
+    return bucket[:records.shape[0]]
+
+
+def _sorted_records(records: np.ndarray) -> np.ndarray:
+    """Records ``(token, position)`` in (token, position) order."""
+    return records[np.lexsort((records[:, 1], records[:, 0]))]
+
+
+def _splitter_payload(samples: np.ndarray, spacing: int) -> np.ndarray:
+    """``[count, tokens, positions]`` of every ``spacing``-th sample (markers dropped)."""
+    chosen = _sorted_records(samples[samples[:, 1] >= 0])[spacing - 1::spacing]
+    return np.r_[chosen.shape[0], chosen[:, 0], chosen[:, 1]].astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -207,7 +257,7 @@ class KHop(Protocol):
     --------
     >>> from mpc_sim import MPCConfig, Simulator
     >>> x = np.array([0, 0, 1, 2, 1, 0, 1, 2, 0])          # aabcbabca
-    >>> cfg = MPCConfig(n=9, eps=0.5, memory_factor=3, machines_factor=4)
+    >>> cfg = KHop(k=2).default_config(9, 0.5)
     >>> run = Simulator(cfg).run(KHop(k=2), x)
     >>> run.output.tolist()                                # ⊥ a ⊥ ⊥ ⊥ ⊥ b c a
     [-1, 0, -1, -1, -1, -1, 1, 2, 0]
@@ -216,6 +266,10 @@ class KHop(Protocol):
     """
 
     summary = "k-hop induction heads, by pointer doubling"
+    round_formula = ("R = S + 3 + 2 J: find¹ by one sample sort (S = 5 + Ts rounds, Ts the splitter tree's depth; "
+                     "2 or 3 when small), then J = (bit_length(k') - 1) + [popcount(k') > 1] doubling steps of "
+                     "2 rounds, k' = min(k, n)")
+    """The round count as a formula (the listing prints it; :meth:`rounds_formula` fills in the numbers)."""
 
     k: int = 1
     bottom: int = -1
@@ -230,27 +284,65 @@ class KHop(Protocol):
         object.__setattr__(self, "bottom", int(self.bottom))
 
     # --- declared facts ------------------------------------------------------------------------
+    def _checked_plan(self, config: MPCConfig) -> _Plan:
+        plan = _plan(config, self.k)
+        if isinstance(plan, str):
+            raise ConfigError(f"khop: {plan}")
+        return plan
+
     def rounds_bound(self, config: MPCConfig) -> int:
         """Exactly the rounds the schedule takes (module docstring); 0 for ``min(k, n) = 0``."""
-        return _plan(config, self.k).rounds
+        return self._checked_plan(config).rounds
+
+    def rounds_formula(self, config: MPCConfig) -> str:
+        """:attr:`round_formula` with this config's numbers, with what ``S``, ``Ts`` and ``J`` are.
+
+        Examples
+        --------
+        >>> from mpc_sim import MPCConfig
+        >>> KHop(k=5).rounds_formula(KHop(k=5).default_config(1000, 0.5)).split(";")[0]
+        'S + 3 + 2 J = 7 + 3 + 2 x 3 = 16'
+        """
+        plan = self._checked_plan(config)
+        if plan.k_eff == 0:
+            return "0 (k' = min(k, n) = 0: the output is the input)"
+        k_eff, S = plan.k_eff, plan.r_answers
+        top, extra = k_eff.bit_length() - 1, int(bin(k_eff).count("1") > 1)
+        J = top + extra
+        if plan.P == 1:
+            how = "S = 2: one working machine finds find¹ locally"
+        elif plan.sort.trivial:
+            how = f"S = 3: all {plan.n} records fit one bucket (P = {plan.P} working machines)"
+        else:
+            how = (f"S = 5 + Ts = {S}: sample, splitters, Ts = {plan.sort.rounds} splitter-tree rounds (degree "
+                   f"{plan.sort.degree} over P = {plan.P} working machines), classify, predecessor, answers")
+        return (f"S + 3 + 2 J = {S} + 3 + 2 x {J} = {S + 3 + 2 * J}; {how}; "
+                f"J = (bit_length(k') - 1) + [popcount(k') > 1] = {top} + {extra}, k' = min(k, n) = {k_eff} "
+                f"doubling steps of 2 rounds (request, response), then the token trip and the output round")
 
     def fanout_bound(self, config: MPCConfig) -> int:
-        """Messages a machine sends in one round: to the homes of its input words (round 1), of its
-        sorted records (at most ``B``), of its ``2B`` requests or responses, or to 2 output machines."""
-        plan = _plan(config, self.k)
+        """Messages a machine sends in one round: to the homes of its input words (round 1); a
+        sample (1); the splitters (the tree's degree); its records to the buckets (``K``); a
+        bucket's predecessor (1) or answers (homes of at most ``cap`` records); ``2B`` requests or
+        responses; 2 output machines."""
+        plan = self._checked_plan(config)
         if plan.k_eff == 0:
             return 1
-        return max(min(plan.P, spanned(config.s, plan.B)), min(plan.P, 2 * plan.B), 2)
+        sort = [] if plan.sort is None else [plan.sort.degree, min(plan.sort.buckets, plan.B),
+                                             min(plan.P, plan.sort.cap)]
+        return max(min(plan.P, spanned(config.s, plan.B)), min(plan.P, 2 * plan.B), 2, *sort)
 
     def check_config(self, config: MPCConfig) -> None:
-        plan = _plan(config, self.k)
-        if plan.k_eff == 0:
+        if min(self.k, config.n) == 0:
             return
         if config.s < 8:
             raise ConfigError(f"khop needs s >= 8 words per machine (7 per position + a heartbeat), got s = {config.s}")
-        if plan.P > config.machines:
-            raise ConfigError(f"khop needs {plan.P} working machines of {plan.B} positions (B = (s - 1) // 7) for "
-                              f"n = {config.n}, but the cluster has {config.machines} (raise machines_factor)")
+        plan = self._checked_plan(config)
+        need = plan.P if plan.sort is None or plan.sort.trivial else max(plan.P + 1, plan.sort.buckets)
+        if need > config.machines:
+            raise ConfigError(f"khop needs {need} machines ({plan.P} working machines of {plan.B} positions, "
+                              f"B = (s - 1) // 7, a sampling leader, {plan.buckets} buckets) for n = {config.n}, "
+                              f"but the cluster has {config.machines} (raise machines_factor)")
 
     def default_config(self, n: int, eps: float) -> MPCConfig:
         """The smallest constants (from 1, 1, growing by 25%) under which this protocol runs."""
@@ -282,12 +374,22 @@ class KHop(Protocol):
             return memory[:0], relayout_local(machine, memory, plan.s, plan.home)
         if r == plan.r_output + 1:  # the output has arrived
             return inbox.words.copy(), []
+        if r < plan.r_answers:
+            return self._sort_round(plan, ctx.seed, r, machine, memory, inbox)
+        if r == plan.r_answers:
+            if plan.P == 1:         # one working machine: find¹ locally
+                if machine != 0:
+                    return memory, []
+                records = _sorted_records(np.stack([inbox.words, plan.positions(machine)], axis=1))
+                return memory[:0], self._answers(plan, records, inbox.words[:0])
+            if plan.sort.trivial:   # bucket 0 holds every record
+                records = _sorted_records(inbox.words.reshape(-1, 2))
+                return memory[:0], (self._answers(plan, records, inbox.words[:0]) if records.size else [])
+            if memory.size == 0:
+                return memory, []
+            return memory[:0], self._answers(plan, memory.reshape(-1, 2), inbox.words)
         if machine >= plan.P:
             return memory, []
-        if r <= plan.r_sorted:
-            return self._sort_round(plan, r, machine, memory, inbox)
-        if r == plan.r_answers:
-            return memory[:0], self._answers(plan, machine, memory.reshape(plan.B, 2), inbox.words)
         if r == plan.r_output:
             hop = self._apply_responses(plan, machine, memory.reshape(-1, 3), inbox, plan.trips[-1])
             return memory[:0], relayout_local(machine, hop, plan.B, lambda i: i // plan.s)
@@ -302,35 +404,53 @@ class KHop(Protocol):
             messages = [(0, np.array([HEARTBEAT]))]
         return state.ravel(), messages
 
-    def _sort_round(self, plan, r, machine, memory, inbox):
-        q = r - 2
-        if q == 0:  # fresh block: (token, position), padded with records that sort last
+    def _sort_round(self, plan, seed, r, machine, memory, inbox):
+        """Rounds 2 .. r_answers - 1: the sample sort of the records ``(x[p], p)`` into buckets."""
+        sort, working = plan.sort, machine < plan.P
+        if sort.trivial:            # round 2: every record to bucket 0
+            if not working:
+                return memory, []
+            return memory[:0], [(0, np.stack([inbox.words, plan.positions(machine)], axis=1).ravel())]
+        if r == 2:                  # keep the tokens, sample records to the leader
+            if not working:
+                return memory, []
             positions = plan.positions(machine)
-            block = np.full((plan.B, 2), INT_MAX, dtype=np.int64)
-            block[:positions.size] = np.c_[inbox.words, positions]
-        else:
-            block = memory.reshape(plan.B, 2)
-        block, messages = sort_round_local(block, inbox.words if q else None, q, machine, plan.P, plan.stages,
-                                           _by_token_then_position)
-        if q < len(plan.stages):
-            return block.ravel(), messages
-        if plan.P > 1:  # sorted: my last record is the predecessor of the next machine's first
-            return block.ravel(), ([(machine + 1, block[-1])] if machine + 1 < plan.P else [])
-        return memory[:0], self._answers(plan, machine, block, inbox.words[:0])
+            picked = uniform01(seed, _SAMPLE_TAG, positions) < sort.probability
+            sample = np.stack([inbox.words[picked], positions[picked]], axis=1).ravel()
+            if machine == 0:
+                sample = np.r_[_MARKER, sample]
+            return inbox.words.copy(), ([(plan.leader, sample)] if sample.size else [])
+        if r == 3 and machine == plan.leader:
+            payload = _splitter_payload(inbox.words.reshape(-1, 2), sort.spacing)
+            return memory[:0], [(int(m), payload) for m in splitter_roots(sort, 0)]
+        if r <= plan.r_classify:
+            if not working:
+                return memory, []
+            if len(inbox):
+                memory = np.r_[memory, inbox.words]
+            count = plan.positions(machine).shape[0]
+            if r < plan.r_classify:
+                return memory, [(m, memory[count:]) for m in splitter_sends(sort, r - 3, 0, machine)]
+            records = np.stack([memory[:count], plan.positions(machine)], axis=1)
+            return memory[:0], pack_local(_below(memory[count:], records), records)
+        # r == r_classify + 1: buckets sort; each sends its last record to the next bucket
+        if not len(inbox):
+            return memory, []
+        records = _sorted_records(inbox.words.reshape(-1, 2))
+        return records.ravel(), ([(machine + 1, records[-1])] if machine + 1 < sort.buckets else [])
 
     @staticmethod
-    def _answers(plan, machine, block, predecessor):
+    def _answers(plan, block, predecessor):
         """``(p, find¹(p), x[p])`` for my sorted records, sent to ``home(p)``."""
         previous = np.empty_like(block)
         previous[1:] = block[:-1]
-        has_previous = np.ones(plan.B, dtype=bool)
+        has_previous = np.ones(block.shape[0], dtype=bool)
         if predecessor.size:
             previous[0] = predecessor
         else:
             has_previous[0] = False
-        real = block[:, 1] != INT_MAX
         find1 = np.where(has_previous & (previous[:, 0] == block[:, 0]), previous[:, 1] + 1, -1)
-        answers = np.c_[block[:, 1], find1, block[:, 0]][real]
+        answers = np.stack([block[:, 1], find1, block[:, 0]], axis=1)
         return pack_local(plan.home(answers[:, 0]), answers)
 
     def _state_before_trip(self, plan, machine, memory, inbox, trip_index):
@@ -391,11 +511,10 @@ class KHop(Protocol):
             return empty, relayout_batch(state.words, plan.s, plan.home)
         if r == plan.r_output + 1:
             return delivery.inbox_state(), MessageBatch.empty(np.int64)
-        if r <= plan.r_sorted:
-            return self._batch_sort_round(plan, r, machines, state, delivery)
+        if r < plan.r_answers:
+            return self._batch_sort_round(plan, ctx.seed, r, machines, state, delivery)
         if r == plan.r_answers:
-            _, _, predecessors = delivery_records(delivery, 2)
-            return empty, self._batch_answers(plan, state.words.reshape(plan.P, plan.B, 2), predecessors)
+            return empty, self._batch_answers(plan, state, delivery)
         if r == plan.r_output:
             hop = self._batch_apply(plan, state.words.reshape(plan.n, 3).copy(), delivery, plan.trips[-1])
             return empty, relayout_batch(hop, plan.B, lambda i: i // plan.s)
@@ -419,36 +538,85 @@ class KHop(Protocol):
         sizes = np.diff(np.minimum(np.arange(plan.P + 1) * plan.B, plan.n)) * 3
         return build_state(machines, [(0, sizes, columns)])
 
-    def _batch_sort_round(self, plan, r, machines, state, delivery):
-        q = r - 2
-        if q == 0:
-            blocks = np.full((plan.P * plan.B, 2), INT_MAX, dtype=np.int64)
-            blocks[:plan.n] = np.c_[delivery.inbox_state().words, np.arange(plan.n)]
-            blocks = blocks.reshape(plan.P, plan.B, 2)
-        else:
-            blocks = state.words.reshape(plan.P, plan.B, 2)
-        blocks, batch = sort_round_batch(blocks, q, plan.stages, _by_token_then_position)
-        block_state = build_state(machines, [(0, np.full(plan.P, 2 * plan.B), blocks)])
-        if q < len(plan.stages):
-            return block_state, batch
-        if plan.P > 1:
-            senders = np.arange(plan.P - 1)
-            return block_state, pack_batch(senders, senders + 1, blocks[:-1, -1])
-        return ClusterState.empty(machines), self._batch_answers(plan, blocks, np.zeros((0, 2), dtype=np.int64))
+    def _batch_sort_round(self, plan, seed, r, machines, state, delivery):
+        """:meth:`_sort_round` on every machine at once (same memories, same messages)."""
+        sort, positions = plan.sort, np.arange(plan.n, dtype=np.int64)
+        empty = ClusterState.empty(machines)
+        if sort.trivial:
+            records = np.stack([delivery.inbox_state().words, positions], axis=1)
+            return empty, pack_batch(plan.home(positions), np.zeros(plan.n, dtype=np.int64), records)
+        counts = np.diff(np.minimum(np.arange(plan.P + 1) * plan.B, plan.n))
+        if r == 2:
+            tokens = delivery.inbox_state().words
+            picked = np.flatnonzero(uniform01(seed, _SAMPLE_TAG, positions) < sort.probability)
+            src = np.r_[0, plan.home(picked)]
+            sample = np.r_[_MARKER[None, :], np.stack([tokens[picked], positions[picked]], axis=1)]
+            batch = pack_batch(src, np.full(src.shape[0], plan.leader), sample)
+            return build_state(machines, [(0, counts, tokens)]), batch
+        if r == 3:
+            _, _, samples = delivery_records(delivery, 2)
+            payload = _splitter_payload(samples, sort.spacing)
+            roots = splitter_roots(sort, 0)
+            batch = pack_batch(np.full(roots.shape[0], plan.leader), roots,
+                               np.broadcast_to(payload, (roots.shape[0], payload.shape[0])))
+            return state, batch
+        if r <= plan.r_classify:
+            sizes = state.sizes()[:plan.P]
+            holds = sizes > counts
+            received = np.zeros(plan.P, dtype=bool)
+            received[delivery.messages.dst] = True
+            if received.any():
+                payload = delivery.messages.words[:delivery.messages.offsets[1]]
+            else:
+                first = int(np.flatnonzero(holds)[0])
+                payload = state.memory(first)[counts[first]:]
+            holds |= received
+            tokens = np.concatenate([state.memory(m)[:counts[m]] for m in range(plan.P)])
+            if r < plan.r_classify:
+                memory = np.concatenate([np.r_[state.memory(m)[:counts[m]], payload] if holds[m]
+                                         else state.memory(m)[:counts[m]] for m in range(plan.P)])
+                tree = sort.tree()
+                children, parents = tree.links(tree.depth - (r - 3))
+                batch = pack_batch(parents, children, np.broadcast_to(payload, (parents.shape[0], payload.shape[0])))
+                return build_state(machines, [(0, counts + holds * payload.shape[0], memory)]), batch
+            records = np.stack([tokens, positions], axis=1)
+            return empty, pack_batch(plan.home(positions), _below(payload, records), records)
+        # r == r_classify + 1: buckets sort; each sends its last record to the next bucket
+        bucket, _, records = delivery_records(delivery, 2)
+        order = np.lexsort((records[:, 1], records[:, 0], bucket))
+        bucket, records = bucket[order], records[order]
+        sizes = np.bincount(bucket, minlength=machines)
+        last = np.flatnonzero(np.r_[bucket[1:] != bucket[:-1], True])
+        sends = bucket[last] + 1 < sort.buckets
+        batch = pack_batch(bucket[last][sends], bucket[last][sends] + 1, records[last][sends])
+        return build_state(machines, [(0, 2 * sizes, records)]), batch
 
     @staticmethod
-    def _batch_answers(plan, blocks, predecessors):
-        flat = blocks.reshape(-1, 2)
+    def _batch_answers(plan, state, delivery):
+        """:meth:`_answers` of every bucket (or of the one working machine)."""
+        if plan.P == 1:
+            tokens = delivery.inbox_state().words
+            flat = _sorted_records(np.stack([tokens, np.arange(plan.n, dtype=np.int64)], axis=1))
+            holder, predecessor_of = np.zeros(plan.n, dtype=np.int64), {}
+        elif plan.sort.trivial:
+            _, _, records = delivery_records(delivery, 2)
+            flat = _sorted_records(records)
+            holder, predecessor_of = np.zeros(flat.shape[0], dtype=np.int64), {}
+        else:
+            flat = state.words.reshape(-1, 2)
+            holder = np.repeat(np.arange(state.machines), state.sizes() // 2)
+            receiver, _, predecessors = delivery_records(delivery, 2)
+            predecessor_of = dict(zip(receiver.tolist(), predecessors))
         previous = np.empty_like(flat)
         previous[1:] = flat[:-1]
-        has_previous = np.ones(flat.shape[0], dtype=bool)
-        has_previous[0] = False
-        previous[plan.B::plan.B] = predecessors  # machine m's first record follows machine m-1's last
-        real = flat[:, 1] != INT_MAX
+        first = np.r_[True, holder[1:] != holder[:-1]] if flat.shape[0] else np.zeros(0, dtype=bool)
+        has_previous = ~first
+        for at in np.flatnonzero(first):
+            if int(holder[at]) in predecessor_of:
+                previous[at], has_previous[at] = predecessor_of[int(holder[at])], True
         find1 = np.where(has_previous & (previous[:, 0] == flat[:, 0]), previous[:, 1] + 1, -1)
-        holder = np.arange(flat.shape[0]) // plan.B
-        answers = np.c_[flat[:, 1], find1, flat[:, 0]]
-        return pack_batch(holder[real], plan.home(answers[real, 0]), answers[real])
+        answers = np.stack([flat[:, 1], find1, flat[:, 0]], axis=1)
+        return pack_batch(holder, plan.home(answers[:, 0]), answers)
 
     def _batch_apply(self, plan, columns, delivery, trip):
         _, _, responses = delivery_records(delivery, 2, skip_single=True)

@@ -12,6 +12,8 @@ def test_protocols_lists_every_catalog_protocol_with_its_summary_bounds_and_dask
         assert cls.summary, f"{name} has no one-line summary"
         assert name in out and cls.summary in out
     assert "block batch" in out and "per machine" in out        # sort runs its batch step on Dask blocks
+    assert "R = S + 3 + 2 J" in out and "[popcount(k') > 1]" in out.replace("\u2502", "")  # khop's formula
+    assert "R = start + P L" in out                              # connectivity's
 
 
 def test_simulate_runs_a_protocol_and_verifies_its_output(capsys):

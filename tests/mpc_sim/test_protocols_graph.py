@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mpc_sim import ConfigError, InputError, MPCConfig, Simulator, make_protocol
 from mpc_sim.protocols._blocks import bitonic_stages, sort_round_batch, sort_round_local, stage_partner
-from mpc_sim.protocols.connectivity import Connectivity, components_reference, graph_diameter
+from mpc_sim.protocols.connectivity import Connectivity, components_reference, graph_diameter, sort_plan
 from mpc_sim.protocols.khop import KHop, hop_k_reference
 from mpc_sim.protocols.match2 import Match2, match2_reference
 
@@ -206,8 +206,10 @@ def test_khop_is_deterministic_per_seed():
 def test_khop_refuses_what_it_cannot_run():
     with pytest.raises(ConfigError, match="s >= 8"):
         KHop(k=1).check_config(MPCConfig(n=100, eps=0.3))
-    with pytest.raises(ConfigError, match="working machines"):
+    with pytest.raises(ConfigError, match="s = 10 is too small"):
         KHop(k=1).check_config(MPCConfig(n=100, eps=0.5, memory_factor=1))
+    with pytest.raises(ConfigError, match="working machines"):
+        KHop(k=1).check_config(MPCConfig(n=10**4, eps=0.5, memory_factor=20, machines_factor=0.1))
     with pytest.raises(ConfigError, match="k must be"):
         KHop(k=-1)
     config = KHop(k=1).default_config(4, 0.5)
@@ -327,76 +329,194 @@ GRAPHS = {
 }
 
 
+def run_connectivity(protocol, config, data, seed=0):
+    """A strict per-machine run (connectivity has no batch style) that respects every limit, the
+    declared fan-out and round bound, leaves its output on the first machines and follows the
+    phase schedule exactly: ``R = start + P * L`` for ``1 <= P <= t_max + 3`` phases."""
+    seen = [0]
+
+    class Recording(Connectivity):
+        def step(self, ctx, machine, memory, inbox):
+            memory, messages = super().step(ctx, machine, memory, inbox)
+            seen.append(len(list(messages)))
+            return memory, messages
+
+    run = Simulator(config, mode="machine").run(Recording(**dataclasses.asdict(protocol)), data, seed=seed)
+    assert max(seen) <= protocol.fanout_bound(config)
+    assert run.trace.check() == [] and run.trace.max_received <= config.s
+    assert run.trace.num_rounds <= protocol.rounds_bound(config)
+    phases, rest = divmod(run.trace.num_rounds - protocol.start_round(config), protocol.phase_length(config))
+    assert rest == 0 and 1 <= phases <= protocol.phase_budget(config) + 3
+    sizes, s, out = run.state.sizes(), config.s, run.output.size
+    assert sizes.tolist() == [min(s, out - i * s) for i in range(-(-out // s))] + [0] * (sizes.size - -(-out // s))
+    return run
+
+
+def connectivity_phases(protocol, config, run):
+    return (run.trace.num_rounds - protocol.start_round(config)) // protocol.phase_length(config)
+
+
+@pytest.mark.parametrize("finish", [True, False])
 @pytest.mark.parametrize("kind", CONFIGS)
 @pytest.mark.parametrize("case", GRAPHS)
-def test_connectivity_matches_networkx_on_case_table(case, kind):
+def test_connectivity_matches_networkx_on_case_table(case, kind, finish):
     vertices, data = GRAPHS[case]
-    protocol = Connectivity(vertices=vertices)
+    protocol = Connectivity(vertices=vertices, finish=finish)
     config = CONFIGS[kind](protocol, data.size)
-    run = run_both(protocol, config, data)
+    run = run_connectivity(protocol, config, data)
     expected = networkx_labels(data, vertices)
     assert np.array_equal(run.output, expected)
     assert np.array_equal(components_reference(data, vertices), expected)
-    assert run.trace.num_rounds <= protocol.rounds_for_diameter(config, graph_diameter(data, vertices))
-    assert protocol.rounds_for_diameter(config, graph_diameter(data, vertices)) <= protocol.rounds_bound(config)
 
 
+@pytest.mark.parametrize("finish", [True, False])
 @pytest.mark.parametrize("vertices", [16, 64, 256])
-def test_connectivity_rounds_stay_logarithmic_on_long_paths(vertices):
-    """Random ids defeat plain label propagation (about D iterations of >= 8 rounds each here);
-    hooking stays within min(D, 2 log V) + 1 hook blocks, far fewer rounds than that."""
+def test_connectivity_contracts_long_paths_in_logarithmically_many_phases(vertices, finish):
+    """Random ids defeat plain label propagation (about D iterations); star contraction absorbs
+    every star with a neighbour star with probability >= 1/4 per phase, so P(more than t phases)
+    <= V (3/4)^t: these seeded runs stay below the t where that bound is 1e-3."""
     data = _path(np.random.default_rng(vertices).permutation(vertices))
-    protocol = Connectivity(vertices=vertices)
+    protocol = Connectivity(vertices=vertices, finish=finish)
     config = protocol.default_config(data.size, 0.5)
-    run = Simulator(config).run(protocol, data)
+    run = run_connectivity(protocol, config, data)
     assert np.array_equal(run.output, np.zeros(vertices, dtype=np.int64))
-    assert run.trace.check() == []  # includes num_rounds <= rounds_bound, the O(log^2 V)-block bound
     assert graph_diameter(data, vertices) == vertices - 1
+    phases = connectivity_phases(protocol, config, run)
+    assert phases <= np.log(vertices / 1e-3) / np.log(4 / 3) + 3
     if vertices >= 64:
-        assert run.trace.num_rounds < 8 * (vertices - 1)
+        assert phases < (vertices - 1) / 3
 
 
 def test_connectivity_star_hot_spot_stays_within_limits_at_the_smallest_config():
-    """A centre of degree 299: every arc machine holds centre arcs, every vertex hooks onto 0."""
+    """A centre of degree 299: its arcs fill several arc buckets, its star every record bucket."""
     vertices = 300
     data = np.c_[np.full(vertices - 1, 0), np.arange(1, vertices)].ravel()
     protocol = Connectivity(vertices=vertices)
     config = protocol.default_config(data.size, 0.5)
-    run = Simulator(config).run(protocol, data)
-    assert run.trace.check() == [] and run.trace.max_received <= config.s
+    run = run_connectivity(protocol, config, data)
     assert np.array_equal(run.output, np.zeros(vertices, dtype=np.int64))
 
 
-@settings(max_examples=20)
+def test_connectivity_hot_spot_with_large_ids_and_a_giant_star():
+    """Centre V-1 of degree V-1 plus a second component: the records of one root span buckets."""
+    vertices = 1200
+    data = np.r_[np.c_[np.full(999, 999), np.arange(999)].ravel(), _path(np.arange(1000, 1200))]
+    for finish in (True, False):
+        protocol = Connectivity(vertices=vertices, finish=finish)
+        config = protocol.default_config(data.size, 0.5)
+        run = run_connectivity(protocol, config, data, seed=4)
+        assert np.array_equal(run.output, networkx_labels(data, vertices))
+
+
+@settings(max_examples=25, deadline=None)
 @given(data=st.integers(1, 20).flatmap(lambda v: st.tuples(
-    st.just(v), st.lists(st.tuples(st.integers(0, v - 1), st.integers(0, v - 1)), min_size=1, max_size=25))))
-def test_connectivity_matches_networkx_on_random_edge_lists(data):
+    st.just(v), st.lists(st.tuples(st.integers(0, v - 1), st.integers(0, v - 1)), min_size=1, max_size=25))),
+    seed=st.integers(0, 2**32 - 1), finish=st.booleans())
+def test_connectivity_matches_networkx_on_random_edge_lists(data, seed, finish):
+    """Small graphs FINISH at once (all joining pairs fit s / 2): finish=False runs the coin
+    hooking to the end on the same inputs."""
     vertices, edges = data
     words = np.array(edges, dtype=np.int64).ravel()
-    protocol = Connectivity(vertices=vertices)
-    run = run_both(protocol, protocol.default_config(words.size, 0.5), words)
+    protocol = Connectivity(vertices=vertices, finish=finish)
+    run = run_connectivity(protocol, protocol.default_config(words.size, 0.5), words, seed=seed)
     assert np.array_equal(run.output, networkx_labels(words, vertices))
-    assert run.trace.num_rounds <= protocol.rounds_for_diameter(run.trace.config, graph_diameter(words, vertices))
 
 
-def test_connectivity_is_deterministic_per_seed():
-    protocol = Connectivity(vertices=20)
-    config = protocol.default_config(40, 0.5)
+def test_connectivity_is_deterministic_per_seed_and_its_coins_depend_on_the_seed():
+    protocol = Connectivity(vertices=60)
+    config = protocol.default_config(120, 0.5)
     data = protocol.generate_input(config, seed=1)
     first, again = (Simulator(config).run(protocol, data, seed=3) for _ in range(2))
     assert np.array_equal(first.output, again.output) and first.trace.counts() == again.trace.counts()
+    others = [Simulator(config).run(protocol, data, seed=seed) for seed in range(4, 8)]
+    assert all(np.array_equal(other.output, first.output) for other in others)
+    assert len({other.trace.counts() for other in others + [first]}) > 1   # the coins do change the run
+
+
+def _sweep(sizes, seeds):
+    """Measured phases and rounds of generated inputs (V = n / 2) at eps = 0.5."""
+    rows = []
+    for n in sizes:
+        protocol = Connectivity()
+        config = protocol.default_config(n, 0.5)
+        data = protocol.generate_input(config, seed=0)
+        runs = [run_connectivity(protocol, config, data, seed=seed) for seed in seeds]
+        assert all(np.array_equal(run.output, components_reference(data, n // 2)) for run in runs)
+        rounds = np.mean([run.trace.num_rounds for run in runs])
+        phases = np.mean([connectivity_phases(protocol, config, run) for run in runs])
+        rows.append((n, rounds, phases, protocol.phase_length(config), protocol.rounds_bound(config)))
+    return rows
+
+
+def _check_logarithmic(rows, per_doubling):
+    """Rounds fit ``a + b log2 n`` with a positive slope of at most ``per_doubling`` rounds per
+    doubling of n; phase lengths stay constant (7 at eps = 0.5); every run is within its bound."""
+    logs = np.log2([row[0] for row in rows])
+    rounds = np.array([row[1] for row in rows])
+    slope, intercept = np.polyfit(logs, rounds, 1)
+    assert 0 < slope <= per_doubling, (slope, rows)
+    assert {row[3] for row in rows} == {7}
+    assert all(row[1] <= row[4] for row in rows)
+    return slope, intercept
+
+
+def test_connectivity_rounds_grow_linearly_in_log_n_small_sweep():
+    rows = _sweep([2**k for k in range(6, 13, 2)], seeds=range(2))
+    _check_logarithmic(rows, per_doubling=3 * 7)     # at most 3 phases of 7 rounds per doubling
+
+
+@pytest.mark.slow
+def test_connectivity_rounds_grow_linearly_in_log_n_up_to_2_20():
+    rows = _sweep([2**k for k in range(10, 21, 2)], seeds=[0])
+    _check_logarithmic(rows, per_doubling=3 * 7)
+    assert rows[-1][1] <= 300, rows
 
 
 def test_connectivity_refuses_what_it_cannot_run():
     with pytest.raises(ConfigError, match="odd"):
         Connectivity(vertices=3).check_config(MPCConfig(n=5, eps=0.5, memory_factor=20))
-    with pytest.raises(ConfigError, match="s >= 32"):
+    with pytest.raises(ConfigError, match="s >= 16"):
         Connectivity(vertices=3).check_config(MPCConfig(n=100, eps=0.5))
+    with pytest.raises(ConfigError, match="machines"):
+        Connectivity().check_config(MPCConfig(n=4096, eps=0.5, memory_factor=20, machines_factor=0.1))
     with pytest.raises(ConfigError, match="vertices"):
         Connectivity(vertices=0)
     protocol = Connectivity(vertices=3)
     with pytest.raises(InputError, match="vertex 3, outside 0 .. 2"):
         Simulator(protocol.default_config(4, 0.5)).run(protocol, np.array([0, 1, 3, 2]))
+
+
+def test_connectivity_sort_plans_keep_their_failure_bound_and_refuse_tiny_memory():
+    plan = sort_plan(2**20, 4000, 16000, 1e-12, leaves=300)
+    assert not isinstance(plan, str) and plan.failure <= 1e-12 and plan.buckets * plan.cap >= 2**20
+    assert plan.probability * 2**20 < 16000                     # the leader's expected load fits
+    assert sort_plan(500, 500, 2000, 1e-9).trivial
+    assert "s = 400 is too small" in sort_plan(2**20, 100, 400, 1e-9)
+    assert "leader" in sort_plan(2**20, 2000, 4000, 1e-9)
+
+
+def test_connectivity_finish_cuts_the_tail_of_phases():
+    """With FINISH the runs end a few phases after the joining pairs fit s / 2; without it the
+    last pairs of stars merge with probability 1/2 per phase (a geometric tail)."""
+    n = 2**12
+    config = Connectivity().default_config(n, 0.5)
+    data = Connectivity().generate_input(config, seed=2)
+    phases = {}
+    for finish in (True, False):
+        protocol = Connectivity(finish=finish)
+        runs = [run_connectivity(protocol, config, data, seed=seed) for seed in range(2)]
+        assert all(np.array_equal(run.output, components_reference(data, n // 2)) for run in runs)
+        phases[finish] = np.mean([connectivity_phases(protocol, config, run) for run in runs])
+    assert phases[True] < phases[False]
+
+
+def test_connectivity_states_its_round_formula():
+    protocol = Connectivity()
+    config = protocol.default_config(2**12, 0.5)
+    formula = protocol.rounds_formula(config)
+    assert formula.startswith("start + (t_max + 3) x L") and str(protocol.rounds_bound(config)) in formula
+    assert protocol.rounds_bound(config) == (protocol.start_round(config)
+                                             + (protocol.phase_budget(config) + 3) * protocol.phase_length(config))
 
 
 def test_graph_diameter_is_the_largest_component_diameter():
@@ -409,7 +529,7 @@ def test_connectivity_defaults_to_as_many_vertices_as_edges():
     config = protocol.default_config(24, 0.5)
     data = protocol.generate_input(config, seed=0)
     assert protocol.vertex_count(24) == 12 and data.max() < 12
-    run = run_both(protocol, config, data)
+    run = run_connectivity(protocol, config, data)
     assert np.array_equal(run.output, networkx_labels(data, 12))
 
 
