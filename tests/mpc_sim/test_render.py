@@ -75,7 +75,10 @@ def test_protocol_listing_fits_80_columns(capsys, monkeypatch):
     assert cli_main(["protocols", "--eps", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
-    assert "40985" in out and "n=2^20" in out          # connectivity's bound at 2^20, whole
+    from mpc_sim.protocols import make_protocol
+    connectivity = make_protocol("connectivity")
+    bound = connectivity.rounds_bound(connectivity.default_config(2**20, 0.5))
+    assert str(bound) in out and "n=2^20" in out          # connectivity's bound at 2^20, whole
 
 
 def test_compact_table_keeps_numbers_whole_and_elides_the_middle():
