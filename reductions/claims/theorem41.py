@@ -50,12 +50,12 @@ class ProtocolSweep:
 
 
 DEFAULT_PROTOCOLS = (
-    ProtocolSweep("sort", {}, (8, 9, 10, 11, 12, 13, 14, 15, 16), (8, 10, 12, 14), 10, 8),
-    ProtocolSweep("prefix-sum", {}, (8, 9, 10, 11, 12, 13, 14, 15, 16), (8, 10, 12, 14), 10, 8),
+    ProtocolSweep("sort", {}, (8, 9, 10, 11, 12, 13, 14, 15, 16), (8, 10, 12, 14), 14, 10),
+    ProtocolSweep("prefix-sum", {}, (8, 9, 10, 11, 12, 13, 14, 15, 16), (8, 10, 12, 14), 14, 10),
     # khop at eps = 1/2 keeps its floors (fan-out 8, head width 1536 words) up to n = 2^8
-    ProtocolSweep("khop", {"k": 4}, (6, 8, 10, 11, 12, 13, 14, 15, 16, 17), (6, 10, 11, 12, 13, 14), 6, 6,
+    ProtocolSweep("khop", {"k": 4}, (6, 8, 10, 11, 12, 13, 14, 15, 16, 17), (6, 10, 11, 12, 13, 14), 12, 10,
                   fit_from=10),
-    ProtocolSweep("connectivity", {}, (4, 5, 6, 7, 8, 9, 10, 11), (4, 6, 8, 10), 5, 4),
+    ProtocolSweep("connectivity", {}, (4, 5, 6, 7, 8, 9, 10, 11), (4, 6, 8, 10), 11, 8),
 )
 
 
