@@ -380,8 +380,12 @@ class Transformer:
     def _check_dims(self) -> None:
         d = self.dim
         checks = [("readout", _linear_dim(self.readout, "in"))]
+        seen: set[int] = set()  # a compiled model shares one Head object across its rounds: check it once
         for l, layer in enumerate(self.layers):
             for h, head in enumerate(layer.heads):
+                if id(head) in seen:
+                    continue
+                seen.add(id(head))
                 for name in ("query", "key", "value"):
                     checks.append((f"layer {l} head {h} {name} input", _linear_dim(head.maps[name], "in")))
                 checks.append((f"layer {l} head {h} output", _linear_dim(head.output, "out")))
