@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import CompileError
+
 __all__ = [
     "DecodeError", "Message", "Layout", "DisjunctLayout", "HashedLayout", "LAYOUTS",
     "words_to_limbs", "limbs_to_words", "make_layout",
@@ -41,8 +43,11 @@ _LIMB_MASKS = tuple((1 << b) - 1 for b in LIMB_BITS)
 LIMBS = len(LIMB_BITS)
 
 
-class DecodeError(RuntimeError):
-    """A received average could not be decoded exactly (reported, never silently wrong)."""
+class DecodeError(CompileError, RuntimeError):
+    """A received average could not be decoded exactly (reported, never silently wrong).
+
+    A :class:`CompileError` like every error of the compiler (and still a ``RuntimeError``, as
+    it was before, for callers that catch that)."""
 
 
 @dataclass(frozen=True, eq=False)
