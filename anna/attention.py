@@ -3,7 +3,7 @@
 :func:`anna_attention` is the fast path (numba kernels of :mod:`anna.kernels`);
 :func:`collision_counts` / :func:`anna_weights` are the plain-numpy definition it is tested
 against: ``c_ij`` = number of tables where query ``i`` and key ``j`` share a code, and
-``w_ij = c_ij / sum_j c_ij``, so that ``out = W @ v`` (THEORY.md §3). Both share the hashing of
+``w_ij = c_ij / sum_j c_ij``, so that ``out = W @ v`` (docs/theory.md §3). Both share the hashing of
 :mod:`anna.lsh` (same seed, same codes).
 
 How the fast path runs (per chunk of at most 64 tables):
@@ -29,7 +29,7 @@ the bucket sums rounded once to float32 and adds its (at most ``ell`` per run) t
 so float32 outputs are within about ``(ell + 1) * 2**-24`` of ``W @ v`` relative to ``max |v|``.
 Results do not depend on the number of threads.
 
-Empty neighbourhood (THEORY.md §2, [open]): a query colliding with no key gets the zero row
+Empty neighbourhood (docs/theory.md §2, [open]): a query colliding with no key gets the zero row
 and count 0.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Checker of the ANNA definition (THEORY.md §2) and empirical failure rates (Theorem 3.4).
+"""Checker of the ANNA definition (docs/theory.md §2) and empirical failure rates (Theorem 3.4).
 
 Weights ``w`` (N_q, N_k) are an ANNA for queries ``q``, keys ``k`` and parameters (r, c, ell) when,
 for every query i,
@@ -7,7 +7,7 @@ for every query i,
 2. ``||k_j - q_i|| <= r`` implies ``w_ij >= 1 / ((|N(q_i, c r)| - 1) ell + 1)``,
 
 with ``N(q, t)`` the keys within distance ``t`` of ``q``. Rows must be non-negative and sum to 1,
-or be all zero (a query without a colliding key, THEORY.md's empty-neighbourhood convention; such a
+or be all zero (a query without a colliding key, docs/theory.md's empty-neighbourhood convention; such a
 row violates condition 2 exactly when the query has a key within ``r``).
 
 :func:`anna_failure_rate` runs Algorithm 1's weights over many seeds and reports how often the

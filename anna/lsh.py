@@ -3,7 +3,7 @@
 A family samples ``ell`` tables of ``z`` functions each (:meth:`sample`) and hashes rows into one
 ``uint64`` code per table (:meth:`hash`): two rows share a table's code exactly when all ``z``
 functions of the table agree on them (up to a false match of probability about ``2**-64``, see
-*Codes* below). Three families (THEORY.md §3):
+*Codes* below). Three families (docs/theory.md §3):
 
 * :class:`E2LSH` -- p-stable (Datar et al. 2004), ``h(x) = floor((a.x + b) / w)`` with
   ``a ~ N(0, I)``, ``b ~ U[0, w)``; for Euclidean distance, ``rho ~ 1/c``.

@@ -3,7 +3,7 @@
 Plain numpy, written to be obviously correct and to run in bounded memory; the fast kernels
 (:mod:`anna.attention`) and the transformer's heads are tested against these.
 
-Conventions (THEORY.md §2)
+Conventions (docs/theory.md §2)
 --------------------------
 - Queries ``q`` are ``(N_q, m)``, keys ``k`` are ``(N_k, m)``, values ``v`` are ``(N_k, d_v)``;
   float32 or float64, C-contiguous, finite. Outputs have ``v``'s dtype; sums run in float64.

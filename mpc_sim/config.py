@@ -1,4 +1,4 @@
-"""The MPC model's parameters (THEORY.md §1) with the simulator's constants made explicit."""
+"""The MPC model's parameters (docs/theory.md §1) with the simulator's constants made explicit."""
 from __future__ import annotations
 
 import math
@@ -97,7 +97,7 @@ class MPCConfig:
     """A (gamma, eps)-MPC cluster for an input of ``n`` words.
 
     Local memory ``s = ceil(memory_factor * n**eps)`` words per machine and
-    ``machines = ceil(machines_factor * n**(1 + gamma - eps))`` machines (THEORY.md §1 with
+    ``machines = ceil(machines_factor * n**(1 + gamma - eps))`` machines (docs/theory.md §1 with
     a = memory_factor, b = machines_factor). The input starts on the first ``ceil(n / s)``
     machines, ``s`` words each in order, and the output is read from the first machines.
 

@@ -2,7 +2,7 @@
 
 Subcommands: ``demo`` (the README's main demo), ``protocols`` and ``simulate`` (the MPC simulator),
 ``compile``, ``decompile`` and ``verify`` (the reductions and the claims), ``experiment`` (the
-paper's experiments, THEORY.md §6).
+paper's experiments, docs/theory.md §6).
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Figures of the task constructions (THEORY.md §4-§5), as :class:`~reductions.plots.FigureSpec`.
+"""Figures of the task constructions (docs/theory.md §4-§5), as :class:`~reductions.plots.FigureSpec`.
 
 :func:`khop_depth_series` computes the curves of the k-hop figure: depth against k for the direct
 ANNA construction and for Theorem 4.1 applied to the pointer-doubling protocol, the predecessor's
 softmax construction ``floor(log2 k) + 2``, and the reference line ``depth = k`` that RNNs and
-low-rank (kernel) attention need at sublinear width (THEORY.md §4, Thm 5.6).
+low-rank (kernel) attention need at sublinear width (docs/theory.md §4, Thm 5.6).
 :func:`khop_depth_figure` packs them as a figure (log2 k axis, linear depth axis), which
 :class:`~reductions.claims.theorem5.Theorem56` hands to ``anna-mpc verify --plots DIR``;
 :func:`write_task_figures` draws it on its own. matplotlib (the extra ``plot``) is imported only

@@ -1,4 +1,4 @@
-"""The paper's experiments (THEORY.md §6): a trained softmax surrogate run with Algorithm 1.
+"""The paper's experiments (docs/theory.md §6): a trained softmax surrogate run with Algorithm 1.
 
 Train ``softmax(β q̂ k̂ᵀ) v`` with unit-norm queries and keys (:mod:`anna.train`, needs torch),
 keep every weight, swap every attention for Algorithm 1 with angular LSH, and measure the test

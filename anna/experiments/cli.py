@@ -1,4 +1,4 @@
-"""``anna-mpc experiment match2|induction``: the paper's experiments (THEORY.md §6).
+"""``anna-mpc experiment match2|induction``: the paper's experiments (docs/theory.md §6).
 
 Without ``--train`` the shipped weights are evaluated (minutes); ``--train`` retrains with torch
 first. Prints the error grid and the paper's numbers beside ours; ``--json`` writes the grid,

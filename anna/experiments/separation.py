@@ -1,6 +1,6 @@
 """Beyond the paper: the depth separation of k-hop on trained models (softmax, ANNA, low-rank).
 
-THEORY.md §4 (Thm 5.6): depth about ``log k`` suffices for k-hop with softmax attention or ANNA,
+docs/theory.md §4 (Thm 5.6): depth about ``log k`` suffices for k-hop with softmax attention or ANNA,
 while low-rank (kernel) attention needs depth about ``k`` or a much larger width. Here that is
 measured on trained models: on the k-hop task of the predecessor (N = 100, |Σ| = 4, the hop count
 as the leading token, k = 0 .. ``max_k`` mixed in training), one softmax surrogate per depth

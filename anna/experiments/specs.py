@@ -1,4 +1,4 @@
-"""The two experiments of THEORY.md §6: grids, paper numbers, shipped files, and the comparison.
+"""The two experiments of docs/theory.md §6: grids, paper numbers, shipped files, and the comparison.
 
 An :class:`Experiment` names the task, its (ℓ per layer, z) grid, the number of hashing seeds,
 the LSH family and what the paper reports; :func:`compare_with_paper` turns a
@@ -37,7 +37,7 @@ class Experiment:
     test_size : int
         Test rows.
     paper : dict
-        What the paper reports (THEORY.md §6).
+        What the paper reports (docs/theory.md §6).
 
     Examples
     --------

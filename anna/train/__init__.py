@@ -1,6 +1,6 @@
 """Training the paper's softmax surrogate with torch (optional extra ``train``), CPU only.
 
-THEORY.md §6: train ``softmax(β q̂ k̂ᵀ) v`` with unit-norm queries and keys, then keep every weight
+docs/theory.md §6: train ``softmax(β q̂ k̂ᵀ) v`` with unit-norm queries and keys, then keep every weight
 and swap the attention for Algorithm 1. :class:`TorchSurrogate` computes the forward pass of
 :class:`anna.transformer.Transformer` in torch, :func:`train_surrogate` runs Adam (resumable from a
 checkpoint), and :meth:`TorchSurrogate.to_transformer` hands the weights back unchanged.

@@ -7,7 +7,7 @@ A :class:`BatchSource` hands the trainer ``chunk(index)``: the inputs and target
 batches as an uninterrupted run on the same device (CPU and CUDA generators draw different
 streams: a run is reproducible per device, and both streams follow the same distribution).
 
-Two sources, one per task of THEORY.md §6:
+Two sources, one per task of docs/theory.md §6:
 
 - :class:`Match2Rows`: rows drawn uniformly with replacement from the fixed balanced training set
   (moved to the device once);

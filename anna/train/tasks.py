@@ -1,4 +1,4 @@
-"""The paper's two training setups (THEORY.md §6): data, surrogate architecture and schedule.
+"""The paper's two training setups (docs/theory.md §6): data, surrogate architecture and schedule.
 
 Both setups are frozen dataclasses with the same interface:
 

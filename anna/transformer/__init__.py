@@ -1,4 +1,4 @@
-"""The ANNA-transformer (THEORY.md §2): heads of kind ``anna | ema | softmax | lowrank``.
+"""The ANNA-transformer (docs/theory.md §2): heads of kind ``anna | ema | softmax | lowrank``.
 
 Forward pass, exactly
 ---------------------

@@ -4,7 +4,7 @@ A token-wise map sends the ``(N, d_in)`` matrix of token vectors to an ``(N, d_o
 row per token. Two kinds exist:
 
 - :class:`Linear` (trained mode): ``x @ weight + bias`` with ``weight`` of shape ``(d_in, d_out)``;
-- a callable ``f(x, positions) -> ndarray`` (theory mode, THEORY.md §2): any function of the token
+- a callable ``f(x, positions) -> ndarray`` (theory mode, docs/theory.md §2): any function of the token
   vector and its position (``positions`` is ``np.arange(N)``, 0-indexed, int64). It must act row
   by row; the transformer cannot check that, so it is the caller's promise. Integer or boolean
   results are converted to float64 (exact below 2**53), so IDs can be returned as they are.

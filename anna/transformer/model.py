@@ -462,7 +462,7 @@ class Transformer:
         temperature, normalize, feature_map : optional
             Override the heads' values; ``None`` keeps them.
 
-        This is THEORY.md §6: ``trained_softmax.with_attention("anna", lsh=LSHConfig(...), seed=s)``.
+        This is docs/theory.md §6: ``trained_softmax.with_attention("anna", lsh=LSHConfig(...), seed=s)``.
         """
         if kind not in HEAD_KINDS:
             raise ValueError(f"kind must be one of {HEAD_KINDS}, got {kind!r}")

@@ -1,4 +1,4 @@
-"""ResourceReport: the sizes of an ANNA-transformer that the theorems bound (THEORY.md §2, §4)."""
+"""ResourceReport: the sizes of an ANNA-transformer that the theorems bound (docs/theory.md §2, §4)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -90,7 +90,7 @@ class ResourceReport:
 
     @property
     def width(self) -> int:
-        """``m · H`` with ``H`` the largest number of heads in a layer (THEORY.md §2)."""
+        """``m · H`` with ``H`` the largest number of heads in a layer (docs/theory.md §2)."""
         return self.m * self.max_heads
 
     @property

@@ -1,4 +1,4 @@
-"""k-hop induction heads (THEORY.md §5) in ``O(log k)`` doubling steps after one sample sort.
+"""k-hop induction heads (docs/theory.md §5) in ``O(log k)`` doubling steps after one sample sort.
 
 The task, 1-indexed as in the theory::
 

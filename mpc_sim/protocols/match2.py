@@ -1,4 +1,4 @@
-"""Match2 (THEORY.md §5) in ``2 + 2 ceil(log_f P)`` rounds: OR a residue bitmap up a tree, send it back.
+"""Match2 (docs/theory.md §5) in ``2 + 2 ceil(log_f P)`` rounds: OR a residue bitmap up a tree, send it back.
 
 ``label_i = 1`` iff some ``j`` (``j = i`` allowed) has ``x_i + x_j ≡ 0 (mod M)``; words are any
 int64 values, taken modulo ``M`` (``x mod M`` in ``0 .. M-1``, negative words included). A label

@@ -1,7 +1,7 @@
 """Sample sort: the input sorted, spread ``s`` words per machine over the first ``ceil(n / s)`` machines.
 
 One sampling level: ``5 + T`` rounds, ``T`` being the depth of the tree that spreads the
-splitters (``T <= ceil(log_g(machines))``, O(1/eps) as in THEORY.md section 1). One level suffices
+splitters (``T <= ceil(log_g(machines))``, O(1/eps) as in docs/theory.md section 1). One level suffices
 when ``s**2 >~ 60 n`` (see below): for eps >= 1/2 with a constant ``memory_factor``. The O(1/eps)
 sort for eps < 1/2 with constant factors needs several sampling levels; this module has one.
 

@@ -1,6 +1,6 @@
 """3-SUM in a constant number of rounds: every triple of input blocks meets on one machine.
 
-The task (THEORY.md §5): do three entries at distinct positions sum to 0? Words are int64 with
+The task (docs/theory.md §5): do three entries at distinct positions sum to 0? Words are int64 with
 ``|x| <= 2**61``, so no sum of three overflows. The output is one word on machine 0: ``1`` if such
 a triple exists, else ``0``.
 

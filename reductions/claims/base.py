@@ -31,7 +31,7 @@ __all__ = ["ClaimResult", "SweepPoint", "Claim", "Fit", "LogLogFit", "fit_loglog
 
 KINDS = ("exponent", "slope at most", "bound", "exact")
 DEFAULT_TOLERANCE = 0.1
-"""How far a fitted exponent may land from the theorem's (THEORY.md §4; issue 11)."""
+"""How far a fitted exponent may land from the theorem's (docs/theory.md §4; issue 11)."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class ClaimResult:
 
 
 class Claim:
-    """A theorem of THEORY.md as an object: its statement, the quantities it bounds, a sweep that
+    """A theorem of docs/theory.md as an object: its statement, the quantities it bounds, a sweep that
     measures them, and a check of the sweep (see the module docstring for the checks)."""
 
     name: str = "claim"

@@ -120,7 +120,7 @@ def _within(q: np.ndarray, k: np.ndarray, radius: float) -> tuple[np.ndarray, np
 
 
 def sparse_anna_check(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, r: float, c: float, seed: int) -> SparseCheck:
-    """The ANNA definition (THEORY.md §2) for Algorithm 1's weights ``w_ij = c_ij / sum_j c_ij``,
+    """The ANNA definition (docs/theory.md §2) for Algorithm 1's weights ``w_ij = c_ij / sum_j c_ij``,
     without the dense matrix: per table, every query's bucket size among the keys (sorted codes),
     and ``c_ij`` explicitly only for the pairs within ``c r``. Agrees with
     :func:`anna.check.check_anna` on :func:`anna.attention.anna_weights` (tested).

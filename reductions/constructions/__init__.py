@@ -1,4 +1,4 @@
-"""Direct ANNA-transformer constructions for the paper's tasks (THEORY.md §4-§5).
+"""Direct ANNA-transformer constructions for the paper's tasks (docs/theory.md §4-§5).
 
 - :mod:`.match2`: Theorem 5.2, one layer, one head, m = 1;
 - :mod:`.khop`: Theorem 5.6, k-hop induction heads in depth ``floor(log2 k) + 3 + [k not a power

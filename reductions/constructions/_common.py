@@ -5,7 +5,7 @@ position, a (symbol, rank) pair). Exact-match attention compares them for equali
 (Algorithm 1) the same vectors are hashed as points of R^m: equal vectors are at distance 0 and
 distinct integer vectors at distance at least 1, so an (r, c)-ANNA with ``c * r = 1`` separates
 them. :func:`integer_lsh` takes E2LSH of cell width 1 with ``r = 0.01`` and ``c = 100`` and
-the (z, ell) that Theorem 3.4 prescribes for ``n`` tokens (THEORY.md §3); equal keys then collide
+the (z, ell) that Theorem 3.4 prescribes for ``n`` tokens (docs/theory.md §3); equal keys then collide
 in every table (distance 0), so ANNA's weights equal exact-match weights unless a far pair
 collides somewhere, an event of probability at most the theorem's ``eta_bound``.
 """

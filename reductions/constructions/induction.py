@@ -2,7 +2,7 @@
 
 ``hop_1(x)_p`` is the token right after the previous occurrence of ``x_p`` (⊥ if none). The
 construction is the first three layers of :mod:`.khop` (``k = 1`` needs no doubling): 3 causal
-layers, at most 2 heads per layer, ``m <= 3``, for every sequence length ``N``. THEORY.md states
+layers, at most 2 heads per layer, ``m <= 3``, for every sequence length ``N``. docs/theory.md states
 Theorem 5.4 with ``H = O(N^{δ/4})`` and ``m = O(N^{ε'})`` through a constant-round MPC algorithm
 and Theorem 4.1; the direct construction needs only constant width. (Compiling
 :class:`mpc_sim.protocols.khop.KHop` with ``k = 1`` instead gives a depth that grows with ``N``,

@@ -1,6 +1,6 @@
 """Theorem 5.6: k-hop induction heads in depth O(log k), built directly and compiled from MPC.
 
-The task (THEORY.md §5, 0-based as in :mod:`anna.tasks.khop`): ``find¹(p) = r + 1`` for the last
+The task (docs/theory.md §5, 0-based as in :mod:`anna.tasks.khop`): ``find¹(p) = r + 1`` for the last
 ``r < p`` with ``x_r = x_p`` (``-1`` if none), ``find^k = find¹ ∘ find^{k-1}``, ``hop_k(x)_p =
 x[find^k(p)]`` or ``⊥`` (:data:`anna.tasks.BOTTOM`).
 

@@ -1,4 +1,4 @@
-"""Theorem 5.2: Match2 with one layer, one head and m = 1 (THEORY.md §4-§5).
+"""Theorem 5.2: Match2 with one layer, one head and m = 1 (docs/theory.md §4-§5).
 
 Construction
 ------------
@@ -8,7 +8,7 @@ Token ``i`` holds ``x_i`` in ``[M]``. The single head attends with
 
 so query ``i`` matches exactly the keys ``j`` with ``x_i + x_j ≡ 0 (mod M)`` (``j = i`` included).
 The attended value is the mean of ones over the matches: ``1`` if there is one, and, by the
-empty-neighbourhood convention (THEORY.md §2), the zero vector if there is none. ψ reads
+empty-neighbourhood convention (docs/theory.md §2), the zero vector if there is none. ψ reads
 ``[attended > 1/2]``: the Match2 label. Residual stream ``d = 2`` (the token, the head's output).
 
 With ``attention="anna"`` the head runs Algorithm 1 on the same 1-dimensional integer queries and

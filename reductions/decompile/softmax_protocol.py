@@ -1,5 +1,5 @@
 """Standard (softmax) attention as an MPC protocol: the predecessor's baseline, one machine per
-query-key pair (Sanford, Hsu, Telgarsky 2024; THEORY.md §4).
+query-key pair (Sanford, Hsu, Telgarsky 2024; docs/theory.md §4).
 
 Machines: token machine ``i`` (``i < n``) holds token ``i``'s row; inner-product machine
 ``(i, j)`` is machine ``n + i n + j``. Row ``i`` of inner-product machines forms an in-place radix

@@ -15,7 +15,7 @@ from anna.reference import (
 )
 
 # ---------------------------------------------------------------------------------------------
-# Dense oracles: N_q x N_k weight matrices, written straight from THEORY.md §2.
+# Dense oracles: N_q x N_k weight matrices, written straight from docs/theory.md §2.
 
 
 def dense_ema(q, k, v, causal=False):

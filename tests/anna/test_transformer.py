@@ -115,7 +115,7 @@ def test_gelu_is_the_exact_erf_form():
 
 
 def match2_model(modulus: int, record: dict | None = None) -> Transformer:
-    """Q(x) = -x mod M, K(x) = x, V = 1 (THEORY.md §4, Thm 5.2); the match bit goes to column 1."""
+    """Q(x) = -x mod M, K(x) = x, V = 1 (docs/theory.md §4, Thm 5.2); the match bit goes to column 1."""
     def logged(name, f):
         def g(x, positions):
             if record is not None:
@@ -182,7 +182,7 @@ def test_callable_returning_wrong_shape_is_named_in_the_error():
 
 
 # ---------------------------------------------------------------------------------------------
-# Swapping attention (THEORY.md §6)
+# Swapping attention (docs/theory.md §6)
 
 
 def same_weights(a: Transformer, b: Transformer) -> bool:

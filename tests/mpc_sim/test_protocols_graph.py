@@ -63,7 +63,7 @@ def roomy(protocol, n):
 CONFIGS = {"tight": lambda protocol, n: protocol.default_config(n, 0.5), "roomy": roomy}
 
 
-# --- oracles written from the definitions (THEORY.md §5) -----------------------------------------
+# --- oracles written from the definitions (docs/theory.md §5) -----------------------------------------
 def hop_k_bruteforce(tokens, k, bottom=-1):
     """1-indexed: find¹(i) = max({0} ∪ {j <= i : X_{j-1} = X_i}), find^k = find¹ ∘ find^{k-1}."""
     X = [None, *[int(t) for t in tokens]]
