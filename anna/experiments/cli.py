@@ -102,6 +102,12 @@ def cmd_experiment(args: argparse.Namespace, console: Console) -> int:
     def on_log(step: int, loss: float) -> None:
         console.print(f"  step {step}: loss {loss:.4f}")
 
+    if args.train and args.device == "cpu":
+        steps = args.steps or experiment.setup().steps
+        per_step = 0.006 if experiment.task == "match2" else 0.12   # benchmarks/results/train_steps.json, 1 thread
+        if steps * per_step > 600:
+            console.print(f"[yellow]{steps:,} training steps on the CPU take about {steps * per_step / 3600:.1f} h "
+                          f"(one thread); --device cuda or --steps N for less[/]")
     console.rule(f"experiment {experiment.task}: {experiment.cells} cells x {experiment.seeds} seeds, "
                  f"{experiment.family} LSH{', retraining' if args.train else ', shipped weights'}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
