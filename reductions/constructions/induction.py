@@ -5,8 +5,9 @@ construction is the first three layers of :mod:`.khop` (``k = 1`` needs no doubl
 layers, at most 2 heads per layer, ``m <= 3``, for every sequence length ``N``. docs/theory.md states
 Theorem 5.4 with ``H = O(N^{δ/4})`` and ``m = O(N^{ε'})`` through a constant-round MPC algorithm
 and Theorem 4.1; the direct construction needs only constant width. (Compiling
-:class:`mpc_sim.protocols.khop.KHop` with ``k = 1`` instead gives a depth that grows with ``N``,
-because that protocol finds ``find¹`` with a bitonic block sort.)
+:class:`mpc_sim.protocols.khop.KHop` with ``k = 1`` instead is that route: one sample sort of
+``O(1/eps)`` rounds finds ``find¹``, so the depth is constant in ``N`` for a fixed ``eps``, with
+heads as wide as Theorem 4.1 makes them.)
 """
 from __future__ import annotations
 
