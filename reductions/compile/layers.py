@@ -77,7 +77,7 @@ class IdLSH:
 
     ``mode``: ``"exact-ids"`` (the default: equal ids are at distance 0 and collide in every
     table whatever the functions, so one table suffices; ``z`` makes far pairs collide with
-    probability at most ``far_bound`` over all pairs of ids), ``"theorem-3.4"`` (``z``, ``ell``
+    probability at most ``far_bound <= min(1/N, 1e-6)`` over all pairs of ids), ``"theorem-3.4"`` (``z``, ``ell``
     from Theorem 3.4 for ``r = ID_NEAR``, ``c = ID_FAR / ID_NEAR``) or ``"given"``.
     ``far_bound``: the stated probability that some pair of distinct ids (queries ``0..N-1``
     against keys ``-N..N-1``) collides in some table: ``2 N**2 * ell * p2**z`` with ``p2`` the
@@ -90,14 +90,18 @@ class IdLSH:
     p2: float
 
 
+ID_FAIL = 10**6
+"""``exact-ids`` sizes ``z`` so that distinct ids collide with probability at most ``min(1/N, 1/ID_FAIL)``."""
+
+
 def id_lsh(machines: int, ids: IdEmbedding | None = None, *, mode: str = "exact-ids") -> IdLSH:
     """Random hyperplanes for the id vectors of ``machines`` tokens (see :class:`IdLSH`).
 
     Examples
     --------
     >>> choice = id_lsh(1000)
-    >>> choice.lsh.ell, choice.lsh.z, choice.far_bound <= 1e-3
-    (1, 71, True)
+    >>> choice.lsh.ell, choice.lsh.z, choice.far_bound <= 1e-6
+    (1, 94, True)
     """
     from anna.lsh import Hyperplane, LSHConfig, theory_parameters
 
@@ -105,7 +109,8 @@ def id_lsh(machines: int, ids: IdEmbedding | None = None, *, mode: str = "exact-
     n = max(2, int(machines))
     p2 = family.collision_probability(ID_FAR)
     if mode == "exact-ids":
-        z = max(1, math.ceil(math.log(2.0 * n ** 3) / math.log(1.0 / p2)))
+        # far pairs collide with probability at most min(1/N, 1e-6) over all pairs: tiny models too
+        z = max(1, math.ceil(math.log(2.0 * n ** 2 * max(n, ID_FAIL)) / math.log(1.0 / p2)))
         lsh = LSHConfig(family, z=z, ell=1)
     elif mode == "theorem-3.4":
         lsh = theory_parameters(n, ID_NEAR, ID_FAR / ID_NEAR, family).config(family)
