@@ -28,7 +28,9 @@ from ._torch import require_torch
 
 __all__ = ["BatchSource", "KHopRows", "Match2Rows", "NumpyBatches", "chunk_seed", "khop_rows"]
 
-IGNORE = -100  # same value as anna.train.loop.IGNORE (torch's ignore_index)
+IGNORE = -100
+"""Target value of a token that the loss and the error skip (torch's ``ignore_index``); defined
+here, where batches are made, and re-exported by :mod:`anna.train.loop`."""
 
 
 def chunk_seed(seed: int, index: int) -> int:

@@ -21,13 +21,10 @@ from typing import Callable
 import numpy as np
 
 from ._torch import require_torch
-from .data import BatchSource, NumpyBatches
+from .data import IGNORE, BatchSource, NumpyBatches
 from .surrogate import TorchSurrogate
 
 __all__ = ["IGNORE", "TrainConfig", "TrainLog", "train_surrogate", "token_errors"]
-
-IGNORE = -100
-"""Target value of a token that the loss and the error skip (torch's ``ignore_index``)."""
 
 Batches = Callable[[int], "tuple[np.ndarray, np.ndarray]"]
 

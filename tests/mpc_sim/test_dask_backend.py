@@ -24,17 +24,11 @@ from mpc_sim.trace import Retry, Trace  # noqa: E402
 from reductions.cli import main as cli_main  # noqa: E402
 from tests.mpc_sim.test_simulator import (BATCH_MALFORMED, LIMIT_ERRORS, MACHINE_MALFORMED, Returns,  # noqa: E402
                                           Rounds, SendTo)
-from tests.strategies.backends import BlockDigesting, Digesting  # noqa: E402
+from tests.strategies.backends import BlockDigesting, Digesting, in_process_client  # noqa: E402
 from mpc_sim.strategies import ScriptedProtocol, make_schedule, schedules  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0")
-    client = distributed.Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
+client = pytest.fixture(scope="module", name="client")(in_process_client)
 
 
 def on_dask(config, client, blocks=None, **kwargs) -> Simulator:

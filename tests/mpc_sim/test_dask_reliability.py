@@ -14,6 +14,7 @@ from mpc_sim import Simulator, make_protocol  # noqa: E402
 from mpc_sim.backends import CheckpointError  # noqa: E402
 from mpc_sim.backends.checkpoint import MANIFEST, json_sha256  # noqa: E402
 from mpc_sim.backends.dask import DaskOptions  # noqa: E402
+from tests.strategies.backends import in_process_client  # noqa: E402
 
 STOP = 2
 
@@ -27,13 +28,7 @@ def stop_after(stats):
         raise Stop
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0")
-    client = distributed.Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
+client = pytest.fixture(scope="module", name="client")(in_process_client)
 
 
 @pytest.fixture(scope="module")

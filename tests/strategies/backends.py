@@ -125,3 +125,16 @@ class Sleeping(Digesting):
             while time.monotonic() < deadline and not (self.until and os.path.exists(self.until)):
                 time.sleep(0.02)
         return super().step(ctx, machine, memory, inbox)
+
+
+def in_process_client():
+    """A module-scoped fixture body: a Dask client on an in-process LocalCluster of 2 workers
+    (one thread each), closed after the module. Modules use it as
+    ``client = pytest.fixture(scope="module")(in_process_client)``."""
+    import distributed
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0")
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
