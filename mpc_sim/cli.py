@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .config import MAX_WORDS, MPCConfig, check_integer, check_number
 from .errors import MPCError
 from .protocols import CATALOG, make_protocol, protocol_class
-from .render import DEFAULT_MAX_ROWS, compact_table
+from .render import DEFAULT_MAX_ROWS, compact_table, format_bytes
 from .simulator import BACKENDS, MODES, Simulator
 from .trace import RoundStats
 
@@ -89,13 +89,6 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
-def _size(value: float) -> str:
-    for unit, scale in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.0f} bytes"
-
-
 def estimate_bytes(n: int, machines: int = 0) -> int:
     """A lower bound on a run's memory: the input, and a state and an inbox of the same size
     (8-byte words), plus the ``machines + 1`` offsets of both ragged arrays.
@@ -114,8 +107,8 @@ def check_run_size(n: int, machines: int, max_memory: int, flag: str = "--max-me
     need = estimate_bytes(n, machines)
     if need > max_memory:
         where = f" on {machines} machines" if machines else ""
-        raise UsageError(f"--n {n}{where} needs at least {_size(need)} (input, state and inbox of 8-byte words), "
-                         f"above the limit of {_size(max_memory)}; raise it with {flag} if the machine has the memory")
+        raise UsageError(f"--n {n}{where} needs at least {format_bytes(need)} (input, state and inbox of 8-byte words), "
+                         f"above the limit of {format_bytes(max_memory)}; raise it with {flag} if the machine has the memory")
 
 
 def check_writable_file(flag: str, path: Path | None) -> None:

@@ -16,7 +16,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["compact_table", "elide", "html_table", "format_seconds", "ELIDED", "DEFAULT_MAX_ROWS"]
+__all__ = ["format_bytes", "compact_table", "elide", "html_table", "format_seconds", "ELIDED", "DEFAULT_MAX_ROWS"]
 
 ELIDED = "⋮"
 """The cell of the row standing for the rows left out (not '…', which marks a cut number)."""
@@ -144,3 +144,17 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, capt
         parts.append("<tr>" + "".join(cells) + "</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)
+
+
+def format_bytes(amount: float) -> str:
+    """A byte count for messages, in powers of 1024 with one decimal.
+
+    Examples
+    --------
+    >>> format_bytes(400_000), format_bytes(3 * 2**50), format_bytes(512)
+    ('390.6 KiB', '3.0 PiB', '512 bytes')
+    """
+    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if amount >= size:
+            return f"{amount / size:.1f} {unit}"
+    return f"{amount:.0f} bytes"

@@ -14,6 +14,7 @@ from .config import MPCConfig, check_flag, check_integer
 from .errors import ParameterError, ProtocolError, RecordingTooLarge, RoundBoundExceeded
 from .protocol import Protocol, RoundContext
 from .randomness import normalize_seed
+from .render import format_bytes
 from .routing import route
 from .state import ClusterState, Delivery
 from .trace import RoundMessages, RoundPeaks, RoundStats, Trace
@@ -238,9 +239,9 @@ class Simulator:
         estimate = max(bound, 1) * per_round * MESSAGE_RECORD_BYTES
         if estimate > record_limit:
             raise RecordingTooLarge(
-                f"recording the messages of {protocol.name} (n = {config.n}) could take {_bytes(estimate)} "
+                f"recording the messages of {protocol.name} (n = {config.n}) could take {format_bytes(estimate)} "
                 f"({max(bound, 1)} rounds x up to {per_round} messages x {MESSAGE_RECORD_BYTES} bytes), over the "
-                f"limit of {_bytes(record_limit)}: raise record_limit or run a smaller n")
+                f"limit of {format_bytes(record_limit)}: raise record_limit or run a smaller n")
 
     def _rounds(self, protocol: Protocol, data: object, seed: int | None, *, record_states: bool,
                 record_messages: bool, record_limit: int) -> Generator[Step, None, RunResult]:
@@ -301,7 +302,7 @@ class Simulator:
                 recorded_bytes += recorded.nbytes
                 if recorded_bytes > record_limit:   # only a run past its bound or its limits (non-strict)
                     raise RecordingTooLarge(f"round {r}: the recorded messages of {protocol.name} take "
-                                            f"{_bytes(recorded_bytes)}, over the limit of {_bytes(record_limit)}")
+                                            f"{format_bytes(recorded_bytes)}, over the limit of {format_bytes(record_limit)}")
                 messages.append(recorded)
             batch = None        # delivered: only the routed copy is needed by the next round
             if self.on_round is not None:
@@ -313,13 +314,6 @@ class Simulator:
                       strict=self.strict, peaks=tuple(peaks), mode=mode,
                       messages=None if messages is None else tuple(messages))
         return RunResult(output, trace, state, tuple(states))
-
-
-def _bytes(amount: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if amount >= size:
-            return f"{amount / size:.1f} {unit}"
-    return f"{amount} bytes"
 
 
 def simulate(protocol: Protocol, data: object, config: MPCConfig, *, seed: int | None = 0, strict: bool = True,

@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mpc_sim import MPCError, Simulator
-from mpc_sim.cli import check_writable_file, float_arg, int_arg, protocol_from_args
+from mpc_sim.cli import check_writable_file, float_arg, int_arg, parse_size, protocol_from_args
 from mpc_sim.protocols import CATALOG
 from mpc_sim.render import DEFAULT_MAX_ROWS, compact_table
 
@@ -59,20 +59,13 @@ def _protocol_from(args: argparse.Namespace):
 
 
 def parse_bytes(text: str | None) -> int | None:
-    """``"4G"``, ``"500M"``, ``"123456"`` -> bytes (powers of 1024 for K/M/G/T); None stays None."""
+    """``"4G"``, ``"500M"``, ``"123456"`` -> bytes (:func:`mpc_sim.cli.parse_size`); None stays None."""
     if text is None:
         return None
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    raw = str(text).strip().upper().removesuffix("B").removesuffix("I")
-    factor = units.get(raw[-1:], 1)
-    number = raw[:-1] if raw[-1:] in units else raw
     try:
-        value = float(number) * factor
-    except ValueError:
-        raise CompileError(f"--max-memory must be a number of bytes (optionally with K, M, G), got {text!r}") from None
-    if not value > 0:
-        raise CompileError(f"--max-memory must be positive, got {text!r}")
-    return int(value)
+        return parse_size(str(text))
+    except argparse.ArgumentTypeError as exc:
+        raise CompileError(f"--max-memory {exc}") from None
 
 
 def cmd_compile(args: argparse.Namespace, console: Console) -> int:
