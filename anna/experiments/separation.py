@@ -45,7 +45,7 @@ class SeparationSpec:
     --------
     >>> spec = SeparationSpec()
     >>> spec.runs()[0]
-    'khop_softmax_d2=induction:kind=softmax,depth=2,train_ks=0-8,test_k=8,steps=50000'
+    'khop_softmax_d2=induction:kind=softmax,depth=2,train_ks=0-8,test_k=8,steps=20000,warmup_steps=1000'
     >>> len(spec.runs())
     10
     """
@@ -54,7 +54,8 @@ class SeparationSpec:
     depths: tuple[int, ...] = (2, 3, 4, 5, 6)
     n: int = 100
     alphabet_size: int = 4
-    steps: int = 50_000
+    steps: int = 20_000
+    warmup_steps: int = 1000
     test_size: int = 32
     ell: int = 64
     z: int = 1
@@ -74,12 +75,12 @@ class SeparationSpec:
         """The training setup: the induction recipe with k = 0 .. max_k mixed, ``depth`` layers."""
         return InductionSetup(n=self.n, alphabet_size=self.alphabet_size, train_ks=tuple(range(self.max_k + 1)),
                               test_k=self.max_k, depth=depth, kind=kind, steps=self.steps,
-                              test_size=self.test_size)
+                              warmup_steps=self.warmup_steps, test_size=self.test_size)
 
     def runs(self) -> list[str]:
         """``scripts/train_runs.py`` specifications of every model."""
         return [f"{self.name(kind, depth)}=induction:kind={kind},depth={depth},train_ks=0-{self.max_k},"
-                f"test_k={self.max_k},steps={self.steps}"
+                f"test_k={self.max_k},steps={self.steps},warmup_steps={self.warmup_steps}"
                 for kind in ("softmax", "lowrank") for depth in self.depths]
 
     def test_set(self, k: int) -> tuple[np.ndarray, np.ndarray]:
