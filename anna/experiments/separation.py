@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ from ..train.loop import token_errors
 from ..train.tasks import InductionSetup, encode_khop_targets
 from ..transformer import Transformer
 from .evaluate import evaluate_grid, softmax_logits
+from .training import record_path
 
 __all__ = ["SeparationResult", "SeparationSpec", "evaluate_separation", "plot_separation", "separation_table"]
 
@@ -45,7 +47,7 @@ class SeparationSpec:
     --------
     >>> spec = SeparationSpec()
     >>> spec.runs()[0]
-    'khop_softmax_d2=induction:kind=softmax,depth=2,train_ks=0-8,test_k=8,steps=20000,warmup_steps=1000'
+    'khop_softmax_d2=induction:kind=softmax,depth=2,train_ks=0-8,test_k=8,steps=25000,warmup_steps=1000,learning_rate=0.001'
     >>> len(spec.runs())
     10
     """
@@ -54,8 +56,9 @@ class SeparationSpec:
     depths: tuple[int, ...] = (2, 3, 4, 5, 6)
     n: int = 100
     alphabet_size: int = 4
-    steps: int = 20_000
+    steps: int = 25_000
     warmup_steps: int = 1000
+    learning_rate: float = 0.001
     test_size: int = 32
     ell: int = 64
     z: int = 1
@@ -75,12 +78,14 @@ class SeparationSpec:
         """The training setup: the induction recipe with k = 0 .. max_k mixed, ``depth`` layers."""
         return InductionSetup(n=self.n, alphabet_size=self.alphabet_size, train_ks=tuple(range(self.max_k + 1)),
                               test_k=self.max_k, depth=depth, kind=kind, steps=self.steps,
-                              warmup_steps=self.warmup_steps, test_size=self.test_size)
+                              warmup_steps=self.warmup_steps, learning_rate=self.learning_rate,
+                              test_size=self.test_size)
 
     def runs(self) -> list[str]:
         """``scripts/train_runs.py`` specifications of every model."""
         return [f"{self.name(kind, depth)}=induction:kind={kind},depth={depth},train_ks=0-{self.max_k},"
-                f"test_k={self.max_k},steps={self.steps},warmup_steps={self.warmup_steps}"
+                f"test_k={self.max_k},steps={self.steps},warmup_steps={self.warmup_steps},"
+                f"learning_rate={self.learning_rate:g}"
                 for kind in ("softmax", "lowrank") for depth in self.depths]
 
     def test_set(self, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,14 +105,14 @@ class SeparationResult:
 
     def to_json(self) -> dict:
         return {"spec": {**asdict(self.spec), "depths": list(self.spec.depths)},
-                "errors": {m: {str(d): {str(k): e for k, e in ks.items()} for d, ks in by_depth.items()}
+                "errors": {m: {str(d): {str(k): None if math.isnan(e) else e for k, e in ks.items()} for d, ks in by_depth.items()}
                            for m, by_depth in self.errors.items()},
                 "seconds": self.seconds}
 
     @classmethod
     def from_json(cls, data: dict) -> SeparationResult:
         spec = SeparationSpec(**{**data["spec"], "depths": tuple(data["spec"]["depths"])})
-        errors = {m: {int(d): {int(k): float(e) for k, e in ks.items()} for d, ks in by_depth.items()}
+        errors = {m: {int(d): {int(k): math.nan if e is None else float(e) for k, e in ks.items()} for d, ks in by_depth.items()}
                   for m, by_depth in data["errors"].items()}
         return cls(spec, errors, float(data["seconds"]))
 
@@ -129,27 +134,37 @@ def evaluate_separation(directory: str | Path, spec: SeparationSpec = Separation
     directory = Path(directory)
     errors: dict = {method: {} for method in METHODS}
     for depth in spec.depths:
-        softmax = Transformer.load(_existing(directory, spec.name("softmax", depth)))
-        lowrank = Transformer.load(_existing(directory, spec.name("lowrank", depth)))
+        softmax = _trained(directory, spec.name("softmax", depth))
+        lowrank = _trained(directory, spec.name("lowrank", depth))
         for method in METHODS:
             errors[method][depth] = {}
         for k in range(spec.max_k + 1):
             inputs, targets = spec.test_set(k)
-            errors["softmax"][depth][k] = _error(softmax_logits(softmax, inputs), targets)
-            grid = evaluate_grid(softmax, inputs, targets, [(spec.ell,)] * depth, (spec.z,), seeds=spec.seeds)
-            errors["anna"][depth][k] = grid.cells[0].error
-            errors["lowrank"][depth][k] = _error(np.stack([lowrank(row) for row in inputs]), targets)
+            nan = math.nan
+            errors["softmax"][depth][k] = nan if softmax is None else _error(softmax_logits(softmax, inputs), targets)
+            errors["anna"][depth][k] = nan if softmax is None else evaluate_grid(
+                softmax, inputs, targets, [(spec.ell,)] * depth, (spec.z,), seeds=spec.seeds).cells[0].error
+            errors["lowrank"][depth][k] = nan if lowrank is None else _error(
+                np.stack([lowrank(row) for row in inputs]), targets)
             if progress is not None:
                 progress(depth, k)
     return SeparationResult(spec, errors, time.perf_counter() - began)
 
 
-def _existing(directory: Path, name: str) -> Path:
+def _trained(directory: Path, name: str) -> Transformer | None:
+    """The trained model ``name``, or ``None`` for a run that diverged (its record says so, no weights)."""
     path = directory / name
-    if not path.with_name(name + ".npz").exists():
-        raise FileNotFoundError(f"no trained model {path}.npz: train it with scripts/train_runs.py "
-                                f"(python -m anna.experiments.separation --runs lists the runs)")
-    return path
+    if path.with_name(name + ".npz").exists():
+        return Transformer.load(path)
+    record = record_path(path)
+    if record.exists() and json.loads(record.read_text()).get("diverged_at") is not None:
+        return None
+    raise FileNotFoundError(f"no trained model {path}.npz: train it with scripts/train_runs.py "
+                            f"(python -m anna.experiments.separation --runs lists the runs)")
+
+
+def _cell(error: float) -> str:
+    return "div." if math.isnan(error) else f"{error:.2f}"
 
 
 def separation_table(result: SeparationResult):
@@ -165,7 +180,7 @@ def separation_table(result: SeparationResult):
         table.add_column(f"k={k}", justify="right")
     for method in METHODS:
         for depth in result.spec.depths:
-            table.add_row(method, str(depth), *(f"{result.errors[method][depth][k]:.2f}" for k in ks))
+            table.add_row(method, str(depth), *(_cell(result.errors[method][depth][k]) for k in ks))
     return table
 
 

@@ -113,7 +113,8 @@ def train_to_file(setup: Setup, path: str | Path, *, seed: int = 0, threads: int
 
     Batches are made on the device (``setup.device_batches``). ``checkpoint`` makes the run
     resumable (see :func:`anna.train.train_surrogate`); ``on_log`` defaults to one line per logged
-    step on stderr. A run whose loss stops being finite is recorded (``diverged_at``) with its curve.
+    step on stderr. A run whose loss stops being finite is recorded (``diverged_at``) with its curve;
+    its weights are written only if they are still finite.
     With ``time_limit`` (seconds) the run may stop early at a checkpoint: then nothing is written
     and ``None`` is returned; the same call again resumes it.
     """
@@ -126,11 +127,13 @@ def train_to_file(setup: Setup, path: str | Path, *, seed: int = 0, threads: int
                           checkpoint=checkpoint, on_log=on_log, time_limit=time_limit)
     if log.steps < setup.steps and log.diverged_at is None:
         return None
-    model = surrogate.to_transformer()
-    error = surrogate_test_error(surrogate, *setup.test_set())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
+    if all(np.isfinite(array).all() for array in surrogate.numpy_arrays().values()):
+        error = surrogate_test_error(surrogate, *setup.test_set())
+        surrogate.to_transformer().save(path)
+    else:  # a diverged run whose weights are NaN: the record (curve, diverged_at) without weights
+        error = math.nan
     record = TrainingRecord(setup.name, _setup_json(setup), seed, log.steps, log.seconds, log.losses,
                             error if math.isfinite(error) else 1.0, threads, torch.__version__.split("+")[0],
                             device=device, device_name=device_name(device), diverged_at=log.diverged_at)

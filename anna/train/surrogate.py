@@ -173,6 +173,8 @@ class TorchSurrogate:
                 if head.normalize:
                     q, k = functional.normalize(q, dim=-1, eps=1e-12), functional.normalize(k, dim=-1, eps=1e-12)
                 if head.kind == "lowrank":
+                    if head.scale != 1.0:
+                        q, k = head.scale * q, head.scale * k
                     attended = _lowrank(_FEATURE_MAPS[head.feature_map](q), _FEATURE_MAPS[head.feature_map](k), v,
                                         causal_mask if layer.causal else None)
                 else:

@@ -197,10 +197,16 @@ class InductionSetup:
 
     def template(self, seed: int) -> Transformer:
         """Softmax heads (unit-norm queries and keys, temperature β), or with ``kind="lowrank"``
-        kernel heads ``φ(Q)(φ(K)ᵀV)`` with ``φ = elu + 1`` on raw queries and keys."""
+        kernel heads ``φ(c q̂)(φ(c K̂)ᵀV) / ...`` with ``φ = elu + 1`` on unit-norm queries and keys
+        scaled by ``c = √dim``: at initialisation their coordinates have the unit variance of raw
+        ones, and ``φ ≥ exp(-√dim) > 0`` keeps the normaliser away from 0 (on raw queries and keys
+        ``elu + 1`` underflows to 0 and training hit 0/0 within 2,000-4,000 steps)."""
+        lowrank = self.kind == "lowrank"
         return init_transformer(vocab_size=self.vocab_size, dim=self.dim, n_outputs=self.alphabet_size + 1,
-                                depth=self.depth, max_len=self.n + 1, kind=self.kind, temperature=self.temperature,
-                                normalize=self.kind == "softmax", causal=True, seed=seed, dtype=np.float32)
+                                depth=self.depth, max_len=self.n + 1, kind=self.kind,
+                                temperature=1.0 if lowrank else self.temperature, normalize=True,
+                                scale=float(np.sqrt(self.dim)) if lowrank else 1.0, causal=True, seed=seed,
+                                dtype=np.float32)
 
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
         inputs, targets = generate_khop_batch(self.test_size, self.n, self.alphabet_size, self.test_k,

@@ -107,6 +107,9 @@ class Head:
         ``anna`` head then hashes the normalised vectors, as with angular LSH).
     feature_map : {"elu+1", "identity"} or callable
         ``φ`` of a ``lowrank`` head, used for queries and keys: ``φ(Q)(φ(K)ᵀ V) / φ(Q)(φ(K)ᵀ 1)``.
+    scale : float
+        A ``lowrank`` head's queries and keys are multiplied by ``scale`` (after ``normalize``)
+        before ``φ``; other kinds take only ``scale = 1``.
 
     Examples
     --------
@@ -128,6 +131,7 @@ class Head:
     temperature: float = 1.0
     normalize: bool = False
     feature_map: str | Callable[[np.ndarray], np.ndarray] = "elu+1"
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in HEAD_KINDS:
@@ -153,6 +157,9 @@ class Head:
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
         object.__setattr__(self, "temperature", float(temperature))
         object.__setattr__(self, "normalize", _check_bool("normalize", self.normalize))
+        object.__setattr__(self, "scale", check_float("scale", self.scale, low=0.0, low_open=True))
+        if self.kind != "lowrank" and self.scale != 1.0:
+            raise ValueError(f"only a lowrank head takes scale != 1; got scale={self.scale!r} for a {self.kind} head")
         if not callable(self.feature_map) and self.feature_map not in FEATURE_MAPS:
             raise ValueError(f"feature_map must be one of {sorted(FEATURE_MAPS)} or a callable, "
                              f"got {self.feature_map!r}")
@@ -183,6 +190,8 @@ class Head:
         v = apply_map("value", self.value, x, positions, self.value_dim)
         if self.normalize:
             q, k = normalize_rows(q), normalize_rows(k)
+        if self.scale != 1.0:
+            q, k = self.scale * q, self.scale * k
         counts = None
         if self.kind == "anna":
             attended, counts = anna_attention(q, k, v, self.lsh, seed=seed, causal=causal)
@@ -205,6 +214,8 @@ class Head:
             details.append(f"β={self.temperature:g}")
         elif self.kind == "lowrank":
             details.append(f"φ={self.feature_map if isinstance(self.feature_map, str) else 'callable'}")
+            if self.scale != 1.0:
+                details.append(f"q, k scaled by {self.scale:g}")
         if self.normalize:
             details.append("unit-norm q, k")
         maps = ", ".join(sorted({describe_map(f) for f in self.maps.values()}))
@@ -487,6 +498,8 @@ class Transformer:
                     changes["seed"] = None if seed is not None else head.seed
                 else:
                     changes["lsh"], changes["seed"] = None, None
+                if kind != "lowrank":
+                    changes["scale"] = 1.0
                 for name, value in (("temperature", temperature), ("normalize", normalize),
                                     ("feature_map", feature_map)):
                     if value is not None:
@@ -562,11 +575,12 @@ def init_transformer(*, vocab_size: int, dim: int, n_outputs: int, depth: int, m
                      heads: int = 1, head_dim: int | None = None, kind: str = "softmax",
                      temperature: float = 1.0, normalize: bool = True, lsh: LSHConfig | None = None,
                      mlp: bool = True, mlp_ratio: int = 4, causal: bool = False, seed: int = 0,
-                     dtype: type = np.float64) -> Transformer:
+                     dtype: type = np.float64, scale: float = 1.0) -> Transformer:
     """A trained-mode transformer with random weights (normal, variance ``1 / fan_in``).
 
     Q, K, V and W_h have no bias; the MLP (hidden ``mlp_ratio · dim``, GeLU) and the readout do.
-    ``normalize=True`` is the paper's surrogate (unit-norm queries and keys). ``head_dim``
+    ``normalize=True`` is the paper's surrogate (unit-norm queries and keys); ``scale`` is a lowrank
+    head's (see :class:`Head`). ``head_dim``
     defaults to ``dim // heads``. Weights come from ``np.random.default_rng(seed)``, which is also
     the model seed.
     """
@@ -594,7 +608,7 @@ def init_transformer(*, vocab_size: int, dim: int, n_outputs: int, depth: int, m
     for _ in range(depth):
         layer_heads = tuple(
             Head(kind, weight(dim, head_dim), weight(dim, head_dim), weight(dim, head_dim), weight(head_dim, dim),
-                 lsh=lsh, temperature=temperature, normalize=normalize)
+                 lsh=lsh, temperature=temperature, normalize=normalize, scale=scale)
             for _ in range(heads))
         block = MLP(Linear(weight(dim, mlp_ratio * dim), bias(mlp_ratio * dim)),
                     Linear(weight(mlp_ratio * dim, dim), bias(dim))) if mlp else None

@@ -109,7 +109,7 @@ def save_transformer(model: Transformer, path: str | Path) -> tuple[Path, Path]:
                 "kind": head.kind, "dim": head.dim, "value_dim": head.value_dim,
                 "lsh": None if head.lsh is None else _lsh_to_json(head.lsh), "seed": head.seed,
                 "temperature": head.temperature, "normalize": head.normalize,
-                "feature_map": head.feature_map, "bias": biases,
+                "feature_map": head.feature_map, "scale": head.scale, "bias": biases,
             })
         mlp = None
         if layer.mlp is not None:
@@ -209,7 +209,8 @@ def load_transformer(path: str | Path) -> Transformer:
                     lsh=None if lsh is None else _lsh_from_json(lsh, meta, f"{at}lsh."),
                     seed=meta.integer(head, "seed", at, optional=True), temperature=meta.number(head, "temperature", at),
                     normalize=meta.get(head, "normalize", bool, at),
-                    feature_map=meta.get(head, "feature_map", (str, type(None)), at))))
+                    feature_map=meta.get(head, "feature_map", (str, type(None)), at),
+                    scale=meta.number(head, "scale", at) if "scale" in head else 1.0)))
             mlp = None
             mlp_data = meta.get(layer, "mlp", (dict, type(None)), where)
             if mlp_data is not None:

@@ -225,12 +225,15 @@ def embed_rows(embedding: object, values: np.ndarray, positions: np.ndarray) -> 
 
 
 def head_qkv(head: Head, x: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(q, k, v)`` of a head on rows ``x``, normalised as the head does before attending."""
+    """``(q, k, v)`` of a head on rows ``x``, normalised (and a lowrank head's scaled) as the head
+    does before attending."""
     q = apply_map("query", head.query, x, positions, head.dim)
     k = apply_map("key", head.key, x, positions, head.dim)
     v = apply_map("value", head.value, x, positions, head.value_dim)
     if head.normalize:
         q, k = normalize_rows(q), normalize_rows(k)
+    if head.scale != 1.0:
+        q, k = head.scale * q, head.scale * k
     return q, k, v
 
 

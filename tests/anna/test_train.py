@@ -295,11 +295,22 @@ def test_a_diverging_run_stops_and_keeps_its_loss_curve(torch):
     assert log.diverged_at == 2 and log.steps == 2 and len(log.losses) == 1
 
 
-def test_lowrank_surrogate_equals_the_numpy_lowrank_transformer(torch):
+def test_a_diverged_run_to_file_writes_its_record_and_no_nan_weights(torch, tmp_path):
+    from anna.experiments.training import train_to_file
+
+    setup = InductionSetup(kind="lowrank", n=12, dim=8, steps=6, log_every=2, learning_rate=1e30, grad_clip=None,
+                           warmup_steps=0, decay="none", test_size=2)
+    record = train_to_file(setup, tmp_path / "m", on_log=lambda *args: None)
+    assert record.diverged_at == 2 and record.softmax_test_error == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.train.json"]
+
+
+@pytest.mark.parametrize("scaled", [dict(), dict(normalize=True, scale=2.8)])
+def test_lowrank_surrogate_equals_the_numpy_lowrank_transformer(torch, scaled):
     from anna.train import TorchSurrogate
 
     template = init_transformer(vocab_size=6, dim=8, n_outputs=3, depth=2, max_len=12, kind="lowrank",
-                                causal=True, seed=3, dtype=np.float32)
+                                causal=True, seed=3, dtype=np.float32, **{"normalize": False, **scaled})
     surrogate = TorchSurrogate(template)
     inputs = np.random.default_rng(0).integers(0, 6, size=(3, 12))
     with torch.no_grad():
@@ -340,6 +351,28 @@ def test_cuda_graph_training_resumes_bit_identically_and_matches_eager(cuda, tmp
     with torch.no_grad():
         logits = straight(inputs[:4]).cpu().numpy()
     np.testing.assert_allclose(np.stack([exported(r) for r in inputs[:4]]), logits, rtol=1e-3, atol=1e-3)
+
+
+def test_separation_marks_a_diverged_run_instead_of_failing(torch, tmp_path):
+    from rich.console import Console
+
+    from anna.experiments.separation import (SeparationResult, SeparationSpec, evaluate_separation,
+                                             separation_table)
+    from anna.experiments.training import train_to_file
+
+    spec = SeparationSpec(max_k=1, depths=(1,), n=12, steps=4, test_size=2, ell=2, seeds=1)
+    for kind, lr in (("softmax", 0.01), ("lowrank", 1e30)):
+        setup = InductionSetup(**{**spec.setup(kind, 1).__dict__, "dim": 8, "warmup_steps": 0, "log_every": 2,
+                                  "learning_rate": lr, "grad_clip": None, "decay": "none"})
+        train_to_file(setup, tmp_path / spec.name(kind, 1), on_log=lambda step, loss: None)
+    result = evaluate_separation(tmp_path, spec)
+    assert all(np.isnan(e) for e in result.errors["lowrank"][1].values())
+    assert all(0 <= e <= 1 for e in result.errors["softmax"][1].values())
+    console = Console(width=120, record=True)
+    console.print(separation_table(result))
+    assert "div." in console.export_text()
+    again = SeparationResult.from_json(json.loads(json.dumps(result.to_json(), allow_nan=False)))
+    assert np.isnan(again.errors["lowrank"][1][0]) and again.errors["softmax"] == result.errors["softmax"]
 
 
 def test_separation_runs_train_and_evaluate_every_method_depth_and_k(torch, tmp_path):

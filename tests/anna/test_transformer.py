@@ -508,3 +508,16 @@ def test_weights_are_private_read_only_copies():
     assert f.weight[0, 0] == 1.0
     with pytest.raises(ValueError):
         f.weight[0, 0] = 2.0
+
+
+def test_a_lowrank_heads_scale_round_trips_and_other_kinds_refuse_it(tmp_path):
+    model = init_transformer(vocab_size=5, dim=4, n_outputs=3, depth=1, max_len=10, kind="lowrank", scale=3.0, seed=2)
+    model.save(tmp_path / "m")
+    again = Transformer.load(tmp_path / "m")
+    assert again.layers[0].heads[0].scale == 3.0
+    np.testing.assert_array_equal(again(TOKENS), model(TOKENS))
+    assert model.with_attention("softmax").layers[0].heads[0].scale == 1.0
+    with pytest.raises(ValueError, match="only a lowrank head takes scale"):
+        init_transformer(vocab_size=5, dim=4, n_outputs=3, depth=1, max_len=10, scale=3.0)
+    with pytest.raises(ValueError, match="scale"):
+        init_transformer(vocab_size=5, dim=4, n_outputs=3, depth=1, max_len=10, kind="lowrank", scale=0.0)

@@ -12,9 +12,10 @@ from reductions.decompile import PlanError, UnsupportedModel, run_model_protocol
 from reductions.decompile.lowrank_protocol import LowRankProtocol, lowrank_plan
 
 
-def _lowrank(causal=False, heads=1, dim=2, depth=2, seed=3, feature_map="elu+1"):
+def _lowrank(causal=False, heads=1, dim=2, depth=2, seed=3, feature_map="elu+1", scale=1.0):
     return init_transformer(vocab_size=7, dim=dim, n_outputs=2, depth=depth, heads=heads, max_len=512,
-                            kind="lowrank", causal=causal, seed=seed).with_attention("lowrank", feature_map=feature_map)
+                            kind="lowrank", causal=causal, seed=seed,
+                            scale=scale).with_attention("lowrank", feature_map=feature_map)
 
 
 CASES = {
@@ -23,6 +24,7 @@ CASES = {
     "binary tree, capped fan-out": (_lowrank(), 64, 2),
     "causal, fan-out 3": (_lowrank(causal=True, heads=2, dim=4), 100, 3),
     "causal, deep": (_lowrank(causal=True), 200, 2),
+    "queries and keys scaled by 3": (_lowrank(causal=True, dim=4, scale=3.0), 60, 2),
     "callable feature map of rank 3": (_lowrank(feature_map=lambda x: np.exp(np.c_[x, -x[:, :1]])), 50, 2),
 }
 
