@@ -15,7 +15,8 @@ import numpy as np
 
 from .errors import ProtocolError
 
-__all__ = ["WORD_DTYPES", "ClusterState", "MessageBatch", "Delivery", "Inbox", "ragged_offsets"]
+__all__ = ["WORD_DTYPES", "ClusterState", "MessageBatch", "Delivery", "Inbox", "ragged_offsets", "as_words",
+           "concat_batches"]
 
 WORD_DTYPES = (np.dtype(np.int64), np.dtype(np.float64))
 
@@ -34,7 +35,20 @@ def ragged_offsets(sizes: np.ndarray | Sequence[int]) -> np.ndarray:
     return offsets
 
 
-def _as_words(payload: object, dtype: np.dtype, what: str) -> np.ndarray:
+def as_words(payload: object, dtype: np.dtype, what: str) -> np.ndarray:
+    """``payload`` as a 1-D array of ``dtype`` words: how the simulator reads a memory or a message
+    a protocol returns. ProtocolError naming ``what`` if it is not 1-D, or if int64 words are asked
+    for and it holds floats (even integral ones: a float is never silently truncated).
+
+    Examples
+    --------
+    >>> as_words([1, 2, 3], np.dtype(np.int64), "memory").tolist()
+    [1, 2, 3]
+    >>> as_words(np.array([1.5]), np.dtype(np.int64), "memory of machine 3")
+    Traceback (most recent call last):
+    ...
+    mpc_sim.errors.ProtocolError: memory of machine 3 must hold integer words, got dtype float64
+    """
     arr = np.asarray(payload)
     if arr.ndim != 1:
         raise ProtocolError(f"{what} must be a 1-D array of words, got shape {arr.shape}")
@@ -43,6 +57,9 @@ def _as_words(payload: object, dtype: np.dtype, what: str) -> np.ndarray:
             raise ProtocolError(f"{what} must hold integer words, got dtype {arr.dtype}")
         arr = arr.astype(dtype)
     return arr
+
+
+_as_words = as_words
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +109,7 @@ class ClusterState:
     def from_list(cls, memories: Sequence[object], dtype: np.dtype | type = np.int64) -> "ClusterState":
         """Build from one 1-D array per machine."""
         dtype = np.dtype(dtype)
-        arrays = [_as_words(m, dtype, f"memory of machine {i}") for i, m in enumerate(memories)]
+        arrays = [as_words(m, dtype, f"memory of machine {i}") for i, m in enumerate(memories)]
         words = np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
         return cls(words.astype(dtype, copy=False), ragged_offsets([a.shape[0] for a in arrays]))
 
@@ -185,7 +202,7 @@ class MessageBatch:
                 dst.append(operator.index(d))
             except TypeError:
                 raise ProtocolError(f"a message from machine {s!r} to {d!r}: machine ids must be integers") from None
-            payloads.append(_as_words(p, dtype, f"payload of a message from machine {int(s)}"))
+            payloads.append(as_words(p, dtype, f"payload of a message from machine {int(s)}"))
         if not src:
             return cls.empty(dtype)
         return cls(np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64),
@@ -271,3 +288,24 @@ class Delivery:
         """Every inbox's words as a ragged cluster array (sources dropped)."""
         wo = self.word_offsets()
         return ClusterState(self.messages.words[wo[0]:wo[-1]], wo - wo[0])
+
+
+def concat_batches(batches: Sequence[MessageBatch], dtype: np.dtype | type = np.int64) -> MessageBatch:
+    """The batches one after the other, as one batch of ``dtype`` words (the empty batch for none).
+
+    Examples
+    --------
+    >>> a, b = MessageBatch.from_list([(0, 1, [5, 6])]), MessageBatch.from_list([(2, 0, [7])])
+    >>> joined = concat_batches([a, b], np.dtype(np.int64))
+    >>> joined.src.tolist(), joined.offsets.tolist(), joined.words.tolist()
+    ([0, 2], [0, 2, 3], [5, 6, 7])
+    """
+    if len(batches) == 1:
+        return batches[0]
+    if not batches:
+        return MessageBatch.empty(dtype)
+    lengths = [b.num_words for b in batches]
+    starts = np.cumsum([0] + lengths[:-1])
+    offsets = np.concatenate([b.offsets[:-1] + start for b, start in zip(batches, starts)] + [[sum(lengths)]])
+    return MessageBatch(np.concatenate([b.src for b in batches]), np.concatenate([b.dst for b in batches]),
+                        offsets.astype(np.int64), np.concatenate([b.words for b in batches]).astype(dtype, copy=False))

@@ -25,8 +25,6 @@ __all__ = ["stream_names", "layer_rows", "model_view", "model_html", "column_ran
 
 _INDEX = re.compile(r"\[\d+\]")
 _ROUTE = re.compile(r"route\d+")
-_HASHED_ITEM = ("count", "src", "dst", "length", "index")
-_DISJUNCT_PACKET = ("valid", "src", "dst", "length")
 
 
 def _limbs(prefix: str, words: int) -> list[str]:
@@ -34,17 +32,8 @@ def _limbs(prefix: str, words: int) -> list[str]:
 
 
 def _packet_names(layout, head: int) -> list[str]:
-    """Names of the ``layout.width`` columns of routing head ``head``'s output."""
-    prefix = f"route{head}"
-    if hasattr(layout, "cells") and hasattr(layout, "item"):           # hashed: copies x cells x item
-        chunk = layout.item - len(_HASHED_ITEM) - 1
-        fields = list(_HASHED_ITEM) + [f"limb{i}" for i in range(chunk)] + ["check"]
-        return [f"{prefix}.copy{c}.cell{k}.{f}" for c in range(layout.copies) for k in range(layout.cells)
-                for f in fields]
-    if hasattr(layout, "q") and hasattr(layout, "packet"):             # disjunct: q*q slots x packet
-        fields = list(_DISJUNCT_PACKET) + _limbs("word", layout.capacity)
-        return [f"{prefix}.slot{k}.{f}" for k in range(layout.q * layout.q) for f in fields]
-    return [f"{prefix}[{i}]" for i in range(layout.width)]
+    """Names of the ``layout.width`` columns of routing head ``head``'s output: slot, then field."""
+    return [f"route{head}.{slot}.{field}" for slot in layout.slot_names() for field in layout.packet_fields()]
 
 
 def stream_names(model) -> list[str]:

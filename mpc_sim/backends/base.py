@@ -21,7 +21,7 @@ from ..config import MPCConfig
 from ..errors import (LimitExceeded, MemoryLimitExceeded, MPCError, ProtocolError, ReceiveLimitExceeded,
                       SendLimitExceeded, StepError, UnknownDestination)
 from ..protocol import Protocol, RoundContext
-from ..state import ClusterState, Delivery, MessageBatch, _as_words, ragged_offsets
+from ..state import ClusterState, Delivery, MessageBatch, as_words, concat_batches, ragged_offsets
 from ..trace import OutputStats, RoundStats, Violation
 
 __all__ = [
@@ -189,7 +189,7 @@ def assemble_state(memories: list, dtype: np.dtype, *, round: int, first: int = 
     """The kept memories as a ragged state (what :meth:`ClusterState.from_list` does, naming
     global machine ids in its errors)."""
     try:
-        arrays = [_as_words(m, dtype, f"memory of machine {first + i}") for i, m in enumerate(memories)]
+        arrays = [as_words(m, dtype, f"memory of machine {first + i}") for i, m in enumerate(memories)]
     except ProtocolError as exc:
         raise ProtocolError(str(exc), round=round) from exc
     words = np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
@@ -201,27 +201,6 @@ def assemble_batch(batches: list[MessageBatch], malformed: Exception | None, dty
     if malformed is not None:
         raise malformed
     return concat_batches(batches, dtype)
-
-
-def concat_batches(batches: list[MessageBatch] | tuple[MessageBatch, ...], dtype: np.dtype) -> MessageBatch:
-    """The batches one after the other, as one batch.
-
-    Examples
-    --------
-    >>> a, b = MessageBatch.from_list([(0, 1, [5, 6])]), MessageBatch.from_list([(2, 0, [7])])
-    >>> joined = concat_batches([a, b], np.dtype(np.int64))
-    >>> joined.src.tolist(), joined.offsets.tolist(), joined.words.tolist()
-    ([0, 2], [0, 2, 3], [5, 6, 7])
-    """
-    if len(batches) == 1:
-        return batches[0]
-    if not batches:
-        return MessageBatch.empty(dtype)
-    lengths = [b.num_words for b in batches]
-    starts = np.cumsum([0] + lengths[:-1])
-    offsets = np.concatenate([b.offsets[:-1] + start for b, start in zip(batches, starts)] + [[sum(lengths)]])
-    return MessageBatch(np.concatenate([b.src for b in batches]), np.concatenate([b.dst for b in batches]),
-                        offsets.astype(np.int64), np.concatenate([b.words for b in batches]).astype(dtype, copy=False))
 
 
 def machine_by_machine(protocol: Protocol, ctx: RoundContext, state: ClusterState,

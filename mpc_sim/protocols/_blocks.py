@@ -6,8 +6,8 @@ Shared by :mod:`~mpc_sim.protocols.khop`, :mod:`~mpc_sim.protocols.match2` and
 that want a deterministic sort). The communication helpers come in two flavours with the
 same result: ``*_local`` works on one machine's data (per-machine style), ``*_batch`` on the whole
 cluster at once (batch style). A record is a row of a 2-D int64 array (``width`` words). Memories
-with a fixed-size header are built and split by :func:`join_headers` / :func:`split_headers`;
-:func:`smallest_config` finds the constants a protocol's ``default_config`` reports.
+with a fixed-size header are built and split by :func:`join_headers` / :func:`split_headers`.
+Public through :mod:`mpc_sim.protocols.toolkit`.
 
 Message order is part of the contract (inboxes list messages in the order they were sent, and a
 protocol may decode an inbox by position): a machine sends one message per destination, in
@@ -31,8 +31,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..config import MPCConfig
-from ..errors import ConfigError
 from ..state import ClusterState, Delivery, Inbox, MessageBatch, ragged_offsets
 
 __all__ = [
@@ -53,7 +51,6 @@ __all__ = [
     "pack_local",
     "relayout_batch",
     "relayout_local",
-    "smallest_config",
     "spanned",
     "sort_round_batch",
     "sort_round_local",
@@ -72,23 +69,6 @@ schedule alive this way; receivers drop one-word messages in those rounds."""
 
 Keys = Callable[[np.ndarray], Sequence[np.ndarray]]
 """Sort keys of records ``(m, width) -> [most significant column, ..., least significant]``."""
-
-
-def smallest_config(protocol, n: int, eps: float, growth: float = 1.25, steps: int = 80) -> MPCConfig:
-    """The config with the smallest ``memory_factor``, then the smallest ``machines_factor`` (both
-    from 1, growing geometrically by ``growth``) that ``protocol.check_config`` accepts; for
-    :meth:`~mpc_sim.protocol.Protocol.default_config` of protocols needing larger constants."""
-    last_error: Exception | None = None
-    for i in range(steps):
-        for j in range(steps):
-            try:
-                config = MPCConfig(n=n, eps=eps, memory_factor=growth ** i, machines_factor=growth ** j)
-                protocol.check_config(config)
-                return config
-            except ConfigError as exc:
-                last_error = exc
-    raise ConfigError(f"{protocol.name}: no config with factors up to {growth ** (steps - 1):.3g} fits "
-                      f"n = {n}, eps = {eps} ({last_error})")
 
 
 def spanned(length: int, per_owner: int) -> int:

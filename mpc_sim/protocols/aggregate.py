@@ -35,8 +35,7 @@ from ..config import MPCConfig
 from ..errors import ConfigError
 from ..protocol import Protocol
 from ..state import ClusterState, MessageBatch, ragged_offsets
-from ._ragged import concat_memories
-from ._trees import RadixTree
+from .toolkit import RadixTree, concat_memories
 
 __all__ = ["Aggregate", "OPERATIONS"]
 

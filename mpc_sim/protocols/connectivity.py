@@ -93,8 +93,8 @@ from ..config import MPCConfig
 from ..errors import ConfigError, InputError, ProtocolError
 from ..protocol import Protocol
 from ..randomness import hash64, uniform01
-from ._blocks import INT_MAX, first_of_runs, pack_local, relayout_local, smallest_config, spanned
-from ._splitters import SortPlan, sort_plan, splitter_roots as _splitter_roots, splitter_sends as _splitter_sends
+from .toolkit import (INT_MAX, SearchedDefaultConfig, SortPlan, first_of_runs, pack_local, relayout_local, sort_plan,
+                      spanned, splitter_roots as _splitter_roots, splitter_sends as _splitter_sends)
 
 __all__ = ["Connectivity", "SortPlan", "components_reference", "graph_diameter", "sort_plan", "MAX_FAILURE"]
 
@@ -293,7 +293,7 @@ def _leaders(seed: int, phase: int, roots: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Connectivity(Protocol):
+class Connectivity(SearchedDefaultConfig, Protocol):
     """Connected components of an edge list: the smallest vertex id of every vertex's component.
 
     Parameters
@@ -392,10 +392,6 @@ class Connectivity(Protocol):
     def phase_budget(self, config: MPCConfig) -> int:
         """``t_max``: the phases allotted before the last (see the module docstring)."""
         return self._checked_plan(config).phases
-
-    def default_config(self, n: int, eps: float) -> MPCConfig:
-        """The smallest constants (from 1, 1, growing by 25%) under which this protocol runs."""
-        return smallest_config(self, n, eps)
 
     def validate_input(self, config: MPCConfig, data: object) -> np.ndarray:
         words = super().validate_input(config, data)

@@ -66,9 +66,9 @@ from ..errors import ConfigError, InputError
 from ..protocol import Protocol
 from ..state import ClusterState, MessageBatch
 from ..randomness import uniform01
-from ._blocks import (HEARTBEAT, build_state, delivery_records, inbox_records, pack_batch, pack_local,
-                      relayout_batch, relayout_local, smallest_config, spanned, with_heartbeat)
-from ._splitters import SortPlan, sort_plan, splitter_roots, splitter_sends
+from .toolkit import (HEARTBEAT, SearchedDefaultConfig, SortPlan, build_state, delivery_records, inbox_records,
+                      pack_batch, pack_local, relayout_batch, relayout_local, sort_plan, spanned, splitter_roots,
+                      splitter_sends, with_heartbeat)
 
 __all__ = ["KHop", "hop_k_reference", "doubling_steps"]
 
@@ -243,7 +243,7 @@ def _splitter_payload(samples: np.ndarray, spacing: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class KHop(Protocol):
+class KHop(SearchedDefaultConfig, Protocol):
     """k-hop induction heads: ``hop_k`` of a token sequence (module docstring for the algorithm).
 
     Parameters
@@ -343,10 +343,6 @@ class KHop(Protocol):
             raise ConfigError(f"khop needs {need} machines ({plan.P} working machines of {plan.B} positions, "
                               f"B = (s - 1) // 7, a sampling leader, {plan.buckets} buckets) for n = {config.n}, "
                               f"but the cluster has {config.machines} (raise machines_factor)")
-
-    def default_config(self, n: int, eps: float) -> MPCConfig:
-        """The smallest constants (from 1, 1, growing by 25%) under which this protocol runs."""
-        return smallest_config(self, n, eps)
 
     def validate_input(self, config: MPCConfig, data: object) -> np.ndarray:
         words = super().validate_input(config, data)

@@ -32,7 +32,7 @@ from ..config import MPCConfig
 from ..errors import ConfigError
 from ..protocol import Protocol
 from ..state import ClusterState, MessageBatch
-from ._blocks import (build_state, join_headers, pack_batch, relayout_batch, relayout_local, smallest_config,
+from .toolkit import (SearchedDefaultConfig, build_state, join_headers, pack_batch, relayout_batch, relayout_local,
                       spanned, split_headers)
 
 __all__ = ["Match2", "match2_reference"]
@@ -116,7 +116,7 @@ def _children(plan: _Plan, parents: np.ndarray, level: int) -> tuple[np.ndarray,
 
 
 @dataclass(frozen=True)
-class Match2(Protocol):
+class Match2(SearchedDefaultConfig, Protocol):
     """Match2 labels (module docstring for the algorithm and its round bound).
 
     Parameters
@@ -169,10 +169,6 @@ class Match2(Protocol):
         if plan.P > config.machines:
             raise ConfigError(f"match2 needs {plan.P} working machines of B = s // 2 = {plan.B} words for "
                               f"n = {config.n}, but the cluster has {config.machines} (raise machines_factor)")
-
-    def default_config(self, n: int, eps: float) -> MPCConfig:
-        """The smallest constants (from 1, 1, growing by 25%) under which this protocol runs."""
-        return smallest_config(self, n, eps)
 
     def reference(self, data: np.ndarray) -> np.ndarray:
         return match2_reference(data, self.modulus)

@@ -43,7 +43,7 @@ from ..config import MPCConfig
 from ..errors import ConfigError
 from ..protocol import Protocol
 from ..state import ClusterState, MessageBatch, ragged_offsets
-from ._trees import RadixTree
+from .toolkit import RadixTree
 
 __all__ = ["PrefixSum"]
 

@@ -83,8 +83,7 @@ from ..errors import ConfigError
 from ..protocol import Protocol
 from ..randomness import uniform01
 from ..state import ClusterState, MessageBatch, ragged_offsets
-from ._ragged import concat_memories, sort_segments
-from ._trees import RadixTree
+from .toolkit import RadixTree, concat_batches, concat_memories, sort_segments
 
 __all__ = ["SampleSort", "SortPlan", "overflow_bound", "sample_positions", "bucket_ids"]
 
@@ -559,7 +558,7 @@ class SampleSort(Protocol):
         splitters = self._splitters(plan, delivery.inbox(plan.leader - lo).words, seed)
         sizes[plan.leader - lo] = splitters.shape[0]
         tree_sends = self._tree_sends_from(plan, 2, splitters, lo, hi)
-        return ClusterState(splitters, ragged_offsets(sizes)), _concat_batches(moves, tree_sends)
+        return ClusterState(splitters, ragged_offsets(sizes)), concat_batches([moves, tree_sends], np.int64)
 
     def _tree_batch(self, plan: SortPlan, r: int, held: ClusterState, lo: int, hi: int) -> MessageBatch:
         """Round ``r``'s splitter messages of the block's tree nodes (each holds, after its data,
@@ -630,8 +629,3 @@ class SampleSort(Protocol):
         info = np.iinfo(np.int64)
         return np.random.default_rng(seed).integers(info.min, info.max, size=config.n, dtype=np.int64, endpoint=True)
 
-
-def _concat_batches(first: MessageBatch, second: MessageBatch) -> MessageBatch:
-    return MessageBatch(np.concatenate([first.src, second.src]), np.concatenate([first.dst, second.dst]),
-                        np.concatenate([first.offsets[:-1], second.offsets + first.offsets[-1]]),
-                        np.concatenate([first.words, second.words]))

@@ -51,7 +51,7 @@ from ..config import MPCConfig
 from ..errors import ConfigError, InputError
 from ..protocol import Protocol
 from ..state import ClusterState, MessageBatch, ragged_offsets
-from ._blocks import pack_batch, relayout_batch, relayout_local
+from .toolkit import pack_batch, relayout_batch, relayout_local
 
 __all__ = ["ThreeSum", "ThreeSumPlan", "three_sum_reference", "has_zero_triple", "cell_of_leaf", "rounds_limit",
            "VALUE_BOUND"]

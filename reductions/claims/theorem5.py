@@ -14,7 +14,7 @@ from mpc_sim import Simulator
 from mpc_sim.protocols.threesum import ThreeSum, three_sum_reference
 
 from ..compile import compile_mpc
-from ..constructions._common import INT_NEAR, integer_lsh_parameters
+from ..constructions import INT_NEAR, integer_lsh_parameters
 from ..constructions.khop import compiled_khop, khop_transformer, predecessor_depth
 from ..constructions.match2 import match2_transformer
 from ..constructions.threesum import predicted_width_exponent

@@ -93,7 +93,7 @@ def estimate_model(plan, layout: Layout, stream_dim: int, id_dim: int, lsh_ell: 
     words = machines * s
     items = items_upper_bound(layout, words, messages)
     n_cells, item_width = layout_cells(layout)
-    per_item = _cells_per_item(layout)
+    per_item = layout.cells_per_packet
     entries = items * per_item * max(1, lsh_ell if plan.attention == "anna" else 1)
     heads = (plan.alpha + 1) * plan.layers_per_round
     build = _BASE_BYTES + heads * _HEAD_BYTES + plan.depth * _LAYER_BYTES
@@ -115,13 +115,6 @@ def estimate_model(plan, layout: Layout, stream_dim: int, id_dim: int, lsh_ell: 
     return ModelEstimate(build_bytes=int(build), lean_bytes=int(lean), record_bytes_per_round=int(record),
                          dense_bytes=int(dense), lean_seconds=float(lean_seconds), dense_seconds=float(dense_seconds),
                          items_per_layer=int(items), stream_numbers=int(tokens * stream_dim))
-
-
-def _cells_per_item(layout: Layout) -> int:
-    copies, hashes = getattr(layout, "copies", None), getattr(layout, "hashes", None)
-    if copies is not None and hashes is not None:
-        return copies * hashes
-    return getattr(layout, "q", 1)
 
 
 def default_memory_limit() -> int:

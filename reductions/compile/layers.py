@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from anna.transformer import Head, Layer, Placement
-from mpc_sim import Inbox, Protocol, RoundContext
+from mpc_sim import ClusterState, Delivery, Inbox, MessageBatch, Protocol, RoundContext
+from mpc_sim.backends.base import machine_by_machine
 
 from .errors import CompileError, RoundBudgetExceeded
 from .layouts import LIMBS, DecodeError, Layout, Message, limbs_to_words
@@ -51,7 +52,8 @@ class IdEmbedding:
         self.attention, self.signs, self.seed = attention, int(signs), int(seed)
         self.dim = {"ema": 1, "anna": self.signs, "softmax": self.signs + 1}[attention]
 
-    def _unit(self, ids: np.ndarray) -> np.ndarray:
+    def unit(self, ids: np.ndarray) -> np.ndarray:
+        """The ``signs`` pseudo-random signs of every id, scaled to unit norm (rows of ``(len(ids), signs)``)."""
         from mpc_sim import hash64
 
         bits = hash64(self.seed, ids[:, None], np.arange(self.signs)[None, :]) >> np.uint64(63)
@@ -62,8 +64,8 @@ class IdEmbedding:
         if self.attention == "ema":
             return ids.astype(np.float64)[:, None]
         if self.attention == "anna":
-            return self._unit(ids)
-        return np.concatenate([self._unit(ids), np.full((ids.shape[0], 1), 1.0 if query else 0.0)], axis=1)
+            return self.unit(ids)
+        return np.concatenate([self.unit(ids), np.full((ids.shape[0], 1), 1.0 if query else 0.0)], axis=1)
 
     def null_key(self) -> np.ndarray:
         key = np.zeros(self.dim)
@@ -131,7 +133,7 @@ def check_id_separation(ids: IdEmbedding, machines: int, limit: int = 4096) -> f
     Skipped (returns nan) above ``limit`` ids, where the check would cost more than the model."""
     if 2 * machines > limit:
         return float("nan")
-    vectors = ids._unit(np.arange(-machines, machines))
+    vectors = ids.unit(np.arange(-machines, machines))
     gram = vectors @ vectors.T
     norms = np.diag(gram)
     dist2 = norms[:, None] + norms[None, :] - 2.0 * gram
@@ -160,19 +162,24 @@ def _inbox(messages: list[tuple[int, int, np.ndarray]]) -> Inbox:
 
 
 def _local_step(protocol: Protocol, plan: CompilePlan, round: int, state: TokenState, inbox: Inbox) -> TokenState:
-    """Machine ``state.machine``'s local computation of ``round``, as the simulator runs it."""
-    ctx = RoundContext(round, plan.config, plan.seed)
-    memory, outgoing = protocol.step(ctx, state.machine, state.memory, inbox)
-    state.memory = np.asarray(memory).astype(np.int64) if protocol.word_dtype == np.int64 \
-        else np.asarray(memory, dtype=np.float64).view(np.int64)
+    """Machine ``state.machine``'s local computation of ``round``, run and read by the simulator's own
+    per-machine engine (:func:`~mpc_sim.backends.base.machine_by_machine` on a block of one machine,
+    as a distributed backend runs a block): a malformed return raises the simulator's typed error
+    (ProtocolError, StepError for an exception of the step itself), never a silent cast."""
+    ctx = RoundContext(round, plan.config, plan.seed, first_machine=state.machine)
+    memory = np.ascontiguousarray(state.memory)
+    held = ClusterState(memory, np.array([0, memory.shape[0]], dtype=np.int64))
+    received = MessageBatch(inbox.sources, np.full(len(inbox), state.machine, dtype=np.int64), inbox.offsets,
+                            inbox.words)
+    kept, sent = machine_by_machine(protocol, ctx, held, Delivery(received, np.array([0, len(inbox)], dtype=np.int64)))
+    state.memory = kept.words.view(np.int64)
     state.outbox = []
-    for dst, payload in outgoing:
-        if not 0 <= int(dst) < plan.config.machines:
-            raise CompileError(f"round {round}: message from machine {state.machine} to machine {int(dst)}: no such "
+    for j in range(sent.num_messages):
+        dst = int(sent.dst[j])
+        if not 0 <= dst < plan.config.machines:
+            raise CompileError(f"round {round}: message from machine {state.machine} to machine {dst}: no such "
                                f"machine (the cluster has {plan.config.machines})")
-        words = np.asarray(payload)
-        words = words.astype(np.int64) if protocol.word_dtype == np.int64 else words.astype(np.float64).view(np.int64)
-        state.outbox.append((int(dst), np.atleast_1d(words)))
+        state.outbox.append((dst, sent.payload(j).view(np.int64)))
     if len(state.outbox) > plan.fanout:
         raise CompileError(f"round {round}, machine {state.machine}: {len(state.outbox)} messages, more than the "
                            f"fan-out bound {plan.fanout} the model was compiled for")

@@ -25,6 +25,7 @@ received average, so a foreign packet (an LSH collision with a far key) is detec
 """
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 
@@ -102,21 +103,61 @@ def _recover_count(validity: np.ndarray) -> int:
     return int(round(1.0 / nonzero.min()))
 
 
-class Layout:
-    """A way of laying out messages in a head's value vector (see the module docstring).
+class Layout(abc.ABC):
+    """A way of laying out messages in a head's value vector (see the module docstring): the
+    interface the compiler, its estimates and its views read, implemented by every layout.
 
+    A value vector is ``copies`` tables of :attr:`slots` slots, each slot one packet of
+    :attr:`packet_words` numbers (``width == copies * slots * packet_words``); a message's
+    packets occupy :attr:`cells_per_packet` of the vector's ``copies * slots`` cells.
     ``capacity`` bounds the words a receiver is sent in one head (the receive limit ``s``),
     ``max_senders`` the messages it gets in one head, ``machines`` the id range.
+
+    Examples
+    --------
+    >>> lay = DisjunctLayout(capacity=2, max_senders=2, machines=4)
+    >>> lay.copies * lay.slots * lay.packet_words == lay.width, lay.packet_fields()[:4]
+    (True, ['valid', 'src', 'dst', 'length'])
     """
 
     name = "layout"
     width: int
+    capacity: int
+    max_senders: int
+    machines: int
+    copies: int = 1
+    """Independent tables in the vector (a decoder may use any that decodes)."""
 
+    @property
+    @abc.abstractmethod
+    def slots(self) -> int:
+        """Slots (cells) of one table."""
+
+    @property
+    @abc.abstractmethod
+    def packet_words(self) -> int:
+        """Numbers in one slot: a packet's size."""
+
+    @property
+    @abc.abstractmethod
+    def cells_per_packet(self) -> int:
+        """Cells of the whole vector (all copies) one packet is added into."""
+
+    @abc.abstractmethod
+    def slot_names(self) -> list[str]:
+        """A name for each of the ``copies * slots`` cells, in vector order."""
+
+    @abc.abstractmethod
+    def packet_fields(self) -> list[str]:
+        """A name for each of the :attr:`packet_words` numbers of a packet, in order."""
+
+    @abc.abstractmethod
     def encode(self, message: Message) -> np.ndarray:
-        raise NotImplementedError
+        """The value vector (``width`` numbers) of one message."""
 
+    @abc.abstractmethod
     def decode_exact(self, average: np.ndarray) -> list[Message]:
-        raise NotImplementedError
+        """The messages whose value vectors averaged to the non-zero ``average`` (unchecked)."""
 
     def encode_many(self, messages: list[Message]) -> np.ndarray:
         """Value vectors of several messages, one row each."""
@@ -180,7 +221,26 @@ class DisjunctLayout(Layout):
         self.packet = 4 + LIMBS * self.capacity
         self.width = q * q * self.packet
 
-    def slots(self, src: int) -> np.ndarray:
+    @property
+    def slots(self) -> int:
+        return self.q * self.q
+
+    @property
+    def packet_words(self) -> int:
+        return self.packet
+
+    @property
+    def cells_per_packet(self) -> int:
+        return self.q
+
+    def slot_names(self) -> list[str]:
+        return [f"slot{k}" for k in range(self.slots)]
+
+    def packet_fields(self) -> list[str]:
+        return ["valid", "src", "dst", "length"] + [f"word[{w}].limb{limb}" for w in range(self.capacity)
+                                                    for limb in range(LIMBS)]
+
+    def source_slots(self, src: int) -> np.ndarray:
         """The slots of source ``src``: one per row block of the matrix."""
         digits, x = [], src
         for _ in range(self.k):
@@ -203,7 +263,7 @@ class DisjunctLayout(Layout):
 
     def encode(self, message: Message) -> np.ndarray:
         out = np.zeros((self.q * self.q, self.packet), dtype=np.float64)
-        out[self.slots(message.src)] = self._packet(message)
+        out[self.source_slots(message.src)] = self._packet(message)
         return out.ravel()
 
     def decode_exact(self, average: np.ndarray) -> list[Message]:
@@ -261,6 +321,25 @@ class HashedLayout(Layout):
         self.cells = self.cells_per_table * self.hashes
         self.item = 6 + LIMBS * self.chunk_words
         self.width = self.copies * self.cells * self.item
+
+    @property
+    def slots(self) -> int:
+        return self.cells
+
+    @property
+    def packet_words(self) -> int:
+        return self.item
+
+    @property
+    def cells_per_packet(self) -> int:
+        return self.copies * self.hashes
+
+    def slot_names(self) -> list[str]:
+        return [f"copy{c}.cell{k}" for c in range(self.copies) for k in range(self.cells)]
+
+    def packet_fields(self) -> list[str]:
+        return (["count", "src", "dst", "length", "index"] + [f"limb{i}" for i in range(LIMBS * self.chunk_words)]
+                + ["check"])
 
     def _hash(self, *keys: int) -> int:
         h = 0x9E3779B97F4A7C15 ^ self.seed

@@ -12,6 +12,7 @@ from mpc_sim import ClusterState, Protocol, Simulator
 from .errors import ModelTooLarge
 from .estimate import ENGINES, ModelEstimate, default_memory_limit, format_bytes
 from .execute import IdCollisions, RunStats, run_lean
+from .layers import IdLSH
 from .layouts import LIMBS, Layout, limbs_to_words, words_to_limbs
 from .plan import CompilePlan
 from .stream import StreamLayout
@@ -160,7 +161,7 @@ class CompiledModel:
     stream: StreamLayout
     transformer: Transformer
     estimate: ModelEstimate | None = None
-    id_lsh: object = None
+    id_lsh: IdLSH | None = None
     collisions: IdCollisions | None = None
     max_memory: int | None = None
 
@@ -171,20 +172,19 @@ class CompiledModel:
     @property
     def report(self) -> CompileReport:
         layout = self.layout
-        slots = getattr(layout, "cells", None) or getattr(layout, "q", 1) ** 2
-        packet = getattr(layout, "item", None) or getattr(layout, "packet", 0)
         heads = self.transformer.layers[0].heads if self.transformer.layers else ()
         value_widths = [h.value_dim for h in heads]
         m = max(value_widths, default=layout.width)
         key_dim = max((h.dim for h in heads), default=1)
         n_heads = self.plan.alpha + 1
         estimate, choice = self.estimate, self.id_lsh
-        lsh = getattr(choice, "lsh", None)
+        lsh = choice.lsh if choice is not None else None
         return CompileReport(
             protocol=self.plan.protocol, rounds=self.plan.rounds, depth=self.plan.depth,
             layers_per_round=self.plan.layers_per_round, heads_per_layer=n_heads, alpha=self.plan.alpha,
             fanout=self.plan.fanout, m=int(m), width=int(m) * n_heads, model_dim=self.stream.dim,
-            layout=layout.name, packet_words=int(packet), slots=int(slots), attention=self.plan.attention,
+            layout=layout.name, packet_words=int(layout.packet_words), slots=int(layout.slots),
+            attention=self.plan.attention,
             s=self.plan.config.s, machines=self.plan.config.machines, tokens=self.plan.tokens,
             key_dim=int(key_dim), width_sum=int(sum(value_widths)), engine=self.default_engine,
             estimated_bytes=estimate.bytes(self.default_engine) if estimate else 0,
@@ -193,7 +193,8 @@ class CompiledModel:
             estimated_seconds=estimate.seconds(self.default_engine) if estimate else 0.0,
             estimated_dense_seconds=estimate.dense_seconds if estimate else 0.0,
             lsh=f"{lsh.family.name} z={lsh.z} ell={lsh.ell}" if lsh is not None else "",
-            lsh_mode=getattr(choice, "mode", ""), lsh_far_bound=float(getattr(choice, "far_bound", 0.0)),
+            lsh_mode=choice.mode if choice is not None else "",
+            lsh_far_bound=float(choice.far_bound) if choice is not None else 0.0,
             lsh_far_pairs=int(self.collisions.far) if self.collisions is not None and lsh is not None else 0)
 
     def check_memory(self, engine: str, *, record: bool = False, max_memory: int | None = None) -> int:

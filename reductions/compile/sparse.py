@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from .layouts import DecodeError, DisjunctLayout, HashedLayout, Layout, Message
+from .layouts import DecodeError, HashedLayout, Layout, Message
 
 __all__ = ["Items", "Decoded", "encode_items", "group_sums", "decode_groups", "layout_cells", "items_upper_bound"]
 
@@ -60,11 +60,7 @@ class Decoded:
 
 def layout_cells(layout: Layout) -> tuple[int, int]:
     """``(cells, item_width)`` of a layout's value vector (``cells * item_width == width``)."""
-    if isinstance(layout, HashedLayout):
-        return layout.copies * layout.cells, layout.item
-    if isinstance(layout, DisjunctLayout):
-        return layout.q * layout.q, layout.packet
-    raise TypeError(f"no cell structure known for layout {type(layout).__name__}")
+    return layout.copies * layout.slots, layout.packet_words
 
 
 # ----------------------------------------------------------------------------- hashing (numba)

@@ -38,7 +38,7 @@ Depth ``L(k) = 3 + (bit_length(k) - 1) + [popcount(k) > 1] <= floor(log2 k) + 4`
 
 ANNA. Every query and key is an integer vector, so ``attention="anna"`` swaps each head for
 Algorithm 1 with E2LSH at Theorem 3.4's (z, ell) for ``n`` tokens
-(:func:`~reductions.constructions._common.integer_lsh`).
+(:func:`~reductions.constructions.integer_lsh`).
 
 Compiled route. :func:`compiled_khop` compiles the pointer-doubling MPC protocol
 (:class:`mpc_sim.protocols.khop.KHop`) with Theorem 4.1 (:func:`reductions.compile.compile_mpc`):

@@ -12,7 +12,7 @@ empty-neighbourhood convention (docs/theory.md §2), the zero vector if there is
 ``[attended > 1/2]``: the Match2 label. Residual stream ``d = 2`` (the token, the head's output).
 
 With ``attention="anna"`` the head runs Algorithm 1 on the same 1-dimensional integer queries and
-keys, E2LSH with Theorem 3.4's (z, ell) (:func:`reductions.constructions._common.integer_lsh`):
+keys, E2LSH with Theorem 3.4's (z, ell) (:func:`reductions.constructions.integer_lsh`):
 equal values collide in every table, distinct ones (at distance >= 1) rarely.
 """
 from __future__ import annotations

@@ -15,31 +15,19 @@ import numpy as np
 from rich.table import Table
 
 from anna.transformer import TokenEmbedding, Transformer
-from mpc_sim import ConfigError, InputError, MPCConfig, Protocol, Simulator, Trace
+from mpc_sim import InputError, MPCConfig, Protocol, Simulator, Trace
+from mpc_sim.protocols.toolkit import smallest_config
 
 from .tokens import ModelSpec, inspect_model, tolerance
 
 __all__ = ["ModelProtocol", "DecompiledRun", "run_model_protocol", "smallest_memory_config", "fitted_config"]
 
 
-_FACTOR_GROWTH = 1.25
-
-
 def smallest_memory_config(plan_for, n: int, eps: float, steps: int = 60) -> MPCConfig:
     """The config with the smallest ``memory_factor`` (1, 1.25, 1.25**2, ...) for which
-    ``plan_for(n, s)`` succeeds, and exactly enough machines for that plan."""
-    last: Exception | None = None
-    for i in range(steps):
-        factor = _FACTOR_GROWTH ** i
-        s = MPCConfig(n=n, eps=eps, memory_factor=factor, machines_factor=float(n)).s
-        try:
-            plan = plan_for(n, s)
-        except ConfigError as exc:
-            last = exc
-            continue
-        machines = plan.machines
-        return MPCConfig(n=n, eps=eps, memory_factor=factor, machines_factor=machines / n ** (1.0 - eps))
-    raise ConfigError(f"no memory_factor up to {_FACTOR_GROWTH ** (steps - 1):.3g} fits n = {n}, eps = {eps}: {last}")
+    ``plan_for(n, s)`` succeeds, and exactly enough machines for that plan: the toolkit's
+    :func:`~mpc_sim.protocols.toolkit.smallest_config` with ``machines_for``."""
+    return smallest_config(None, n, eps, steps=steps, machines_for=lambda n_, s_: plan_for(n_, s_).machines)
 
 
 def fitted_config(protocol: "ModelProtocol", n: int, eps: float, memory_factor: float) -> MPCConfig:

@@ -43,7 +43,7 @@ import numpy as np
 
 from anna.transformer import Transformer
 from mpc_sim import ConfigError, MPCConfig
-from mpc_sim.protocols._trees import tree_depth
+from mpc_sim.protocols.toolkit import tree_depth
 
 from .base import ModelProtocol, smallest_memory_config
 from .errors import PlanError

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc_sim.protocols._trees import tree_depth
+from mpc_sim.protocols.toolkit import tree_depth
 
 from .errors import PlanError
 from .tokens import ModelSpec

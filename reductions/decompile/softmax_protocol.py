@@ -38,7 +38,7 @@ import numpy as np
 
 from anna.transformer import Transformer
 from mpc_sim import ClusterState, ConfigError, Delivery, MessageBatch, MPCConfig
-from mpc_sim.protocols._trees import tree_depth
+from mpc_sim.protocols.toolkit import tree_depth
 
 from ._batch import RoundOutput, inbox_words, read_memories, received_rows
 from .base import ModelProtocol, smallest_memory_config

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from mpc_sim import ConfigError, LimitExceeded, MPCConfig, Simulator
 from mpc_sim.protocols import make_protocol
-from mpc_sim.protocols._trees import RadixTree, tree_depth
+from mpc_sim.protocols.toolkit import RadixTree, tree_depth
 from mpc_sim.protocols.aggregate import Aggregate
 from mpc_sim.protocols.broadcast import Broadcast
 from mpc_sim.protocols.prefix_sum import PrefixSum

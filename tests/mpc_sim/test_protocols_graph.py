@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpc_sim import ConfigError, InputError, MPCConfig, Simulator, make_protocol
-from mpc_sim.protocols._blocks import bitonic_stages, sort_round_batch, sort_round_local, stage_partner
+from mpc_sim.protocols.toolkit import bitonic_stages, sort_round_batch, sort_round_local, stage_partner
 from mpc_sim.protocols.connectivity import Connectivity, components_reference, graph_diameter, sort_plan
 from mpc_sim.protocols.khop import KHop, hop_k_reference
 from mpc_sim.protocols.match2 import Match2, match2_reference

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from mpc_sim import MPCConfig, Protocol, Simulator
+from mpc_sim import MPCConfig, Protocol, ProtocolError, Simulator
 from reductions.compile import (CompileError, RoundBudgetExceeded, UnsupportedProtocol, compile_mpc)
 from tests.strategies.compiled import MixingProtocol, mixing_cases
 
@@ -166,3 +166,39 @@ def test_dense_softmax_heads_with_a_null_token_route_exactly_too():
     assert model.report.tokens == config.machines + 1
     assert _same_words(model(data), _simulate(protocol, config, data).output)
     assert model.align(data).all_match
+
+
+class _FloatWords(MixingProtocol):
+    """MixingProtocol whose round-``bad_round`` step returns non-integral floats as ``where``."""
+
+    def __init__(self, where: str, bad_round: int):
+        super().__init__(rounds=2, fanout=1)
+        object.__setattr__(self, "where", where)
+        object.__setattr__(self, "bad_round", bad_round)
+
+    def step(self, ctx, machine, memory, inbox):
+        memory, messages = super().step(ctx, machine, memory, inbox)
+        if ctx.round == self.bad_round and machine == 3:
+            if self.where == "memory":
+                memory = memory.astype(np.float64) + 0.5
+            elif self.where == "payload":
+                messages = [(dst, payload.astype(np.float64) + 0.5) for dst, payload in messages]
+            else:
+                raise ArithmeticError("the step itself failed")
+        return memory, messages
+
+
+@pytest.mark.parametrize("engine", ["dense", "lean"])
+@pytest.mark.parametrize("bad_round", [1, 2])
+@pytest.mark.parametrize("where", ["memory", "payload", "raise"])
+def test_a_step_returning_non_integral_floats_raises_the_simulators_typed_error_in_every_engine(where, bad_round,
+                                                                                                  engine):
+    protocol, config = _FloatWords(where, bad_round), MPCConfig(n=16, eps=0.5, memory_factor=2)
+    data = np.arange(16)
+    with pytest.raises(ProtocolError) as simulated:
+        Simulator(config, mode="machine").run(protocol, data)
+    with pytest.raises(ProtocolError) as compiled:
+        compile_mpc(protocol, config).run(data, engine=engine, local="machine")
+    assert type(compiled.value) is type(simulated.value)
+    assert str(compiled.value) == str(simulated.value)
+    assert "machine 3" in str(simulated.value) and f"round {bad_round}" in str(simulated.value)

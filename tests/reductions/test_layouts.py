@@ -1,11 +1,13 @@
 """Packet layouts: averages of up to max_senders messages decode exactly, or raise DecodeError."""
+import inspect
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reductions.compile.layouts import (DecodeError, DisjunctLayout, HashedLayout, Message, limbs_to_words,
-                                        make_layout, words_to_limbs)
+from reductions.compile.layouts import (LAYOUTS, DecodeError, DisjunctLayout, HashedLayout, Layout, Message,
+                                        limbs_to_words, make_layout, words_to_limbs)
 
 EXTREME_WORDS = np.array([0, 1, -1, 2**63 - 1, -2**63, 2**53 + 1, 12345678901234567], dtype=np.int64)
 
@@ -107,3 +109,48 @@ def test_hashed_layout_is_narrower_than_disjunct_from_moderate_s():
     for s in (16, 32):
         machines = s * s
         assert HashedLayout(s, s, machines).width < DisjunctLayout(s, s, machines).width / 5
+
+
+# --- the layout interface every layout implements -------------------------------------------------
+def _concrete_layouts(base=Layout):
+    found = set()
+    for cls in base.__subclasses__():
+        if not inspect.isabstract(cls):
+            found.add(cls)
+        found |= _concrete_layouts(cls)
+    return found
+
+
+def test_every_layout_class_of_the_library_is_registered_by_name():
+    assert _concrete_layouts() == set(LAYOUTS.values())
+
+
+def test_a_layout_missing_part_of_the_interface_cannot_be_built():
+    class Partial(Layout):
+        name = "partial"
+
+        def encode(self, message):
+            return np.zeros(1)
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial()
+
+
+@pytest.mark.parametrize("options", [dict(capacity=3, max_senders=2, machines=10),
+                                     dict(capacity=8, max_senders=8, machines=100)])
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_every_layout_describes_its_vector_through_the_interface(name, options):
+    layout = make_layout(name, **options)
+    assert isinstance(layout, Layout) and layout.name == name
+    cells = layout.copies * layout.slots
+    assert cells * layout.packet_words == layout.width
+    names, fields = layout.slot_names(), layout.packet_fields()
+    assert len(names) == len(set(names)) == cells
+    assert len(fields) == len(set(fields)) == layout.packet_words
+    # a one-word message is one packet: it occupies exactly cells_per_packet cells, each naming its src and dst
+    message = Message(7, 4, np.array([-5], dtype=np.int64))
+    table = layout.encode(message).reshape(cells, layout.packet_words)
+    occupied = table[np.any(table != 0.0, axis=1)]
+    assert occupied.shape[0] == layout.cells_per_packet
+    assert (occupied[:, fields.index("src")] == 7).all() and (occupied[:, fields.index("dst")] == 4).all()
+    assert (occupied[:, 0] == 1.0).all()       # the validity / count field every decoder reads first
