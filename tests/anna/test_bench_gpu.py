@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch", reason="bench_gpu.py times torch code")
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
+from tests.anna.benchloader import load_benchmark  # noqa: E402
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_gpu")
 
 
 def test_arguments_default_to_the_full_run_and_quick_shrinks_it():
