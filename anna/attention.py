@@ -41,6 +41,7 @@ import numpy as np
 
 from . import kernels
 from ._validate import check_finite_output, check_float_matrix, check_same_rows, normalize_seed
+from .errors import DeviceError, ParameterError
 from .lsh import LSHConfig
 
 __all__ = [
@@ -293,7 +294,7 @@ def _stats(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, seed: int, causal: bool
 
 # ------------------------------------------------------------------------------ public API
 def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, seed: int | None = 0,
-                   causal: bool = False, return_stats: bool = False):
+                   causal: bool = False, return_stats: bool = False, device: object = None):
     """ANNA attention by Algorithm 1: ``out_i = sum of bucket sums / sum of bucket counts``.
 
     Parameters
@@ -311,6 +312,11 @@ def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, 
         Query i sees keys ``j <= i`` only (needs ``N_q == N_k``); linear time.
     return_stats : bool
         Also return :class:`AnnaStats` (costs a second hashing pass and a scan of the candidates).
+    device : None, "cpu", "cuda" or a torch.device
+        ``None`` / ``"cpu"``: these numba kernels. Anything else runs
+        :func:`anna.gpu.anna_attention_gpu` there (needs torch and triton; numpy or torch
+        inputs, the same kind returned, tensors on their device); ``return_stats`` is then
+        refused. Without CUDA, ``device="cuda"`` raises :class:`~anna.errors.DeviceError`.
 
     Returns
     -------
@@ -328,7 +334,10 @@ def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, 
     >>> out, counts = anna_attention(k.copy(), k, v, LSHConfig(E2LSH(), z=2, ell=4), seed=0)
     >>> out[:, 0], counts
     (array([1., 2.]), array([4, 4]))
+    >>> out, counts = anna_attention(k.copy(), k, v, LSHConfig(E2LSH(), z=2, ell=4), device="cuda")  # doctest: +SKIP
     """
+    if device is not None and not (isinstance(device, str) and device == "cpu"):
+        return _on_device(q, k, v, lsh, seed, causal, return_stats, device)
     q, k, causal = _check_qk(q, k, lsh, causal)
     v = _check_matrix("v", v)
     check_same_rows("k", k, "v", v)
@@ -344,6 +353,16 @@ def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, 
         if return_stats:
             return out, counts, _stats(hq, hk, lsh, seed, causal, counts)
     return out, counts
+
+
+def _on_device(q, k, v, lsh, seed, causal, return_stats, device):
+    if return_stats:
+        raise ParameterError(f"return_stats is computed by the CPU kernels only; got device={device!r}")
+    try:
+        from .gpu import anna_attention_gpu
+    except ImportError as error:  # torch missing: anna.gpu raises DeviceError itself, this is a fallback
+        raise DeviceError(f"device={device!r} needs anna.gpu (torch and triton): {error}") from error
+    return anna_attention_gpu(q, k, v, lsh, seed, causal, device=device)
 
 
 def collision_counts(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, seed: int | None = 0,

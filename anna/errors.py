@@ -11,7 +11,7 @@ True
 """
 from __future__ import annotations
 
-__all__ = ["AnnaError", "ShapeError", "ParameterError", "NonFiniteError", "LoadError"]
+__all__ = ["AnnaError", "ShapeError", "ParameterError", "NonFiniteError", "LoadError", "DeviceError"]
 
 
 class AnnaError(ValueError):
@@ -32,3 +32,8 @@ class NonFiniteError(AnnaError):
 
 class LoadError(AnnaError):
     """A saved file (model, weights) that cannot be read back: the message names the file and the field."""
+
+
+class DeviceError(AnnaError):
+    """A device or accelerator library that is not there: ``device="cuda"`` without a CUDA GPU, or
+    :mod:`anna.gpu` without torch / triton installed (the message says what to install)."""
