@@ -5,8 +5,8 @@ while low-rank (kernel) attention needs depth about ``k`` or a much larger width
 measured on trained models: on the k-hop task of the predecessor (N = 100, |Σ| = 4, the hop count
 as the leading token, k = 0 .. ``max_k`` mixed in training), one softmax surrogate per depth
 (``depths``) is trained and then transferred to ANNA (Algorithm 1, hyperplane LSH, the same
-weights), and one low-rank model (``φ = elu + 1``, the linear-transformer kernel) of the same width
-and depth is trained on the same data. :func:`evaluate_separation` reports the token error of
+weights), and one low-rank model (``φ = elu + 1``, the linear-transformer kernel, on unit-norm
+queries and keys scaled by ``√m``) of the same width and depth is trained on the same data. :func:`evaluate_separation` reports the token error of
 each per (k, depth).
 
 Training runs on a GPU with ``scripts/train_runs.py`` (the run names of :meth:`SeparationSpec.runs`);
