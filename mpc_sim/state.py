@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import ProtocolError
 
-__all__ = ["WORD_DTYPES", "ClusterState", "MessageBatch", "Delivery", "Inbox", "ragged_offsets"]
+__all__ = ["WORD_DTYPES", "ClusterState", "MessageBatch", "Delivery", "Inbox", "ragged_offsets", "as_words"]
 
 WORD_DTYPES = (np.dtype(np.int64), np.dtype(np.float64))
 
@@ -34,7 +34,20 @@ def ragged_offsets(sizes: np.ndarray | Sequence[int]) -> np.ndarray:
     return offsets
 
 
-def _as_words(payload: object, dtype: np.dtype, what: str) -> np.ndarray:
+def as_words(payload: object, dtype: np.dtype, what: str) -> np.ndarray:
+    """``payload`` as a 1-D array of words of ``dtype``: what the simulator does to every memory
+    and payload a protocol returns. :class:`~mpc_sim.errors.ProtocolError` naming ``what`` for
+    anything that is not 1-D, or for non-integer words where ``dtype`` is int64.
+
+    Examples
+    --------
+    >>> as_words([1, 2, 3], np.dtype(np.int64), "memory of machine 0").tolist()
+    [1, 2, 3]
+    >>> as_words([0.5], np.dtype(np.int64), "payload of a message from machine 2")
+    Traceback (most recent call last):
+    ...
+    mpc_sim.errors.ProtocolError: payload of a message from machine 2 must hold integer words, got dtype float64
+    """
     arr = np.asarray(payload)
     if arr.ndim != 1:
         raise ProtocolError(f"{what} must be a 1-D array of words, got shape {arr.shape}")
@@ -43,6 +56,9 @@ def _as_words(payload: object, dtype: np.dtype, what: str) -> np.ndarray:
             raise ProtocolError(f"{what} must hold integer words, got dtype {arr.dtype}")
         arr = arr.astype(dtype)
     return arr
+
+
+_as_words = as_words     # the former private name, kept for callers outside this package
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +108,7 @@ class ClusterState:
     def from_list(cls, memories: Sequence[object], dtype: np.dtype | type = np.int64) -> "ClusterState":
         """Build from one 1-D array per machine."""
         dtype = np.dtype(dtype)
-        arrays = [_as_words(m, dtype, f"memory of machine {i}") for i, m in enumerate(memories)]
+        arrays = [as_words(m, dtype, f"memory of machine {i}") for i, m in enumerate(memories)]
         words = np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
         return cls(words.astype(dtype, copy=False), ragged_offsets([a.shape[0] for a in arrays]))
 
@@ -185,7 +201,7 @@ class MessageBatch:
                 dst.append(operator.index(d))
             except TypeError:
                 raise ProtocolError(f"a message from machine {s!r} to {d!r}: machine ids must be integers") from None
-            payloads.append(_as_words(p, dtype, f"payload of a message from machine {int(s)}"))
+            payloads.append(as_words(p, dtype, f"payload of a message from machine {int(s)}"))
         if not src:
             return cls.empty(dtype)
         return cls(np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64),

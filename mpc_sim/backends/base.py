@@ -21,7 +21,7 @@ from ..config import MPCConfig
 from ..errors import (LimitExceeded, MemoryLimitExceeded, MPCError, ProtocolError, ReceiveLimitExceeded,
                       SendLimitExceeded, StepError, UnknownDestination)
 from ..protocol import Protocol, RoundContext
-from ..state import ClusterState, Delivery, MessageBatch, _as_words, ragged_offsets
+from ..state import ClusterState, Delivery, MessageBatch, as_words, ragged_offsets
 from ..trace import OutputStats, RoundStats, Violation
 
 __all__ = [
@@ -189,7 +189,7 @@ def assemble_state(memories: list, dtype: np.dtype, *, round: int, first: int = 
     """The kept memories as a ragged state (what :meth:`ClusterState.from_list` does, naming
     global machine ids in its errors)."""
     try:
-        arrays = [_as_words(m, dtype, f"memory of machine {first + i}") for i, m in enumerate(memories)]
+        arrays = [as_words(m, dtype, f"memory of machine {first + i}") for i, m in enumerate(memories)]
     except ProtocolError as exc:
         raise ProtocolError(str(exc), round=round) from exc
     words = np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
