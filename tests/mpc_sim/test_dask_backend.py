@@ -32,7 +32,7 @@ client = pytest.fixture(scope="module", name="client")(in_process_client)
 
 
 def on_dask(config, client, blocks=None, **kwargs) -> Simulator:
-    return Simulator(config, backend="dask", client=client, dask=DaskOptions(blocks=blocks), **kwargs)
+    return Simulator(config, backend="dask", dask=DaskOptions(blocks=blocks, client=client), **kwargs)
 
 
 def bits(a):
