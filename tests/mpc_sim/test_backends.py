@@ -213,24 +213,14 @@ def test_library_protocols_give_the_local_output_and_trace_on_the_toy_backend(to
     assert_same_run(simulate(protocol, data, config, seed=5), simulate(protocol, data, config, seed=5, backend=toy))
 
 
-@pytest.mark.parametrize("name", sorted(BATCH_MALFORMED))
-def test_malformed_batch_steps_raise_the_local_error_on_the_toy_backend(toy, name):
-    make, message = BATCH_MALFORMED[name]
+@pytest.mark.parametrize("mode, name", [("batch", name) for name in sorted(BATCH_MALFORMED)]
+                         + [("machine", name) for name in sorted(MACHINE_MALFORMED)])
+def test_malformed_steps_raise_the_local_error_on_the_toy_backend(toy, mode, name):
+    make, message = (BATCH_MALFORMED if mode == "batch" else MACHINE_MALFORMED)[name]
     errors = []
     for backend in ("local", toy):
         with pytest.raises(ProtocolError, match=message) as info:
-            Simulator(MPCConfig(n=16, eps=0.5), mode="batch", backend=backend).run(Returns(make), np.arange(16))
-        errors.append(str(info.value))
-    assert errors[0] == errors[1]
-
-
-@pytest.mark.parametrize("name", sorted(MACHINE_MALFORMED))
-def test_malformed_steps_raise_the_local_error_on_the_toy_backend(toy, name):
-    make, message = MACHINE_MALFORMED[name]
-    errors = []
-    for backend in ("local", toy):
-        with pytest.raises(ProtocolError, match=message) as info:
-            Simulator(MPCConfig(n=16, eps=0.5), mode="machine", backend=backend).run(Returns(make), np.arange(16))
+            Simulator(MPCConfig(n=16, eps=0.5), mode=mode, backend=backend).run(Returns(make), np.arange(16))
         errors.append(str(info.value))
     assert errors[0] == errors[1]
 
