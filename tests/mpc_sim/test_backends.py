@@ -21,7 +21,7 @@ from mpc_sim.backends.base import (Traffic, call_batch_step, check_batch, check_
                                    machine_by_machine, over_limit, step_result)
 from reductions.cli import main as cli_main
 from mpc_sim.protocol import RoundContext
-from mpc_sim.state import ClusterState, Delivery, MessageBatch
+from mpc_sim.state import Delivery, MessageBatch
 from mpc_sim.strategies import ScriptedProtocol, schedules
 from mpc_sim.trace import Retry
 from tests.strategies.engine import BATCH_MALFORMED, LIMIT_ERRORS, MACHINE_MALFORMED, Returns, Rounds, SendTo
