@@ -141,7 +141,7 @@ def check_bool(name: str, value: object) -> bool:
     """``value`` if it is a bool (numpy bools accepted); a :class:`~anna.errors.ParameterError`
     naming ``name`` otherwise (``'no'`` is not false, and not true either)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ParameterError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+        raise ParameterError(f"{name} must be a bool (True or False), got {value!r} ({type(value).__name__})")
     return bool(value)
 
 

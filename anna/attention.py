@@ -40,7 +40,7 @@ import numba
 import numpy as np
 
 from . import kernels
-from ._validate import check_finite_output, check_float_matrix, check_same_rows, normalize_seed
+from ._validate import check_bool, check_finite_output, check_float_matrix, check_same_rows, normalize_seed
 from .errors import DeviceError, ParameterError
 from .lsh import LSHConfig
 
@@ -63,12 +63,6 @@ _MAX_ROWS = 2**31 - 1  # bucket ids and first members are int32
 
 
 # ------------------------------------------------------------------------------- checking
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
-
-
 def _check_finite(name: str, x: np.ndarray) -> None:
     # A finite sum proves every entry finite (inf and NaN propagate); only an overflowing or
     # non-finite sum pays for the element-wise check, which raises with the first bad index.
@@ -97,7 +91,7 @@ def _check_qk(q: object, k: object, lsh: object, causal: object) -> tuple[np.nda
         raise ValueError("q and k must have at least one column")
     if not isinstance(lsh, LSHConfig):
         raise ValueError(f"lsh must be an LSHConfig, got {type(lsh).__name__}")
-    causal = _check_bool("causal", causal)
+    causal = check_bool("causal", causal)
     if causal and q.shape[0] != k.shape[0]:
         raise ValueError(f"causal attention needs as many queries as keys (N_q == N_k), "
                          f"got q {q.shape} and k {k.shape}")
@@ -342,7 +336,7 @@ def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, 
     v = _check_matrix("v", v)
     check_same_rows("k", k, "v", v)
     seed = normalize_seed(seed)
-    return_stats = _check_bool("return_stats", return_stats)
+    return_stats = check_bool("return_stats", return_stats)
     out = np.zeros((q.shape[0], v.shape[1]), dtype=v.dtype)
     counts = np.zeros(q.shape[0], dtype=np.int64)
     hq, hk = _hash_pair(q, k)

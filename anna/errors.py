@@ -11,7 +11,8 @@ True
 """
 from __future__ import annotations
 
-__all__ = ["AnnaError", "ShapeError", "ParameterError", "NonFiniteError", "LoadError", "DeviceError"]
+__all__ = ["AnnaError", "ShapeError", "ParameterError", "InputError", "NonFiniteError", "LoadError",
+           "DeviceError"]
 
 
 class AnnaError(ValueError):
@@ -24,6 +25,11 @@ class ShapeError(AnnaError):
 
 class ParameterError(AnnaError):
     """A scalar parameter of the wrong type or out of range (the message names the parameter)."""
+
+
+class InputError(AnnaError):
+    """Input data a model or task cannot take: token ids outside the vocabulary, a sequence longer
+    than ``max_len``, targets that do not line up with their inputs."""
 
 
 class NonFiniteError(AnnaError):

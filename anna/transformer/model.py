@@ -11,17 +11,17 @@ from rich.console import Group
 from rich.tree import Tree
 
 from .._validate import check_bool, check_float, check_float_matrix, check_int, normalize_seed
-from ..errors import ParameterError
+from ..errors import ParameterError, ShapeError
 from ..attention import anna_attention
 from ..lsh import LSHConfig
 from ..reference import (
     elu_feature_map,
     ema_attention,
     lowrank_attention,
-    normalize_rows,
     softmax_attention,
 )
-from .maps import MLP, Linear, Placement, TokenMap, apply_map, as_token_map, describe_map
+from .forward import embed_tokens, finish_layer, head_qkv, tokenwise
+from .maps import MLP, Linear, Placement, TokenMap, as_token_map, describe_map
 from .report import HEAD_KINDS, ResourceReport
 
 __all__ = ["Head", "Layer", "TokenEmbedding", "Transformer", "ForwardTrace", "derive_head_seed",
@@ -47,12 +47,6 @@ def derive_head_seed(model_seed: int, layer: int, head: int) -> int:
     model_seed = normalize_seed(model_seed)
     state = np.random.SeedSequence([model_seed, int(layer), int(head)]).generate_state(1, dtype=np.uint32)
     return int(state[0])
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
 
 
 def _check_dim(name: str, value: object) -> int:
@@ -156,7 +150,7 @@ class Head:
                 or not np.isfinite(temperature) or temperature < 0:
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
         object.__setattr__(self, "temperature", float(temperature))
-        object.__setattr__(self, "normalize", _check_bool("normalize", self.normalize))
+        object.__setattr__(self, "normalize", check_bool("normalize", self.normalize))
         object.__setattr__(self, "scale", check_float("scale", self.scale, low=0.0, low_open=True))
         if self.kind != "lowrank" and self.scale != 1.0:
             raise ValueError(f"only a lowrank head takes scale != 1; got scale={self.scale!r} for a {self.kind} head")
@@ -180,18 +174,12 @@ class Head:
                seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``head(x) W_h`` of shape ``(N, d)`` and the collision counts (anna/ema heads, else None)."""
         attended, counts = self.attention(x, positions, causal, seed)
-        return apply_map("output", self.output, attended, positions), counts
+        return tokenwise("output", self.output, attended, positions), counts
 
     def attention(self, x: np.ndarray, positions: np.ndarray, causal: bool,
                   seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``attn(Q(x), K(x), V(x))`` of shape ``(N, m_v)`` (before ``W_h``) and the collision counts."""
-        q = apply_map("query", self.query, x, positions, self.dim)
-        k = apply_map("key", self.key, x, positions, self.dim)
-        v = apply_map("value", self.value, x, positions, self.value_dim)
-        if self.normalize:
-            q, k = normalize_rows(q), normalize_rows(k)
-        if self.scale != 1.0:
-            q, k = self.scale * q, self.scale * k
+        q, k, v = head_qkv(self, x, positions)
         counts = None
         if self.kind == "anna":
             attended, counts = anna_attention(q, k, v, self.lsh, seed=seed, causal=causal)
@@ -247,7 +235,7 @@ class Layer:
         object.__setattr__(self, "heads", heads)
         if self.mlp is not None and not isinstance(self.mlp, MLP) and not callable(self.mlp):
             raise ValueError(f"mlp must be an MLP, a callable f(x, positions) or None, got {self.mlp!r}")
-        object.__setattr__(self, "causal", _check_bool("causal", self.causal))
+        object.__setattr__(self, "causal", check_bool("causal", self.causal))
 
     @property
     def n_parameters(self) -> int:
@@ -310,13 +298,7 @@ class TokenEmbedding:
         if not isinstance(inputs, np.ndarray) or inputs.ndim != 1 or not np.issubdtype(inputs.dtype, np.integer):
             raise ValueError(f"inputs must be a 1-D integer array of token ids, got "
                              f"{type(inputs).__name__} {getattr(inputs, 'shape', '')} {getattr(inputs, 'dtype', '')}")
-        if inputs.size and (inputs.min() < 0 or inputs.max() >= self.vocab_size):
-            raise ValueError(f"inputs must be token ids in [0, {self.vocab_size}), got values in "
-                             f"[{inputs.min()}, {inputs.max()}]")
-        if self.max_len is not None and inputs.shape[0] > self.max_len:
-            raise ValueError(f"inputs has length {inputs.shape[0]}, longer than max_len {self.max_len}")
-        x = self.tokens[inputs]
-        return x if self.positions is None else x + self.positions[: inputs.shape[0]]
+        return embed_tokens(self, inputs)
 
     def __repr__(self) -> str:
         return f"TokenEmbedding(vocab {self.vocab_size}, d={self.dim}, max_len {self.max_len})"
@@ -414,32 +396,26 @@ class Transformer:
         return derive_head_seed(self.seed, layer, head) if own is None else own
 
     def run(self, inputs: Any) -> ForwardTrace:
-        """Forward pass keeping the residual stream after every layer and the collision counts."""
+        """Forward pass keeping the residual stream after every layer and the collision counts.
+
+        Each head attends (:meth:`Head.attention`); :func:`~.forward.finish_layer` adds the heads'
+        ``W_h`` outputs and the MLP, as the batched evaluator and the decompiler do.
+        """
         x = self.embedding(inputs)
         if isinstance(x, np.ndarray):
             x = np.ascontiguousarray(x)
         x = check_float_matrix("embedding output", x)
         if x.shape[1] != self.dim:
-            raise ValueError(f"embedding output must have d = {self.dim} columns, got shape {x.shape}")
+            raise ShapeError(f"embedding output must have d = {self.dim} columns, got shape {x.shape}")
         positions = np.arange(x.shape[0], dtype=np.int64)
         states, counts = [x], []
         for l, layer in enumerate(self.layers):
-            update = np.zeros_like(x)
-            layer_counts = []
+            attended, layer_counts = [], []
             for h, head in enumerate(layer.heads):
-                if isinstance(head.output, Placement):   # a block of the stream: add it in place
-                    attended, head_counts = head.attention(x, positions, layer.causal, self.head_seed(l, h))
-                    update[:, head.output.columns] += attended
-                else:
-                    contribution, head_counts = head.attend(x, positions, layer.causal, self.head_seed(l, h))
-                    if contribution.shape[1] != self.dim:
-                        raise ValueError(f"layer {l} head {h} output must have d = {self.dim} columns, "
-                                         f"got shape {contribution.shape}")
-                    update += contribution
+                out, head_counts = head.attention(x, positions, layer.causal, self.head_seed(l, h))
+                attended.append(out)
                 layer_counts.append(head_counts)
-            x = x + update
-            if layer.mlp is not None:
-                x = x + apply_map(f"layer {l} mlp", layer.mlp, x, positions, self.dim)
+            x = finish_layer(self, l, x, attended, positions)
             states.append(x)
             counts.append(tuple(layer_counts))
         outputs = self.readout(x, positions)
