@@ -11,7 +11,7 @@ True
 """
 from __future__ import annotations
 
-__all__ = ["AnnaError", "ShapeError", "ParameterError", "InputError", "NonFiniteError", "LoadError",
+__all__ = ["AnnaError", "ShapeError", "ParameterError", "InputError", "ModelError", "NonFiniteError", "LoadError",
            "DeviceError"]
 
 
@@ -28,8 +28,15 @@ class ParameterError(AnnaError):
 
 
 class InputError(AnnaError):
-    """Input data a model or task cannot take: token ids outside the vocabulary, a sequence longer
-    than ``max_len``, targets that do not line up with their inputs."""
+    """Values of input data outside what the function takes (the shape is right, the values are
+    not): token ids outside the vocabulary, a sequence longer than ``max_len``, negative attention
+    weights, vectors that should have unit norm."""
+
+
+class ModelError(AnnaError):
+    """A transformer whose parts do not fit together (dimensions that disagree, a head without the
+    LSH its kind needs), or one the operation cannot take (a theory-mode model where weight
+    matrices are needed, a head kind it does not run)."""
 
 
 class NonFiniteError(AnnaError):

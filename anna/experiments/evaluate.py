@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import ModelError, ParameterError, ShapeError
 from ..lsh import CrossPolytope, Hyperplane, LSHConfig
 from ..train.loop import token_errors
 from ..transformer import Head, Transformer, derive_head_seed
@@ -72,9 +73,9 @@ class GridCell:
     def __post_init__(self) -> None:
         object.__setattr__(self, "ells", tuple(int(e) for e in self.ells))
         if not self.ells or min(self.ells) < 1 or self.z < 1 or self.seeds < 1:
-            raise ValueError(f"bad cell: ells={self.ells}, z={self.z}, seeds={self.seeds}")
+            raise ParameterError(f"bad cell: ells={self.ells}, z={self.z}, seeds={self.seeds}")
         if not (0.0 <= self.error <= 1.0 and self.error_std >= 0.0):
-            raise ValueError(f"error must be in [0, 1] and std >= 0, got {self.error}, {self.error_std}")
+            raise ParameterError(f"error must be in [0, 1] and std >= 0, got {self.error}, {self.error_std}")
 
     def to_json(self) -> dict:
         keys = ["ell"] if len(self.ells) == 1 else [f"ell{i + 1}" for i in range(len(self.ells))]
@@ -114,9 +115,9 @@ class GridResult:
         object.__setattr__(self, "cells", tuple(self.cells))
         keys = [(c.ells, c.z) for c in self.cells]
         if len(set(keys)) != len(keys):
-            raise ValueError("grid cells must be distinct (ells, z) pairs")
+            raise ParameterError("grid cells must be distinct (ells, z) pairs")
         if not 0.0 <= self.softmax_error <= 1.0 or self.test_rows < 1:
-            raise ValueError(f"softmax_error must be in [0, 1] and test_rows >= 1, got {self.softmax_error}, "
+            raise ParameterError(f"softmax_error must be in [0, 1] and test_rows >= 1, got {self.softmax_error}, "
                              f"{self.test_rows}")
 
     def error(self, ells: Sequence[int], z: int) -> float:
@@ -149,15 +150,15 @@ class GridResult:
 # ------------------------------------------------------------------------------ forward pieces
 def _check_model(model: Transformer) -> None:
     if model.mode != "trained":  # weight matrices and trained MLPs only
-        raise ValueError("batched evaluation needs a trained-mode transformer (weight matrices only)")
+        raise ModelError("batched evaluation needs a trained-mode transformer (weight matrices only)")
 
 
 def _check_rows(inputs: np.ndarray, targets: np.ndarray | None = None) -> np.ndarray:
     inputs = np.asarray(inputs)
     if inputs.ndim != 2 or not np.issubdtype(inputs.dtype, np.integer) or inputs.shape[0] < 1:
-        raise ValueError(f"inputs must be a non-empty (rows, N) integer array, got {inputs.shape} {inputs.dtype}")
+        raise ShapeError(f"inputs must be a non-empty (rows, N) integer array, got {inputs.shape} {inputs.dtype}")
     if targets is not None and np.shape(targets) != inputs.shape:
-        raise ValueError(f"targets must have the inputs' shape {inputs.shape}, got {np.shape(targets)}")
+        raise ShapeError(f"targets must have the inputs' shape {inputs.shape}, got {np.shape(targets)}")
     return inputs
 
 
@@ -219,7 +220,7 @@ def softmax_logits(model: Transformer, inputs: np.ndarray) -> np.ndarray:
         attended = []
         for head in layer.heads:
             if head.kind != "softmax":
-                raise ValueError(f"softmax_logits needs softmax heads, layer {l} has a {head.kind} head")
+                raise ModelError(f"softmax_logits needs softmax heads, layer {l} has a {head.kind} head")
             q, k, v = head_qkv(head, x, checked=False)
             attended.append(_softmax_average(head, q, k, v, layer.causal))
         x = finish_layer(model, l, x, attended, checked=False)
@@ -235,7 +236,7 @@ def anna_logits(model: Transformer, inputs: np.ndarray, lsh: Sequence[LSHConfig]
     _check_model(model)
     inputs = _check_rows(inputs)
     if len(lsh) != len(model.layers) or not all(isinstance(c, LSHConfig) for c in lsh):
-        raise ValueError(f"lsh must hold one LSHConfig per layer ({len(model.layers)}), got {lsh!r}")
+        raise ParameterError(f"lsh must hold one LSHConfig per layer ({len(model.layers)}), got {lsh!r}")
     x = embed_tokens(model.embedding, inputs)
     for l, (layer, config) in enumerate(zip(model.layers, lsh)):
         attended = []
@@ -299,11 +300,11 @@ def evaluate_grid(model: Transformer, inputs: np.ndarray, targets: np.ndarray, e
     inputs = _check_rows(inputs, targets)
     targets = np.asarray(targets)
     if family not in FAMILIES:
-        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+        raise ParameterError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     if len(ells) != len(model.layers) or any(len(e) == 0 or min(e) < 1 for e in ells):
-        raise ValueError(f"ells must give positive ℓ values for each of the {len(model.layers)} layers, got {ells!r}")
+        raise ParameterError(f"ells must give positive ℓ values for each of the {len(model.layers)} layers, got {ells!r}")
     if not zs or min(zs) < 1 or seeds < 1 or batch_rows < 1:
-        raise ValueError(f"need z >= 1, seeds >= 1, batch_rows >= 1; got zs={zs!r}, seeds={seeds}, "
+        raise ParameterError(f"need z >= 1, seeds >= 1, batch_rows >= 1; got zs={zs!r}, seeds={seeds}, "
                          f"batch_rows={batch_rows}")
     began = time.perf_counter()
     fam = FAMILIES[family]

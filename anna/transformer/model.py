@@ -11,7 +11,7 @@ from rich.console import Group
 from rich.tree import Tree
 
 from .._validate import check_bool, check_float, check_float_matrix, check_int, normalize_seed
-from ..errors import ParameterError, ShapeError
+from ..errors import ModelError, ParameterError, ShapeError
 from ..attention import anna_attention
 from ..lsh import LSHConfig
 from ..reference import (
@@ -51,7 +51,7 @@ def derive_head_seed(model_seed: int, layer: int, head: int) -> int:
 
 def _check_dim(name: str, value: object) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ParameterError(f"{name} must be a positive int, got {value!r}")
     return int(value)
 
 
@@ -61,10 +61,10 @@ def _infer_dim(name: str, declared: int | None, *candidates: tuple[str, int | No
     if declared is not None:
         known.append((name, _check_dim(name, declared)))
     if not known:
-        raise ValueError(f"{name} is required when the maps that fix it are callables")
+        raise ModelError(f"{name} is required when the maps that fix it are callables")
     for source, dim in known[1:]:
         if dim != known[0][1]:
-            raise ValueError(f"{name} disagrees: {known[0][0]} gives {known[0][1]}, {source} gives {dim}")
+            raise ModelError(f"{name} disagrees: {known[0][0]} gives {known[0][1]}, {source} gives {dim}")
     return known[0][1]
 
 
@@ -129,7 +129,7 @@ class Head:
 
     def __post_init__(self) -> None:
         if self.kind not in HEAD_KINDS:
-            raise ValueError(f"kind must be one of {HEAD_KINDS}, got {self.kind!r}")
+            raise ParameterError(f"kind must be one of {HEAD_KINDS}, got {self.kind!r}")
         for name in ("query", "key", "value", "output"):
             object.__setattr__(self, name, as_token_map(name, getattr(self, name)))
         object.__setattr__(self, "dim", _infer_dim(
@@ -139,23 +139,23 @@ class Head:
             ("output", _linear_dim(self.output, "in"))))
         if self.kind == "anna":
             if not isinstance(self.lsh, LSHConfig):
-                raise ValueError(f"an anna head needs lsh=LSHConfig(...), got {self.lsh!r}")
+                raise ModelError(f"an anna head needs lsh=LSHConfig(...), got {self.lsh!r}")
             if self.seed is not None:
                 object.__setattr__(self, "seed", normalize_seed(self.seed))
         else:
             if self.lsh is not None or self.seed is not None:
-                raise ValueError(f"a {self.kind} head takes no lsh or seed, got lsh={self.lsh!r}, seed={self.seed!r}")
+                raise ModelError(f"a {self.kind} head takes no lsh or seed, got lsh={self.lsh!r}, seed={self.seed!r}")
         temperature = self.temperature
         if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (int, float, np.floating)) \
                 or not np.isfinite(temperature) or temperature < 0:
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+            raise ParameterError(f"temperature must be a finite number >= 0, got {temperature!r}")
         object.__setattr__(self, "temperature", float(temperature))
         object.__setattr__(self, "normalize", check_bool("normalize", self.normalize))
         object.__setattr__(self, "scale", check_float("scale", self.scale, low=0.0, low_open=True))
         if self.kind != "lowrank" and self.scale != 1.0:
             raise ValueError(f"only a lowrank head takes scale != 1; got scale={self.scale!r} for a {self.kind} head")
         if not callable(self.feature_map) and self.feature_map not in FEATURE_MAPS:
-            raise ValueError(f"feature_map must be one of {sorted(FEATURE_MAPS)} or a callable, "
+            raise ParameterError(f"feature_map must be one of {sorted(FEATURE_MAPS)} or a callable, "
                              f"got {self.feature_map!r}")
 
     @property
@@ -231,10 +231,10 @@ class Layer:
     def __post_init__(self) -> None:
         heads = tuple(self.heads) if isinstance(self.heads, (list, tuple)) else self.heads
         if not isinstance(heads, tuple) or not all(isinstance(h, Head) for h in heads):
-            raise ValueError(f"heads must be a sequence of Head, got {self.heads!r}")
+            raise ParameterError(f"heads must be a sequence of Head, got {self.heads!r}")
         object.__setattr__(self, "heads", heads)
         if self.mlp is not None and not isinstance(self.mlp, MLP) and not callable(self.mlp):
-            raise ValueError(f"mlp must be an MLP, a callable f(x, positions) or None, got {self.mlp!r}")
+            raise ParameterError(f"mlp must be an MLP, a callable f(x, positions) or None, got {self.mlp!r}")
         object.__setattr__(self, "causal", check_bool("causal", self.causal))
 
     @property
@@ -274,7 +274,7 @@ class TokenEmbedding:
         if self.positions is not None:
             positions = Linear(self.positions).weight
             if positions.shape[1] != tokens.shape[1] or positions.dtype != tokens.dtype:
-                raise ValueError(f"positions must be (max_len, {tokens.shape[1]}) of dtype {tokens.dtype}, "
+                raise ShapeError(f"positions must be (max_len, {tokens.shape[1]}) of dtype {tokens.dtype}, "
                                  f"got {positions.shape} of dtype {positions.dtype}")
             object.__setattr__(self, "positions", positions)
 
@@ -296,7 +296,7 @@ class TokenEmbedding:
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         if not isinstance(inputs, np.ndarray) or inputs.ndim != 1 or not np.issubdtype(inputs.dtype, np.integer):
-            raise ValueError(f"inputs must be a 1-D integer array of token ids, got "
+            raise ShapeError(f"inputs must be a 1-D integer array of token ids, got "
                              f"{type(inputs).__name__} {getattr(inputs, 'shape', '')} {getattr(inputs, 'dtype', '')}")
         return embed_tokens(self, inputs)
 
@@ -359,10 +359,10 @@ class Transformer:
 
     def __post_init__(self) -> None:
         if not isinstance(self.embedding, TokenEmbedding) and not callable(self.embedding):
-            raise ValueError(f"embedding must be a TokenEmbedding or a callable, got {self.embedding!r}")
+            raise ParameterError(f"embedding must be a TokenEmbedding or a callable, got {self.embedding!r}")
         layers = tuple(self.layers) if isinstance(self.layers, (list, tuple)) else self.layers
         if not isinstance(layers, tuple) or not all(isinstance(layer, Layer) for layer in layers):
-            raise ValueError(f"layers must be a sequence of Layer, got {self.layers!r}")
+            raise ParameterError(f"layers must be a sequence of Layer, got {self.layers!r}")
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "readout", as_token_map("readout", self.readout))
         object.__setattr__(self, "seed", normalize_seed(self.seed))
@@ -386,7 +386,7 @@ class Transformer:
                 checks.append((f"layer {l} mlp", layer.mlp.dim))
         for where, dim in checks:
             if dim is not None and dim != d:
-                raise ValueError(f"{where} dimension is {dim}, but the model dimension d is {d}")
+                raise ModelError(f"{where} dimension is {dim}, but the model dimension d is {d}")
 
     # -- semantics ----------------------------------------------------------------------------
 
@@ -452,15 +452,15 @@ class Transformer:
         This is docs/theory.md §6: ``trained_softmax.with_attention("anna", lsh=LSHConfig(...), seed=s)``.
         """
         if kind not in HEAD_KINDS:
-            raise ValueError(f"kind must be one of {HEAD_KINDS}, got {kind!r}")
+            raise ParameterError(f"kind must be one of {HEAD_KINDS}, got {kind!r}")
         if lsh is not None and kind != "anna":
-            raise ValueError(f"lsh is only for kind='anna', got kind={kind!r}")
+            raise ParameterError(f"lsh is only for kind='anna', got kind={kind!r}")
         if isinstance(lsh, LSHConfig) or lsh is None:
             per_layer = [lsh] * len(self.layers)
         else:
             per_layer = list(lsh)
             if len(per_layer) != len(self.layers):
-                raise ValueError(f"lsh must be one LSHConfig or one per layer ({len(self.layers)}), "
+                raise ParameterError(f"lsh must be one LSHConfig or one per layer ({len(self.layers)}), "
                                  f"got {len(per_layer)}")
         layers = []
         for l, (layer, layer_lsh) in enumerate(zip(self.layers, per_layer)):
@@ -470,7 +470,7 @@ class Transformer:
                 if kind == "anna":
                     changes["lsh"] = layer_lsh if layer_lsh is not None else head.lsh
                     if changes["lsh"] is None:
-                        raise ValueError(f"lsh is required to turn layer {l} head {h} ({head.kind}) into anna")
+                        raise ParameterError(f"lsh is required to turn layer {l} head {h} ({head.kind}) into anna")
                     changes["seed"] = None if seed is not None else head.seed
                 else:
                     changes["lsh"], changes["seed"] = None, None
