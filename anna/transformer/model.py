@@ -153,7 +153,7 @@ class Head:
         object.__setattr__(self, "normalize", check_bool("normalize", self.normalize))
         object.__setattr__(self, "scale", check_float("scale", self.scale, low=0.0, low_open=True))
         if self.kind != "lowrank" and self.scale != 1.0:
-            raise ValueError(f"only a lowrank head takes scale != 1; got scale={self.scale!r} for a {self.kind} head")
+            raise ModelError(f"only a lowrank head takes scale != 1; got scale={self.scale!r} for a {self.kind} head")
         if not callable(self.feature_map) and self.feature_map not in FEATURE_MAPS:
             raise ParameterError(f"feature_map must be one of {sorted(FEATURE_MAPS)} or a callable, "
                              f"got {self.feature_map!r}")
