@@ -40,8 +40,8 @@ import numba
 import numpy as np
 
 from . import kernels
-from ._validate import check_finite_output, check_float_matrix, check_same_rows, normalize_seed
-from .errors import DeviceError, ParameterError
+from ._validate import check_bool, check_finite_output, check_float_matrix, check_same_rows, normalize_seed
+from .errors import DeviceError, ParameterError, ShapeError
 from .lsh import LSHConfig
 
 __all__ = [
@@ -63,12 +63,6 @@ _MAX_ROWS = 2**31 - 1  # bucket ids and first members are int32
 
 
 # ------------------------------------------------------------------------------- checking
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
-
-
 def _check_finite(name: str, x: np.ndarray) -> None:
     # A finite sum proves every entry finite (inf and NaN propagate); only an overflowing or
     # non-finite sum pays for the element-wise check, which raises with the first bad index.
@@ -83,7 +77,7 @@ def _check_finite(name: str, x: np.ndarray) -> None:
 def _check_matrix(name: str, x: object) -> np.ndarray:
     x = check_float_matrix(name, x, finite=False)
     if x.shape[0] > _MAX_ROWS:
-        raise ValueError(f"{name} has {x.shape[0]} rows; at most {_MAX_ROWS} are supported")
+        raise ShapeError(f"{name} has {x.shape[0]} rows; at most {_MAX_ROWS} are supported")
     _check_finite(name, x)
     return x
 
@@ -92,14 +86,14 @@ def _check_qk(q: object, k: object, lsh: object, causal: object) -> tuple[np.nda
     q = _check_matrix("q", q)
     k = _check_matrix("k", k)
     if q.shape[1] != k.shape[1]:
-        raise ValueError(f"q and k must have the same number of columns, got q {q.shape} and k {k.shape}")
+        raise ShapeError(f"q and k must have the same number of columns, got q {q.shape} and k {k.shape}")
     if q.shape[1] == 0:
-        raise ValueError("q and k must have at least one column")
+        raise ShapeError("q and k must have at least one column")
     if not isinstance(lsh, LSHConfig):
-        raise ValueError(f"lsh must be an LSHConfig, got {type(lsh).__name__}")
-    causal = _check_bool("causal", causal)
+        raise ParameterError(f"lsh must be an LSHConfig, got {type(lsh).__name__}")
+    causal = check_bool("causal", causal)
     if causal and q.shape[0] != k.shape[0]:
-        raise ValueError(f"causal attention needs as many queries as keys (N_q == N_k), "
+        raise ShapeError(f"causal attention needs as many queries as keys (N_q == N_k), "
                          f"got q {q.shape} and k {k.shape}")
     return q, k, causal
 
@@ -242,9 +236,9 @@ class AnnaStats:
     def __post_init__(self) -> None:
         ell = self.buckets_per_table.shape
         if self.max_bucket_load.shape != ell or self.mean_bucket_load.shape != ell:
-            raise ValueError("per-table statistics must have one entry per table")
+            raise ParameterError("per-table statistics must have one entry per table")
         if self.candidates.ndim != 1 or not (0 <= self.empty_queries <= self.candidates.shape[0]):
-            raise ValueError(f"inconsistent stats: {self.candidates.shape[0]} queries, "
+            raise ParameterError(f"inconsistent stats: {self.candidates.shape[0]} queries, "
                              f"{self.empty_queries} empty")
 
     @property
@@ -342,7 +336,7 @@ def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, 
     v = _check_matrix("v", v)
     check_same_rows("k", k, "v", v)
     seed = normalize_seed(seed)
-    return_stats = _check_bool("return_stats", return_stats)
+    return_stats = check_bool("return_stats", return_stats)
     out = np.zeros((q.shape[0], v.shape[1]), dtype=v.dtype)
     counts = np.zeros(q.shape[0], dtype=np.int64)
     hq, hk = _hash_pair(q, k)
@@ -384,7 +378,7 @@ def collision_counts(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, seed: int | N
     q, k, causal = _check_qk(q, k, lsh, causal)
     seed = normalize_seed(seed)
     if q.shape[0] * k.shape[0] > MAX_DENSE_ENTRIES:
-        raise ValueError(f"dense weights of {q.shape[0]} x {k.shape[0]} exceed MAX_DENSE_ENTRIES "
+        raise ShapeError(f"dense weights of {q.shape[0]} x {k.shape[0]} exceed MAX_DENSE_ENTRIES "
                          f"= {MAX_DENSE_ENTRIES}; use anna_attention")
     hq, hk = _hash_pair(q, k)
     params = lsh.family.sample(q.shape[1], lsh.z, lsh.ell, seed)
@@ -400,7 +394,7 @@ def anna_weights(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, seed: int | None 
     """Explicit ANNA weights (N_q, N_k) float64: ``w_ij = c_ij / sum_j c_ij`` (0 rows if empty).
 
     ``anna_attention(q, k, v, lsh, seed)[0]`` equals ``anna_weights(q, k, lsh, seed) @ v`` up to
-    rounding. Refuses ``N_q * N_k > MAX_DENSE_ENTRIES`` with ValueError.
+    rounding. Refuses ``N_q * N_k > MAX_DENSE_ENTRIES`` with ShapeError.
 
     Examples
     --------

@@ -11,7 +11,8 @@ True
 """
 from __future__ import annotations
 
-__all__ = ["AnnaError", "ShapeError", "ParameterError", "NonFiniteError", "LoadError", "DeviceError"]
+__all__ = ["AnnaError", "ShapeError", "ParameterError", "InputError", "ModelError", "NonFiniteError", "LoadError",
+           "DeviceError"]
 
 
 class AnnaError(ValueError):
@@ -24,6 +25,18 @@ class ShapeError(AnnaError):
 
 class ParameterError(AnnaError):
     """A scalar parameter of the wrong type or out of range (the message names the parameter)."""
+
+
+class InputError(AnnaError):
+    """Values of input data outside what the function takes (the shape is right, the values are
+    not): token ids outside the vocabulary, a sequence longer than ``max_len``, negative attention
+    weights, vectors that should have unit norm."""
+
+
+class ModelError(AnnaError):
+    """A transformer whose parts do not fit together (dimensions that disagree, a head without the
+    LSH its kind needs), or one the operation cannot take (a theory-mode model where weight
+    matrices are needed, a head kind it does not run)."""
 
 
 class NonFiniteError(AnnaError):

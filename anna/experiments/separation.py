@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ParameterError
 from ..tasks import generate_khop_batch
 from ..train.loop import token_errors
 from ..train.tasks import InductionSetup, encode_khop_targets
@@ -67,9 +68,9 @@ class SeparationSpec:
 
     def __post_init__(self) -> None:
         if self.max_k < 1 or not self.depths or min(self.depths) < 1 or self.steps < 1 or self.test_size < 1:
-            raise ValueError(f"need max_k >= 1, depths >= 1, steps >= 1, test_size >= 1; got {self}")
+            raise ParameterError(f"need max_k >= 1, depths >= 1, steps >= 1, test_size >= 1; got {self}")
         if self.ell < 1 or self.z < 1 or self.seeds < 1:
-            raise ValueError(f"need ell, z, seeds >= 1; got ell={self.ell}, z={self.z}, seeds={self.seeds}")
+            raise ParameterError(f"need ell, z, seeds >= 1; got ell={self.ell}, z={self.z}, seeds={self.seeds}")
 
     def name(self, kind: str, depth: int) -> str:
         return f"khop_{kind}_d{depth}"

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..attention import anna_attention
+from ..errors import ParameterError
 from ..lsh import LSHConfig
 from . import torch_path
 from .attention import anna_attention_gpu, load_triton
@@ -51,7 +52,7 @@ class CheckResult:
 
     def __post_init__(self) -> None:
         if not (self.tolerance > 0 and 0.0 <= self.code_mismatch <= 1.0):
-            raise ValueError(f"inconsistent check result {self}")
+            raise ParameterError(f"inconsistent check result {self}")
 
 
 def tolerance(v: torch.Tensor) -> float:

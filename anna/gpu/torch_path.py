@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import ParameterError
 from ..lsh import CrossPolytope, E2LSH, Hyperplane, LSHConfig
 
 __all__ = ["torch_codes", "attention_from_codes", "torch_algorithm1", "code_multipliers", "linear_projection",
@@ -78,7 +79,7 @@ def rotation_stack(family: CrossPolytope, params) -> np.ndarray:
 
 def _check_family(family) -> None:
     if not isinstance(family, (Hyperplane, E2LSH, CrossPolytope)):
-        raise ValueError(f"anna.gpu hashes Hyperplane, E2LSH and CrossPolytope families, got {family!r}")
+        raise ParameterError(f"anna.gpu hashes Hyperplane, E2LSH and CrossPolytope families, got {family!r}")
 
 
 def torch_codes(x: torch.Tensor, lsh: LSHConfig, params, tables: tuple[int, int] | None = None) -> torch.Tensor:

@@ -46,6 +46,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..errors import ParameterError
 from ..lsh import CrossPolytope, E2LSH, Hyperplane, LSHConfig
 from .torch_path import code_multipliers, linear_projection, rotation_stack
 
@@ -368,9 +369,9 @@ class DensePlan:
 
     def __post_init__(self) -> None:
         if not (1 <= self.z <= MAX_DENSE_Z) or self.buckets != 2**self.z:
-            raise ValueError(f"dense plans need 1 <= z <= {MAX_DENSE_Z}, got z={self.z}")
+            raise ParameterError(f"dense plans need 1 <= z <= {MAX_DENSE_Z}, got z={self.z}")
         if self.tables_per_chunk * self.buckets > MAX_DENSE_COLUMNS or not self.chunks:
-            raise ValueError("a chunk's one-hot rows must fit MAX_DENSE_COLUMNS")
+            raise ParameterError("a chunk's one-hot rows must fit MAX_DENSE_COLUMNS")
 
 
 def dense_plan(lsh: LSHConfig, dim: int, dim_v: int) -> DensePlan:
@@ -515,7 +516,7 @@ def triton_codes(x: torch.Tensor, lsh: LSHConfig, params, tables: tuple[int, int
                 PIECE=_PIECE, num_warps=4)
         return codes
     if not isinstance(family, (Hyperplane, E2LSH)):
-        raise ValueError(f"triton_codes hashes Hyperplane, E2LSH and CrossPolytope, got {family!r}")
+        raise ParameterError(f"triton_codes hashes Hyperplane, E2LSH and CrossPolytope, got {family!r}")
     proj, offsets = linear_projection(family, params)
     per = max(1, min(u1 - u0, 128 // _pow2(z, 1)))
     f_p = _pow2(per * z)

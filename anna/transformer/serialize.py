@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import lsh as lsh_module
-from ..errors import LoadError
+from ..errors import LoadError, ModelError
 from ..lsh import LSHConfig
 from .maps import MLP, Linear
 from .model import Head, Layer, TokenEmbedding, Transformer
@@ -39,11 +39,11 @@ def _lsh_to_json(config: LSHConfig) -> dict:
     family = config.family
     name = type(family).__name__
     if name not in _LSH_FAMILIES or not dataclasses.is_dataclass(family):
-        raise ValueError(f"cannot save LSH family {family!r}: expected one of {_LSH_FAMILIES}")
+        raise ModelError(f"cannot save LSH family {family!r}: expected one of {_LSH_FAMILIES}")
     params = {f.name: getattr(family, f.name) for f in dataclasses.fields(family)}
     for key, value in params.items():
         if not isinstance(value, (int, float, str, bool, type(None))):
-            raise ValueError(f"cannot save LSH family parameter {key}={value!r}: not a JSON scalar")
+            raise ModelError(f"cannot save LSH family parameter {key}={value!r}: not a JSON scalar")
     return {"family": name, "params": params, "z": int(config.z), "ell": int(config.ell)}
 
 
@@ -73,7 +73,7 @@ def save_transformer(model: Transformer, path: str | Path) -> tuple[Path, Path]:
 
     Raises
     ------
-    ValueError
+    ModelError
         If the model is in theory mode (holds callables): callables cannot be saved without pickle.
 
     Examples
@@ -88,7 +88,7 @@ def save_transformer(model: Transformer, path: str | Path) -> tuple[Path, Path]:
     True
     """
     if model.mode != "trained":
-        raise ValueError("only trained-mode models (weight matrices, TokenEmbedding, named feature maps) "
+        raise ModelError("only trained-mode models (weight matrices, TokenEmbedding, named feature maps) "
                          "can be saved; this model holds callables (theory mode)")
     arrays: dict[str, np.ndarray] = {"embedding.tokens": model.embedding.tokens}
     if model.embedding.positions is not None:
@@ -236,7 +236,7 @@ def load_transformer(path: str | Path) -> Transformer:
 
 
 def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
+    raise LoadError(f"{name} is not a number JSON allows")
 
 
 def _build(json_path: Path, what: str, make):
