@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, types
 
-from .common import FLOATS, PREFETCH_AHEAD, add_row, array, prefetch_row, typed_kernel
+from .common import PREFETCH_AHEAD, add_row, array, prefetch_row, typed_kernel
 
 __all__ = ["build_buckets", "SINGLE_KEY", "compact_hit_buckets", "bucket_sums", "causal_segment_sums"]
 
@@ -232,8 +232,8 @@ def compact_hit_buckets(bucket_of, bucket_of_query, n_buckets, n_rows):
 
 
 
-@typed_kernel(*[(array(dtype, 2, readonly=True), _IDS_READ, _OFFSETS, _OFFSETS, array(types.float64, 2),
-                 array(types.int64, 1)) for dtype in FLOATS], parallel=True)
+@typed_kernel(lambda dtype: (array(dtype, 2, readonly=True), _IDS_READ, _OFFSETS, _OFFSETS,
+                             array(types.float64, 2), array(types.int64, 1)), parallel=True)
 def bucket_sums(v, bucket_of, bucket_start, lane_bounds, vsum, bcount):
     """Add every key's value row and a 1 into its bucket, in every table of a run.
 
@@ -259,8 +259,8 @@ def bucket_sums(v, bucket_of, bucket_start, lane_bounds, vsum, bcount):
 
 
 
-@typed_kernel(*[(array(dtype, 2, readonly=True), _IDS_READ, _OFFSETS, _OFFSETS, array(types.float64, 3),
-                 array(types.int64, 2)) for dtype in FLOATS], parallel=True)
+@typed_kernel(lambda dtype: (array(dtype, 2, readonly=True), _IDS_READ, _OFFSETS, _OFFSETS,
+                             array(types.float64, 3), array(types.int64, 2)), parallel=True)
 def causal_segment_sums(v, bucket_of, bucket_start, segment_bounds, seg_vsum, seg_count):
     """Per position segment s: the bucket sums of the keys in that segment (all run tables)."""
     n_tables = bucket_of.shape[0]

@@ -4,22 +4,15 @@ Entry-point kernels (the ones Python calls) are declared with :func:`typed_kerne
 numba signatures (every array C-contiguous; arrays a kernel only reads are typed read-only, which
 also accepts writable arrays) and ``cache=True``. They compile -- or load from numba's on-disk
 cache -- on their first call rather than at import, so importing :mod:`anna` stays cheap and a
-program pays only for the kernels it runs.
+program pays only for the kernels (and value dtypes) it runs.
 
 Examples
 --------
 >>> import numpy as np
->>> from numba import types
->>> @typed_kernel((array(types.float64, 1, readonly=True),))
-... def total(x):
-...     s = 0.0
-...     for value in x:
-...         s += value
-...     return s
->>> total(np.arange(4.0))
-6.0
->>> total.signatures
-((Array(float64, 1, 'C', True, aligned=True),),)
+>>> finite_sum(np.arange(4.0)), finite_sum(np.ones(3, dtype=np.float32))   # two versions, by dtype
+(6.0, 3.0)
+>>> finite_sum.signatures[0]
+(Array(float32, 1, 'C', True, aligned=True),)
 """
 from __future__ import annotations
 
@@ -29,10 +22,13 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from ..errors import ShapeError
 
 __all__ = [
     "FLOATS",
@@ -48,7 +44,8 @@ __all__ = [
 ]
 
 FLOATS = (types.float32, types.float64)
-"""The value dtypes every kernel is compiled for."""
+"""The value dtypes kernels take."""
+_NUMBA_FLOATS = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 
 
 def array(dtype: types.Type, ndim: int, *, readonly: bool = False) -> types.Array:
@@ -57,38 +54,59 @@ def array(dtype: types.Type, ndim: int, *, readonly: bool = False) -> types.Arra
 
 
 class TypedKernel:
-    """A numba kernel with explicit signatures, compiled (or loaded from the cache) on first call.
+    """A numba kernel with explicit signatures, each compiled (or loaded from the cache) on first use.
 
-    ``py_func`` is the plain Python function; ``dispatcher`` compiles on first access.
+    Built by :func:`typed_kernel`. ``py_func`` is the plain Python function.
     """
 
-    def __init__(self, function: Callable, signatures: tuple, options: dict) -> None:
+    def __init__(self, function: Callable, signature: tuple | Callable[[types.Type], tuple],
+                 options: dict) -> None:
         functools.update_wrapper(self, function)
         self.py_func = function
-        self.signatures = tuple(signatures)
+        self._per_dtype = callable(signature)
+        self._signature = signature
         self._options = options
-        self._dispatcher = None
+        self._dispatchers: dict = {}
         self._lock = threading.Lock()
 
     @property
-    def dispatcher(self):
-        """The numba dispatcher holding one compiled version per signature."""
-        if self._dispatcher is None:
+    def signatures(self) -> tuple:
+        """Every signature the kernel has (one per value dtype, or its one signature)."""
+        if self._per_dtype:
+            return tuple(self._signature(dtype) for dtype in FLOATS)
+        return (self._signature,)
+
+    def dispatcher(self, dtype: np.dtype | None = None):
+        """The numba dispatcher of the version for values of ``dtype`` (None: the one signature)."""
+        found = self._dispatchers.get(dtype)
+        if found is None:
+            if self._per_dtype:
+                if dtype not in _NUMBA_FLOATS:
+                    raise ShapeError(f"{self.__name__} takes float32 or float64 values, got {dtype}")
+                signature = self._signature(_NUMBA_FLOATS[dtype])
+            else:
+                signature = self._signature
             with self._lock:
-                if self._dispatcher is None:
-                    self._dispatcher = njit(list(self.signatures), cache=True, **self._options)(self.py_func)
-        return self._dispatcher
+                found = self._dispatchers.get(dtype)
+                if found is None:
+                    found = njit([signature], cache=True, **self._options)(self.py_func)
+                    self._dispatchers[dtype] = found
+        return found
 
     def __call__(self, *args):
-        dispatcher = self._dispatcher
-        return (dispatcher if dispatcher is not None else self.dispatcher)(*args)
+        return self.dispatcher(args[0].dtype if self._per_dtype else None)(*args)
 
 
-def typed_kernel(*signatures: tuple, **options) -> Callable[[Callable], TypedKernel]:
-    """Declare an entry-point kernel: ``signatures`` are tuples of argument types; ``options`` go
-    to :func:`numba.njit` (``parallel``, ``fastmath``...), with ``cache=True`` always."""
+def typed_kernel(signature: tuple | Callable[[types.Type], tuple], **options) -> Callable[[Callable], TypedKernel]:
+    """Declare an entry-point kernel with explicit types and ``cache=True``.
+
+    ``signature`` is a tuple of argument types, or a function of the value dtype (``float32`` or
+    ``float64``) returning one: the kernel then has one version per dtype, picked by the dtype of
+    its first argument and compiled only when first called with it. ``options`` go to
+    :func:`numba.njit` (``parallel``, ``fastmath``...).
+    """
     def wrap(function: Callable) -> TypedKernel:
-        return TypedKernel(function, signatures, options)
+        return TypedKernel(function, signature, options)
     return wrap
 
 
@@ -111,8 +129,7 @@ def threads_for(work: int) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-@typed_kernel(*[(array(dtype, 1, readonly=True),) for dtype in FLOATS],
-              parallel=True, fastmath={"reassoc", "contract"})
+@typed_kernel(lambda dtype: (array(dtype, 1, readonly=True),), parallel=True, fastmath={"reassoc", "contract"})
 def finite_sum(flat):
     """Sum of a 1-D array in float64; finite exactly when every entry is finite (unless it overflows).
 

@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange, types
 
 from .buckets import SINGLE_KEY
-from .common import FLOATS, PREFETCH_AHEAD, add_row, array, prefetch_row, typed_kernel
+from .common import PREFETCH_AHEAD, add_row, array, prefetch_row, typed_kernel
 
 __all__ = ["gather_sums", "causal_scan", "candidate_counts"]
 
@@ -19,9 +19,9 @@ _IDS_READ = array(types.int32, 2, readonly=True)
 _OFFSETS = array(types.int64, 1, readonly=True)
 
 
-@typed_kernel(*[(array(dtype, 2, readonly=True), _IDS_READ, _OFFSETS, array(dtype, 2, readonly=True), _OFFSETS,
-                 array(types.float64, 2), array(types.int64, 1), array(dtype, 2), types.boolean, types.boolean,
-                 types.int64) for dtype in FLOATS], parallel=True)
+@typed_kernel(lambda dtype: (array(dtype, 2, readonly=True), _IDS_READ, _OFFSETS, array(dtype, 2, readonly=True),
+                             _OFFSETS, array(types.float64, 2), array(types.int64, 1), array(dtype, 2),
+                             types.boolean, types.boolean, types.int64), parallel=True)
 def gather_sums(v, bucket_of_query, bucket_start, vsum, bcount, acc, counts, out, first, last, n_threads):
     """Add the sums and counts of each query's buckets over the tables of a run.
 
@@ -92,9 +92,9 @@ def gather_sums(v, bucket_of_query, bucket_start, vsum, bcount, acc, counts, out
 
 
 
-@typed_kernel(*[(array(dtype, 2, readonly=True), _IDS_READ, _IDS_READ, _OFFSETS, _OFFSETS, array(types.float64, 3),
-                 array(types.int64, 2), array(types.float64, 2), array(types.int64, 1), array(dtype, 2),
-                 types.boolean, types.boolean) for dtype in FLOATS], parallel=True)
+@typed_kernel(lambda dtype: (array(dtype, 2, readonly=True), _IDS_READ, _IDS_READ, _OFFSETS, _OFFSETS,
+                             array(types.float64, 3), array(types.int64, 2), array(types.float64, 2),
+                             array(types.int64, 1), array(dtype, 2), types.boolean, types.boolean), parallel=True)
 def causal_scan(v, bucket_of, bucket_of_query, bucket_start, segment_bounds, seg_vsum, seg_count,
                 acc, counts, out, first, last):
     """Causal Algorithm 1: query i sees the running bucket sums of keys 0..i.

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange, types
 
 from ..errors import ParameterError, ShapeError
-from ..kernels.common import FLOATS, array, typed_kernel
+from ..kernels.common import array, typed_kernel
 from ..kernels.hashing import (MAX_PADDED_DIM, TILE, load_tile, run_hash_kernel, signed_fht_copy,
                                signed_fht_inplace, tile_chunks)
 from .base import (STREAM_SIGNS, FamilyBase, TableParams, check_distance, check_positive_int, multipliers,
@@ -88,8 +88,9 @@ def _nearest_vertex_codes(xt, signs, mult, z, codes, row0, n_rows, work, best_ab
             codes[u, row0 + r] = acc[r]
 
 
-@typed_kernel(*[(array(dtype, 2, readonly=True), array(dtype, 3, readonly=True), array(types.uint64, 1, readonly=True),
-                 types.int64, array(types.uint64, 2), types.int64) for dtype in FLOATS], parallel=True)
+@typed_kernel(lambda dtype: (array(dtype, 2, readonly=True), array(dtype, 3, readonly=True),
+                             array(types.uint64, 1, readonly=True), types.int64, array(types.uint64, 2), types.int64),
+              parallel=True)
 def cross_polytope_codes(x, signs, mult, z, codes, n_threads):
     """``codes[u, i]`` = table u's code of row ``x[i]``.
 

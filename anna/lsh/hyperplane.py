@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 from numba import njit, prange, types
 
-from ..kernels.common import FLOATS, array, typed_kernel
+from ..kernels.common import array, typed_kernel
 from ..kernels.hashing import TILE, load_tile, project_tile, projection_matrix, run_hash_kernel, tile_chunks
 from .base import STREAM_DIRECTIONS, FamilyBase, TableParams, check_distance, multipliers, register_family, stream
 
@@ -54,9 +54,9 @@ def _sign_codes(tile, mult, z, codes, row0, n_rows, acc):
             out[r] = acc[r]
 
 
-@typed_kernel(*[(array(dtype, 2, readonly=True), array(dtype, 2, readonly=True),
-                 array(types.uint64, 1, readonly=True), types.int64, array(types.uint64, 2), types.int64)
-                for dtype in FLOATS], parallel=True)
+@typed_kernel(lambda dtype: (array(dtype, 2, readonly=True), array(dtype, 2, readonly=True),
+                             array(types.uint64, 1, readonly=True), types.int64, array(types.uint64, 2), types.int64),
+              parallel=True)
 def hyperplane_codes(x, proj, mult, z, codes, n_threads):
     """``codes[u, i]`` = table u's code of row ``x[i]``; ``proj`` (d4, F4) holds the normals
     (:func:`~anna.kernels.hashing.projection_matrix`), ``mult`` (F,) the odd multipliers."""

@@ -174,6 +174,7 @@ def measure_collision_rates(family: LSHFamily, dim: int, r: float, c: float, pai
 
     Examples
     --------
+    >>> from anna.lsh import Hyperplane
     >>> m = measure_collision_rates(Hyperplane(), dim=16, r=0.5, c=2.0, pairs=2000)
     >>> abs(m.p1 - m.p1_theory) < 4 * m.p1_stderr + 1e-9
     True
