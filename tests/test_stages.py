@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mpc_sim import ConfigError, Simulator
+from mpc_sim.protocols import CATALOG
 from reductions.compile import CompileError, compile_mpc
 from reductions.decompile import run_model_protocol
 from tests.strategies.cases import CANNOT, CASES, LIBRARY, MODELS, STAGES, cases, select
@@ -57,6 +58,10 @@ def test_every_case_runs_in_each_stage_or_the_table_says_why_not(stage):
 def test_every_library_protocol_runs_in_every_stage_it_can_in_the_default_suite(stage):
     covered = {case.protocol for case in CASES if case.runs(stage) and stage not in case.slow} - set(MODELS)
     assert covered == {name for name in LIBRARY if stage not in CANNOT.get(name, {})}
+
+
+def test_the_library_is_the_catalog():
+    assert set(LIBRARY) == set(CATALOG)
 
 
 def test_every_kind_of_model_is_decompiled_and_the_lowrank_protocol_compiles():
@@ -164,6 +169,7 @@ def test_the_compiled_model_reproduces_the_simulator_and_the_dense_engine_the_le
     assert same_words(lean.output, sim.output)
     assert protocol.verify(data, lean.output)
     assert model.report.depth == sim.trace.num_rounds
+    assert model.report.alpha == protocol.fanout_bound(config)
     assert model.align(data, lean).all_match
     if dense:
         full = model.run(data, engine="dense")

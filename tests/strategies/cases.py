@@ -34,12 +34,12 @@ from typing import Callable, Mapping
 import numpy as np
 import pytest
 
-from mpc_sim import ConfigError, MPCConfig, Protocol, make_protocol
+from mpc_sim import MPCConfig, Protocol, make_protocol
 from mpc_sim.protocols import CATALOG
 
-__all__ = ["STAGES", "LIBRARY", "MODELS", "CANNOT", "Case", "CASES", "BY_NAME", "KINDS", "GRID", "BASIC", "SIZES",
-           "make_input", "scaled_config", "grid_config", "cases", "select", "anna_model", "lowrank_model",
-           "softmax_model"]
+__all__ = ["STAGES", "LIBRARY", "MODELS", "CANNOT", "ROUNDS_AT_MOST", "Case", "CASES", "BY_NAME", "KINDS", "GRID",
+           "BASIC", "SIZES", "AABCBABCA", "make_input", "path_edges", "scaled_config", "grid_config", "cases",
+           "select", "anna_model", "lowrank_model", "softmax_model"]
 
 STAGES = ("simulator", "styles", "dask", "compile", "dense", "decompile")
 LIBRARY = tuple(sorted(CATALOG))
@@ -284,7 +284,8 @@ MATCH2 = {  # name: (words, modulus)
 }
 
 
-def _path(ids):
+def path_edges(ids):
+    """The edge list (as words) of the path through ``ids`` in order."""
     return np.c_[ids[:-1], ids[1:]].ravel()
 
 
@@ -294,9 +295,9 @@ def _gnp_edges():
 
 
 GRAPHS = {  # name: (vertices, edge list as words)
-    "path, increasing ids": (10, _path(np.arange(10))),
-    "path, random ids": (12, _path(np.random.default_rng(0).permutation(12))),
-    "cycle": (9, np.r_[_path(np.arange(9)), 8, 0]),
+    "path, increasing ids": (10, path_edges(np.arange(10))),
+    "path, random ids": (12, path_edges(np.random.default_rng(0).permutation(12))),
+    "cycle": (9, np.r_[path_edges(np.arange(9)), 8, 0]),
     "star, centre 0": (12, np.c_[np.zeros(11, int), np.arange(1, 12)].ravel()),
     "star, centre V-1": (12, np.c_[np.full(11, 11), np.arange(11)].ravel()),
     "forest of three trees": (11, np.array([0, 1, 1, 2, 3, 4, 4, 5, 4, 6, 7, 8, 9, 8, 10, 9])),
@@ -308,7 +309,19 @@ GRAPHS = {  # name: (vertices, edge list as words)
     "complete graph K6": (6, np.array([(a, b) for a in range(6) for b in range(a + 1, 6)]).ravel()),
     "two components, larger ids first": (8, np.array([7, 6, 6, 5, 3, 2, 2, 1])),
 }
-# 3-SUM: (n, eps, memory_factor) of default_config, three generated inputs each
+# 3-SUM: explicit values (duplicates, zeros, extremes, too short) at default_config(n, 0.5), and
+# (n, eps, memory_factor) of default_config with three generated inputs each
+THREESUM_WORDS = {
+    "empty-ish": (5,),
+    "two zeros": (0, 0),
+    "three zeros": (0, 0, 0),
+    "one zero plus pair": (4, 0, -4),
+    "pair reused is not a triple": (1, -2, 7),
+    "double value": (1, 1, -2),
+    "no triple": (1, 2, 4, 8, 16, 32),
+    "extremes": (2**61, -2**61, 0, 3),
+    "extremes no triple": (2**61, 2**61, -2**61 + 1),
+}
 THREESUM = [(1, 0.5, 4), (2, 0.5, 4), (3, 0.5, 4), (7, 0.5, 4), (20, 0.6, 4), (20, 0.5, 1.5), (48, 0.5, 4),
             (64, 0.75, 4), (64, 0.75, 1), (100, 0.6, 4)]
 
@@ -331,6 +344,9 @@ def _word_cases():
                 yield Case(f"connectivity/{name}/{size}/{'finish' if finish else 'no-finish'}", "connectivity",
                            _library("connectivity", vertices=vertices, finish=finish), len(words),
                            memory_scale=scale, inputs=(tuple(int(w) for w in words),), seed=0, skip=_WORDS_TIME)
+    for name, words in THREESUM_WORDS.items():
+        yield Case(f"threesum/{name}", "threesum", _library("threesum"), len(words), inputs=(words,), seed=0,
+                   skip=_WORDS_TIME)
     for n, eps, factor in THREESUM:
         yield Case(f"threesum/n={n},eps={eps},memory_factor={factor}", "threesum", _library("threesum"), n, eps,
                    _threesum_config(n, eps, factor), inputs=(0, 1, 2), seed=0, skip=_WORDS_TIME)
@@ -359,6 +375,11 @@ COMPILED = [
 COMPILED_LARGE = {"sort": 1000}
 COMPILED_LARGE_PARAMS = {"aggregate": [{"op": "sum"}, {"op": "min"}], "khop": [{"k": 1}, {"k": 5}]}
 _NO_DENSE = "time: the dense engine runs one instance per protocol and parameters"
+# the compiler's scale targets, slow: 2**14 tokens, lean engine only
+SCALE = [("aggregate", {"op": "sum"}), ("prefix-sum", {}), ("sort", {}), ("khop", {"k": 8}), ("match2", {}),
+         ("connectivity", {})]
+_SCALE_SKIP = {"dask": "time: Dask runs the instances of seed 5",
+               "dense": "2**14 tokens: the dense engine's stream does not fit the memory"}
 
 
 def _instance_cases():
@@ -376,6 +397,10 @@ def _instance_cases():
                        _library(name, **params), n, 0.6,
                        skip={"dask": "time: Dask runs the instances of seed 5", "dense": _NO_DENSE},
                        slow=frozenset({"simulator", "styles", "compile"}))
+    for name, params in SCALE:
+        tag = _tag(params)
+        yield Case(f"{name}{'(' + tag + ')' if tag else ''}/n=2**14/compiled", name, _library(name, **params), 2**14,
+                   seed=0, skip=_SCALE_SKIP, slow=frozenset({"simulator", "styles", "compile"}))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -419,8 +444,8 @@ def _mixed_float32():
 def _mixed_layers():
     from anna.transformer import Transformer
     base = anna_model(dim=6, heads=2, ell=3)
-    return Transformer(base.embedding, (base.layers[0], anna_model(dim=6, heads=1, ell=9, seed=2, causal=True).layers[0]),
-                       anna_model(dim=6).readout, seed=7)
+    second = anna_model(dim=6, heads=1, ell=9, seed=2, causal=True)
+    return Transformer(base.embedding, (base.layers[0], second.layers[0]), anna_model(dim=6).readout, seed=7)
 
 
 def _ema_causal():
