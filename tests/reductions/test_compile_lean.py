@@ -24,18 +24,13 @@ def _simulate(protocol, config, data, seed=0):
     return Simulator(config, mode="machine").run(protocol, data, seed=seed)
 
 
-# ------------------------------------------------------------------------------ the shared case table
+# ------------------------------------------------------------------------------ the compiler's test protocols
 MIXING = [
     (MixingProtocol(rounds=2, fanout=1), MPCConfig(n=16, eps=0.5, memory_factor=2), {}),
     (MixingProtocol(rounds=3, fanout=2, salt=5), MPCConfig(n=36, eps=0.5, memory_factor=2), {}),
     (MixingProtocol(rounds=2, fanout=3, salt=9), MPCConfig(n=40, eps=0.6, memory_factor=3), {"alpha": 2}),
     (MixingProtocol(rounds=0, fanout=1), MPCConfig(n=9, eps=0.5, memory_factor=2), {}),
 ]
-LIBRARY = [("aggregate", {"op": "sum"}, 64), ("aggregate", {"op": "min"}, 100), ("prefix-sum", {}, 64),
-           ("sort", {}, 400), ("khop", {"k": 1}, 32), ("khop", {"k": 5}, 48), ("match2", {}, 40),
-           ("connectivity", {}, 16), ("broadcast", {}, 32), ("threesum", {}, 16)]
-
-
 def _library_case(name, params, n, seed=3):
     protocol = make_protocol(name, **params)
     config = protocol.default_config(n, 0.5)
@@ -65,12 +60,8 @@ def test_lean_engine_equals_the_dense_transformer_layer_by_layer_on_mixing_proto
     _assert_engines_agree(*_both_engines(protocol, config, data, layout=layout, **options))
 
 
-@pytest.mark.parametrize("name,params,n", LIBRARY, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in LIBRARY])
-def test_lean_engine_equals_the_dense_transformer_and_the_simulator_on_library_protocols(name, params, n):
-    protocol, config, data = _library_case(name, params, n)
-    sim, model, lean, dense = _both_engines(protocol, config, data, seed=3)
-    _assert_engines_agree(sim, model, lean, dense)
-    assert model.align(data, lean).all_match
+# the library protocols, lean against dense against the simulator: the compile stage of the shared
+# case table (tests/test_stages.py)
 
 
 @pytest.mark.parametrize("name,params,n", [("khop", {"k": 5}, 48), ("sort", {}, 400)])  # protocols with a batch step
@@ -351,18 +342,7 @@ def test_cli_compiles_runs_and_reports_the_estimate(capsys):
     assert code == 0 and "identical to" in out and "estimated memory" in out
 
 
-# ------------------------------------------------------------------------------ the scale targets
-SCALE = [("aggregate", {"op": "sum"}), ("prefix-sum", {}), ("sort", {}), ("khop", {"k": 8}), ("match2", {}),
-         ("connectivity", {})]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name,params", SCALE, ids=[c[0] for c in SCALE])
-def test_compiled_models_at_two_to_the_fourteen_reproduce_the_simulator(name, params):
-    protocol, config, data = _library_case(name, params, 2 ** 14, seed=0)
-    sim = _simulate(protocol, config, data)
-    model = compile_mpc(protocol, config, rounds=sim.trace.num_rounds)
-    assert _same_words(model.run(data).output, sim.output)
+# the scale targets (2**14 tokens, slow): cases of the shared table (tests/strategies/cases.py)
 
 
 def test_run_stats_measure_the_value_width_actually_used_within_the_head_width():
