@@ -195,10 +195,39 @@ def test_theorem54_fails_on_errors_and_growing_depth():
     assert not any(r.holds for r in Theorem54().check(bad))
 
 
+def _near_values(**changes):
+    values = {"near_runs": 8, "near_failed_runs": 0, "near_bad_runs": 0, "near_errors": 0, "near_queries": 5000,
+              "near_misses": 0, "near_far_hits": 0, "near_collided_tables": 95_000, "near_tried_tables": 100_000,
+              "near_miss_bound": 1e-20, "near_run_bound": 0.01, "near_p1z": 0.85, "near_z": 21, "near_ell": 25}
+    return values | changes
+
+
+def test_theorem54_near_key_checks_hold_on_clean_runs_and_fail_on_misses_far_hits_and_wrong_outputs():
+    good = [SweepPoint(2**e, {"ema_errors": 0, "depth": 3, "width": 6, "anna_errors": 0} | _near_values())
+            for e in (6, 8, 10)]
+    assert all(_verdicts(Theorem54().check(good)).values())
+    bad = [SweepPoint(p.n, {**p.values, **_near_values(near_failed_runs=4, near_bad_runs=1, near_misses=3,
+                                                       near_far_hits=7, near_collided_tables=60_000)})
+           for p in good]
+    verdicts = _verdicts(Theorem54().check(bad))
+    near = {q: v for q, v in verdicts.items() if "within r" in q or "miss" in q or "LSH failure" in q}
+    assert len(near) == 4 and not any(near.values()), verdicts
+
+
+def test_theorem54_exercises_the_ell_table_recall_with_near_keys_and_stays_exact():
+    claim = Theorem54(quick_exponents=(6, 8), near_seeds=2, quick_near_seeds=2)
+    sweep = claim.sweep(quick=True)
+    assert all(p.values["near_runs"] == 2 for p in sweep)
+    # near pairs are found through the tables: some (group, table) trials miss, but no query misses all
+    assert all(0 < p.values["near_collided_tables"] < p.values["near_tried_tables"] for p in sweep)
+    assert all(r.holds for r in claim.check(sweep)), claim.check(sweep)
+
+
 def test_theorem56_fails_on_linear_depth_errors_and_growing_compiled_depth():
     sweep = [SweepPoint(64, {"part": "by_k", "k": k, "depth": k + 2, "errors": 1}) for k in (1, 2, 4, 8, 16)]
     sweep += [SweepPoint(2**e, {"part": "by_n", "k": 16, "depth": e, "errors": 1}) for e in (6, 8)]
-    sweep += [SweepPoint(512, {"part": "anna", "k": 16, "errors": 2})]
+    sweep += [SweepPoint(512, {"part": "anna", "k": 16, "errors": 2} | _near_values(
+        near_failed_runs=4, near_bad_runs=1, near_misses=2, near_collided_tables=60_000))]
     sweep += [SweepPoint(64, {"part": "compiled_depth", "k": k, "depth": 10 * k}) for k in (1, 2, 4, 8)]
     sweep += [SweepPoint(16, {"part": "compiled", "k": 3, "depth": 20, "errors": 1})]
     verdicts = _verdicts(Theorem56().check(sweep))
