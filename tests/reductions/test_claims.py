@@ -152,6 +152,33 @@ def test_theorem42_holds_on_a_small_sweep_and_each_check_fails_on_violations():
     assert not any(verdicts.values()), verdicts
 
 
+def test_theorem42_reports_c_2_as_not_applicable_with_the_failing_hypothesis_and_numbers():
+    claim = Theorem42(eps=(0.25,), c=(2.0,), quick_exponents=(5, 6), quick_simulate={}, quick_baseline_exponents=(),
+                      rho_pairs=4000)
+    sweep = claim.sweep(quick=True)
+    assert [p.values["kind"] for p in sweep] == ["rho"]                 # nothing swept at c = 2
+    rows = claim.check(sweep)
+    assert [r.kind for r in rows] == ["not applicable"] * 2
+    assert all(not r.holds and not r.failed and r.measured >= 1 / 3 and r.predicted == pytest.approx(1 / 3)
+               for r in rows)
+    assert "ell is 366 at n = 16" in rows[0].detail and "3/c^2 = 0.750" in rows[0].detail
+    from rich.console import Console
+    console = Console(width=80, record=True)
+    console.print(results_table(rows))
+    assert "n/a" in console.export_text() and "NO" not in console.export_text()
+    assert claim.not_applicable("x", 0.2, 1 / 3).holds
+
+
+def test_theorem34_eta_row_says_why_its_range_is_short():
+    claim = Theorem34()
+    label = DEFAULT_SETTINGS[1].label
+    etas = [SweepPoint(2**e, {"part": "eta", "family": label, "seeds": 8, "failures": 0, "bound": 0.2,
+                              "work": 2**e * 100, "seconds": 3.0}) for e in (5, 6, 7, 8)]
+    assert "only (a factor 8)" in claim._eta_range_note(label, etas)
+    long = [SweepPoint(2**e, dict(etas[0].values)) for e in range(5, 13)]
+    assert claim._eta_range_note(label, long) == ""
+
+
 def test_theorem42_refuses_c_outside_the_theorem():
     with pytest.raises(ValueError, match="sqrt 3"):
         Theorem42(c=(1.5,))
