@@ -22,7 +22,7 @@ _FLOAT_DTYPES = (np.float32, np.float64)
 
 
 def check_matrix(name: str, x: object, *, ndim: int = 2) -> np.ndarray:
-    """Return ``x`` as an ndarray of rank ``ndim``; raise ValueError naming ``name`` otherwise."""
+    """Return ``x`` as an ndarray of rank ``ndim``; raise ShapeError naming ``name`` otherwise."""
     if not isinstance(x, np.ndarray):
         raise ShapeError(f"{name} must be a numpy array, got {type(x).__name__}")
     if x.ndim != ndim:
@@ -36,9 +36,9 @@ def check_float_matrix(name: str, x: object, *, ndim: int = 2, finite: bool = Tr
 
     Raises
     ------
-    ValueError
-        On a non-array, wrong rank, non-float dtype, non-contiguous layout, NaN or inf; the
-        message names the argument and what was received.
+    ShapeError, NonFiniteError
+        On a non-array, wrong rank, non-float dtype or non-contiguous layout (ShapeError), NaN or
+        inf (NonFiniteError); the message names the argument and what was received.
 
     Examples
     --------
@@ -62,7 +62,7 @@ def check_float_matrix(name: str, x: object, *, ndim: int = 2, finite: bool = Tr
 
 
 def check_same_rows(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
-    """Raise ValueError unless ``a`` and ``b`` have the same number of rows."""
+    """Raise ShapeError unless ``a`` and ``b`` have the same number of rows."""
     if a.shape[0] != b.shape[0]:
         raise ShapeError(f"{name_a} and {name_b} must have the same number of rows, "
                          f"got {a.shape[0]} and {b.shape[0]}")
@@ -141,7 +141,7 @@ def check_bool(name: str, value: object) -> bool:
     """``value`` if it is a bool (numpy bools accepted); a :class:`~anna.errors.ParameterError`
     naming ``name`` otherwise (``'no'`` is not false, and not true either)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ParameterError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+        raise ParameterError(f"{name} must be a bool (True or False), got {value!r} ({type(value).__name__})")
     return bool(value)
 
 

@@ -40,7 +40,8 @@ import numba
 import numpy as np
 
 from . import kernels
-from ._validate import check_finite_output, check_float_matrix, check_same_rows, normalize_seed
+from ._validate import check_bool, check_finite_output, check_float_matrix, check_same_rows, normalize_seed
+from .errors import DeviceError, ParameterError, ShapeError
 from .lsh import LSHConfig
 
 __all__ = [
@@ -62,12 +63,6 @@ _MAX_ROWS = 2**31 - 1  # bucket ids and first members are int32
 
 
 # ------------------------------------------------------------------------------- checking
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
-
-
 def _check_finite(name: str, x: np.ndarray) -> None:
     # A finite sum proves every entry finite (inf and NaN propagate); only an overflowing or
     # non-finite sum pays for the element-wise check, which raises with the first bad index.
@@ -82,7 +77,7 @@ def _check_finite(name: str, x: np.ndarray) -> None:
 def _check_matrix(name: str, x: object) -> np.ndarray:
     x = check_float_matrix(name, x, finite=False)
     if x.shape[0] > _MAX_ROWS:
-        raise ValueError(f"{name} has {x.shape[0]} rows; at most {_MAX_ROWS} are supported")
+        raise ShapeError(f"{name} has {x.shape[0]} rows; at most {_MAX_ROWS} are supported")
     _check_finite(name, x)
     return x
 
@@ -91,14 +86,14 @@ def _check_qk(q: object, k: object, lsh: object, causal: object) -> tuple[np.nda
     q = _check_matrix("q", q)
     k = _check_matrix("k", k)
     if q.shape[1] != k.shape[1]:
-        raise ValueError(f"q and k must have the same number of columns, got q {q.shape} and k {k.shape}")
+        raise ShapeError(f"q and k must have the same number of columns, got q {q.shape} and k {k.shape}")
     if q.shape[1] == 0:
-        raise ValueError("q and k must have at least one column")
+        raise ShapeError("q and k must have at least one column")
     if not isinstance(lsh, LSHConfig):
-        raise ValueError(f"lsh must be an LSHConfig, got {type(lsh).__name__}")
-    causal = _check_bool("causal", causal)
+        raise ParameterError(f"lsh must be an LSHConfig, got {type(lsh).__name__}")
+    causal = check_bool("causal", causal)
     if causal and q.shape[0] != k.shape[0]:
-        raise ValueError(f"causal attention needs as many queries as keys (N_q == N_k), "
+        raise ShapeError(f"causal attention needs as many queries as keys (N_q == N_k), "
                          f"got q {q.shape} and k {k.shape}")
     return q, k, causal
 
@@ -112,7 +107,7 @@ def _hash_pair(q: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _codes(family, x: np.ndarray, params) -> np.ndarray:
     """Table-major codes (ell, N) of already-validated rows."""
-    table_codes = getattr(family, "_table_codes", None)
+    table_codes = getattr(family, "table_codes", None)  # FamilyBase's; other LSHFamily objects: hash
     if table_codes is not None:
         return table_codes(x, params)
     return np.ascontiguousarray(family.hash(x, params, table_major=True))
@@ -241,9 +236,9 @@ class AnnaStats:
     def __post_init__(self) -> None:
         ell = self.buckets_per_table.shape
         if self.max_bucket_load.shape != ell or self.mean_bucket_load.shape != ell:
-            raise ValueError("per-table statistics must have one entry per table")
+            raise ParameterError("per-table statistics must have one entry per table")
         if self.candidates.ndim != 1 or not (0 <= self.empty_queries <= self.candidates.shape[0]):
-            raise ValueError(f"inconsistent stats: {self.candidates.shape[0]} queries, "
+            raise ParameterError(f"inconsistent stats: {self.candidates.shape[0]} queries, "
                              f"{self.empty_queries} empty")
 
     @property
@@ -293,7 +288,7 @@ def _stats(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, seed: int, causal: bool
 
 # ------------------------------------------------------------------------------ public API
 def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, seed: int | None = 0,
-                   causal: bool = False, return_stats: bool = False):
+                   causal: bool = False, return_stats: bool = False, device: object = None):
     """ANNA attention by Algorithm 1: ``out_i = sum of bucket sums / sum of bucket counts``.
 
     Parameters
@@ -311,6 +306,11 @@ def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, 
         Query i sees keys ``j <= i`` only (needs ``N_q == N_k``); linear time.
     return_stats : bool
         Also return :class:`AnnaStats` (costs a second hashing pass and a scan of the candidates).
+    device : None, "cpu", "cuda" or a torch.device
+        ``None`` / ``"cpu"``: these numba kernels. Anything else runs
+        :func:`anna.gpu.anna_attention_gpu` there (needs torch and triton; numpy or torch
+        inputs, the same kind returned, tensors on their device); ``return_stats`` is then
+        refused. Without CUDA, ``device="cuda"`` raises :class:`~anna.errors.DeviceError`.
 
     Returns
     -------
@@ -328,12 +328,15 @@ def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, 
     >>> out, counts = anna_attention(k.copy(), k, v, LSHConfig(E2LSH(), z=2, ell=4), seed=0)
     >>> out[:, 0], counts
     (array([1., 2.]), array([4, 4]))
+    >>> out, counts = anna_attention(k.copy(), k, v, LSHConfig(E2LSH(), z=2, ell=4), device="cuda")  # doctest: +SKIP
     """
+    if device is not None and not (isinstance(device, str) and device == "cpu"):
+        return _on_device(q, k, v, lsh, seed, causal, return_stats, device)
     q, k, causal = _check_qk(q, k, lsh, causal)
     v = _check_matrix("v", v)
     check_same_rows("k", k, "v", v)
     seed = normalize_seed(seed)
-    return_stats = _check_bool("return_stats", return_stats)
+    return_stats = check_bool("return_stats", return_stats)
     out = np.zeros((q.shape[0], v.shape[1]), dtype=v.dtype)
     counts = np.zeros(q.shape[0], dtype=np.int64)
     hq, hk = _hash_pair(q, k)
@@ -344,6 +347,16 @@ def anna_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, lsh: LSHConfig, 
         if return_stats:
             return out, counts, _stats(hq, hk, lsh, seed, causal, counts)
     return out, counts
+
+
+def _on_device(q, k, v, lsh, seed, causal, return_stats, device):
+    if return_stats:
+        raise ParameterError(f"return_stats is computed by the CPU kernels only; got device={device!r}")
+    try:
+        from .gpu import anna_attention_gpu
+    except ImportError as error:  # torch missing: anna.gpu raises DeviceError itself, this is a fallback
+        raise DeviceError(f"device={device!r} needs anna.gpu (torch and triton): {error}") from error
+    return anna_attention_gpu(q, k, v, lsh, seed, causal, device=device)
 
 
 def collision_counts(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, seed: int | None = 0,
@@ -365,7 +378,7 @@ def collision_counts(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, seed: int | N
     q, k, causal = _check_qk(q, k, lsh, causal)
     seed = normalize_seed(seed)
     if q.shape[0] * k.shape[0] > MAX_DENSE_ENTRIES:
-        raise ValueError(f"dense weights of {q.shape[0]} x {k.shape[0]} exceed MAX_DENSE_ENTRIES "
+        raise ShapeError(f"dense weights of {q.shape[0]} x {k.shape[0]} exceed MAX_DENSE_ENTRIES "
                          f"= {MAX_DENSE_ENTRIES}; use anna_attention")
     hq, hk = _hash_pair(q, k)
     params = lsh.family.sample(q.shape[1], lsh.z, lsh.ell, seed)
@@ -381,7 +394,7 @@ def anna_weights(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, seed: int | None 
     """Explicit ANNA weights (N_q, N_k) float64: ``w_ij = c_ij / sum_j c_ij`` (0 rows if empty).
 
     ``anna_attention(q, k, v, lsh, seed)[0]`` equals ``anna_weights(q, k, lsh, seed) @ v`` up to
-    rounding. Refuses ``N_q * N_k > MAX_DENSE_ENTRIES`` with ValueError.
+    rounding. Refuses ``N_q * N_k > MAX_DENSE_ENTRIES`` with ShapeError.
 
     Examples
     --------

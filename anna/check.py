@@ -28,6 +28,7 @@ import numpy as np
 
 from ._validate import check_float_matrix, normalize_seed
 from .attention import MAX_DENSE_ENTRIES, anna_weights
+from .errors import InputError, ParameterError, ShapeError
 from .lsh import LSHConfig
 
 __all__ = ["Violation", "AnnaCheck", "FailureRate", "check_anna", "anna_failure_rate", "pairwise_distances"]
@@ -52,7 +53,7 @@ class Violation:
 
     def __post_init__(self) -> None:
         if self.condition not in (1, 2):
-            raise ValueError(f"condition must be 1 or 2, got {self.condition}")
+            raise ParameterError(f"condition must be 1 or 2, got {self.condition}")
 
     @property
     def detail(self) -> str:
@@ -78,11 +79,11 @@ class AnnaCheck:
 
     def __post_init__(self) -> None:
         if min(self.condition1, self.condition2, self.failed_queries) < 0:
-            raise ValueError("violation counts must be non-negative")
+            raise ParameterError("violation counts must be non-negative")
         if len(self.violations) > self.condition1 + self.condition2:
-            raise ValueError("more violations listed than counted")
+            raise ParameterError("more violations listed than counted")
         if (self.condition1 + self.condition2 > 0) != (self.failed_queries > 0):
-            raise ValueError("failed_queries must be positive exactly when there are violations")
+            raise ParameterError("failed_queries must be positive exactly when there are violations")
 
     @property
     def holds(self) -> bool:
@@ -112,17 +113,17 @@ class AnnaCheck:
 
 def _check_number(name: str, value: object, *, low: float, strict: bool, allow_inf: bool = False) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ParameterError(f"{name} must be a number, got {value!r}")
     value = float(value)
     if math.isnan(value) or (math.isinf(value) and not allow_inf) or (value <= low if strict else value < low):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}{'' if allow_inf else ' and finite'}, "
+        raise ParameterError(f"{name} must be {'>' if strict else '>='} {low}{'' if allow_inf else ' and finite'}, "
                          f"got {value}")
     return value
 
 
 def _check_ell(ell: object) -> int:
     if isinstance(ell, (bool, np.bool_)) or not isinstance(ell, (int, np.integer)) or ell < 1:
-        raise ValueError(f"ell must be a positive integer, got {ell!r}")
+        raise ParameterError(f"ell must be a positive integer, got {ell!r}")
     return int(ell)
 
 
@@ -138,9 +139,9 @@ def pairwise_distances(q: np.ndarray, k: np.ndarray) -> np.ndarray:
     q = check_float_matrix("q", q).astype(np.float64)
     k = check_float_matrix("k", k).astype(np.float64)
     if q.shape[1] != k.shape[1]:
-        raise ValueError(f"q and k must have the same number of columns, got q {q.shape} and k {k.shape}")
+        raise ShapeError(f"q and k must have the same number of columns, got q {q.shape} and k {k.shape}")
     if q.shape[0] * k.shape[0] > MAX_DENSE_ENTRIES:
-        raise ValueError(f"{q.shape[0]} x {k.shape[0]} distances exceed MAX_DENSE_ENTRIES = {MAX_DENSE_ENTRIES}")
+        raise ShapeError(f"{q.shape[0]} x {k.shape[0]} distances exceed MAX_DENSE_ENTRIES = {MAX_DENSE_ENTRIES}")
     out = np.empty((q.shape[0], k.shape[0]))
     block = max(1, 2**22 // max(1, k.shape[0] * q.shape[1]))
     for lo in range(0, q.shape[0], block):
@@ -152,15 +153,15 @@ def pairwise_distances(q: np.ndarray, k: np.ndarray) -> np.ndarray:
 def _check_weights(weights: object, n_q: int, n_k: int) -> np.ndarray:
     weights = check_float_matrix("weights", weights, contiguous=False)
     if weights.shape != (n_q, n_k):
-        raise ValueError(f"weights must have shape (N_q, N_k) = {(n_q, n_k)}, got {weights.shape}")
+        raise ShapeError(f"weights must have shape (N_q, N_k) = {(n_q, n_k)}, got {weights.shape}")
     if weights.size and weights.min() < 0:
         i, j = np.argwhere(weights < 0)[0]
-        raise ValueError(f"weights must be non-negative, got weights[{i}, {j}] = {weights[i, j]}")
+        raise InputError(f"weights must be non-negative, got weights[{i}, {j}] = {weights[i, j]}")
     sums = weights.sum(axis=1, dtype=np.float64)
     bad = ~((np.abs(sums - 1.0) <= _ROW_SUM_TOLERANCE) | (sums == 0.0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"every weights row must sum to 1 (or be all zero), row {i} sums to {float(sums[i])!r}")
+        raise InputError(f"every weights row must sum to 1 (or be all zero), row {i} sums to {float(sums[i])!r}")
     return weights.astype(np.float64, copy=False)
 
 
@@ -238,11 +239,11 @@ class FailureRate:
 
     def __post_init__(self) -> None:
         if self.trials < 1 or not (0 <= self.failures <= self.trials):
-            raise ValueError(f"inconsistent counts: {self.failures} failures in {self.trials} trials")
+            raise ParameterError(f"inconsistent counts: {self.failures} failures in {self.trials} trials")
         if max(self.condition1_failures, self.condition2_failures) > self.failures:
-            raise ValueError("per-condition failures cannot exceed failures")
+            raise ParameterError("per-condition failures cannot exceed failures")
         if not (0.0 <= self.bound <= 1.0):
-            raise ValueError(f"bound must be a probability, got {self.bound}")
+            raise ParameterError(f"bound must be a probability, got {self.bound}")
 
     @property
     def rate(self) -> float:
@@ -275,13 +276,13 @@ class FailureRate:
 def _seed_list(seeds: object) -> list[int]:
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, (bool, np.bool_)):
         if seeds < 1:
-            raise ValueError(f"seeds must be a positive count or a sequence of seeds, got {seeds}")
+            raise ParameterError(f"seeds must be a positive count or a sequence of seeds, got {seeds}")
         return list(range(int(seeds)))
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
-        raise ValueError(f"seeds must be a positive count or a sequence of seeds, got {seeds!r}")
+        raise ParameterError(f"seeds must be a positive count or a sequence of seeds, got {seeds!r}")
     out = [normalize_seed(s) for s in seeds]
     if not out:
-        raise ValueError("seeds must not be empty")
+        raise ParameterError("seeds must not be empty")
     return out
 
 
@@ -304,7 +305,7 @@ def anna_failure_rate(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, r: float, c:
     q = check_float_matrix("q", q)
     k = check_float_matrix("k", k)
     if not isinstance(lsh, LSHConfig):
-        raise ValueError(f"lsh must be an LSHConfig, got {type(lsh).__name__}")
+        raise ParameterError(f"lsh must be an LSHConfig, got {type(lsh).__name__}")
     r = _check_number("r", r, low=0.0, strict=True)
     c = _check_number("c", c, low=1.0, strict=True)
     seed_list = _seed_list(seeds)
@@ -314,7 +315,7 @@ def anna_failure_rate(q: np.ndarray, k: np.ndarray, lsh: LSHConfig, r: float, c:
         for name, x in (("q", q), ("k", k)):
             norms = np.linalg.norm(x.astype(np.float64), axis=1)
             if x.shape[0] and np.abs(norms - 1.0).max() > 1e-5:
-                raise ValueError(f"{family.name} is angular: {name} must have unit-norm rows "
+                raise InputError(f"{family.name} is angular: {name} must have unit-norm rows "
                                  f"(max |norm - 1| = {np.abs(norms - 1.0).max():.3g})")
     n_near = int(np.count_nonzero(distances <= r))
     n_far = int(np.count_nonzero(distances > c * r))

@@ -20,7 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from ._validate import check_finite_output, check_float, check_float_matrix, check_same_rows
+from ._validate import check_bool, check_finite_output, check_float, check_float_matrix, check_same_rows
+from .errors import NonFiniteError, ParameterError, ShapeError
 
 __all__ = [
     "ema_attention",
@@ -42,18 +43,16 @@ def _check_qkv(q: object, k: object, v: object, causal: bool) -> tuple[np.ndarra
     k = check_float_matrix("k", k)
     v = check_float_matrix("v", v)
     if q.shape[1] != k.shape[1]:
-        raise ValueError(f"q and k must have the same number of columns, got q {q.shape} and k {k.shape}")
+        raise ShapeError(f"q and k must have the same number of columns, got q {q.shape} and k {k.shape}")
     check_same_rows("k", k, "v", v)
-    if not isinstance(causal, (bool, np.bool_)):
-        raise ValueError(f"causal must be a bool, got {causal!r}")
-    if causal:
+    if check_bool("causal", causal):
         check_same_rows("q", q, "k", k)
     return q, k, v
 
 
 def _check_chunk(chunk: object) -> int:
     if isinstance(chunk, (bool, np.bool_)) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        raise ParameterError(f"chunk must be a positive integer, got {chunk!r}")
     return int(chunk)
 
 
@@ -209,7 +208,7 @@ def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, temperature: 
     chunk = _check_chunk(chunk)
     beta = check_float("temperature", temperature, low=0.0)
     if k.shape[0] == 0:
-        raise ValueError("softmax attention needs at least one key, got k of shape "
+        raise ShapeError("softmax attention needs at least one key, got k of shape "
                          f"{k.shape}")
     if normalize:
         q, k = normalize_rows(q), normalize_rows(k)
@@ -257,7 +256,7 @@ def _features(name: str, phi: FeatureMap, x: np.ndarray) -> np.ndarray:
         features = np.ascontiguousarray(features)
     features = check_float_matrix(f"{name}(x)", features)
     if features.shape[0] != x.shape[0]:
-        raise ValueError(f"{name} must map {x.shape[0]} rows to {x.shape[0]} rows, got shape {features.shape}")
+        raise ShapeError(f"{name} must map {x.shape[0]} rows to {x.shape[0]} rows, got shape {features.shape}")
     return features.astype(np.float64)
 
 
@@ -266,7 +265,7 @@ def _check_normalizer(denominator: np.ndarray, scale: np.ndarray, first_query: i
     tiny = (np.abs(denominator) <= 256 * np.finfo(np.float64).eps * scale) | (denominator == 0)
     if tiny.any():
         i = int(np.flatnonzero(tiny)[0])
-        raise ValueError(f"low-rank normaliser phi_q(q_i)·Σ_j phi_k(k_j) is ~0 for {int(tiny.sum())} "
+        raise NonFiniteError(f"low-rank normaliser phi_q(q_i)·Σ_j phi_k(k_j) is ~0 for {int(tiny.sum())} "
                          f"queries (first i = {first_query + i}: {float(denominator[i])!r}); "
                          "use a positive feature map")
 
@@ -299,8 +298,9 @@ def lowrank_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, phi_q: Featur
 
     Raises
     ------
-    ValueError
-        On bad inputs, feature maps returning bad shapes, or a normaliser that is ~0 (exactly 0,
+    ShapeError, ParameterError, NonFiniteError
+        On bad inputs (ShapeError, ParameterError), feature maps returning bad shapes
+        (ShapeError), or a normaliser that is ~0 (NonFiniteError) (exactly 0,
         or below ``256 ε`` times ``|φ_q(q_i)| · Σ_j |φ_k(k_j)|``: lost to cancellation).
 
     Examples
@@ -318,11 +318,11 @@ def lowrank_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, phi_q: Featur
     phi_q = elu_feature_map if phi_q is None else phi_q
     phi_k = elu_feature_map if phi_k is None else phi_k
     if not callable(phi_q) or not callable(phi_k):
-        raise ValueError(f"phi_q and phi_k must be callables, got {phi_q!r} and {phi_k!r}")
+        raise ParameterError(f"phi_q and phi_k must be callables, got {phi_q!r} and {phi_k!r}")
     fq = _features("phi_q", phi_q, q)
     fk = _features("phi_k", phi_k, k)
     if fq.shape[1] != fk.shape[1]:
-        raise ValueError(f"phi_q and phi_k must have the same rank, got {fq.shape[1]} and {fk.shape[1]}")
+        raise ShapeError(f"phi_q and phi_k must have the same rank, got {fq.shape[1]} and {fk.shape[1]}")
     v64 = v.astype(np.float64)
     if not causal:
         numerator = fq @ (fk.T @ v64)

@@ -97,15 +97,15 @@ def child_dask(n: int, workers: int, blocks: int, mode: str = "auto") -> dict:
                            silence_logs=logging.ERROR)
     client = Client(cluster, set_as_default=False)
     try:
-        options = DaskOptions(blocks=blocks)
+        options = DaskOptions(blocks=blocks, client=client)
         small = protocol.default_config(WARMUP_N, EPS)
-        Simulator(small, backend="dask", client=client, dask=options, mode=mode).run(
+        Simulator(small, backend="dask", dask=options, mode=mode).run(
             protocol, protocol.generate_input(small, SEED))
         idle = client.run(lambda: psutil.Process().memory_info().rss)
         config = protocol.default_config(n, EPS)
         data = protocol.generate_input(config, SEED)
         start = time.perf_counter()
-        result = Simulator(config, backend="dask", client=client, dask=options, mode=mode).run(protocol, data, seed=SEED)
+        result = Simulator(config, backend="dask", dask=options, mode=mode).run(protocol, data, seed=SEED)
         seconds = time.perf_counter() - start
         peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     finally:

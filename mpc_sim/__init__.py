@@ -8,7 +8,7 @@ the round, the machine and the amount. Imports nothing of :mod:`anna` or :mod:`r
 from .config import MPCConfig
 from .errors import (ConfigError, InputError, LimitExceeded, LoadError, MemoryLimitExceeded, MPCError,
                      NotRecorded, ParameterError, ProtocolError, ReceiveLimitExceeded, RecordingTooLarge,
-                     RoundBoundExceeded, SendLimitExceeded, StepError, UnknownDestination)
+                     RoundBoundExceeded, SendLimitExceeded, StepError, UnknownBackend, UnknownDestination)
 from .protocol import Protocol, RoundContext, spread_input
 from .protocols import CATALOG, make_protocol, protocol_class
 from .randomness import hash64, machine_rng, normalize_seed, uniform01
@@ -27,5 +27,5 @@ __all__ = [
     "MPCError", "ConfigError", "InputError", "ProtocolError", "UnknownDestination",
     "LimitExceeded", "MemoryLimitExceeded", "SendLimitExceeded", "ReceiveLimitExceeded",
     "RoundBoundExceeded", "RecordingTooLarge", "NotRecorded",
-    "ParameterError", "LoadError", "StepError",
+    "ParameterError", "LoadError", "StepError", "UnknownBackend",
 ]

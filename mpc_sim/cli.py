@@ -17,7 +17,8 @@ from .config import MAX_WORDS, MPCConfig, check_integer, check_number
 from .errors import MPCError
 from .protocols import CATALOG, make_protocol, protocol_class
 from .render import DEFAULT_MAX_ROWS, compact_table, format_bytes
-from .simulator import BACKENDS, MODES, Simulator
+from .backends import DaskOptions, backend_names
+from .simulator import MODES, Simulator
 from .trace import RoundStats
 
 __all__ = ["register", "cmd_protocols", "cmd_simulate", "parse_params", "UsageError", "int_arg", "float_arg",
@@ -194,7 +195,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any other protocol parameter")
     p.add_argument("--no-table", action="store_true", help="print only the summary line")
     p.add_argument("--all", action="store_true", help="show every round (long runs show the first and last 10)")
-    p.add_argument("--backend", choices=BACKENDS, default="local", help="where to run the rounds (default local)")
+    p.add_argument("--backend", choices=backend_names(), default="local", help="where to run the rounds (default local)")
     p.add_argument("--workers", type=int_arg(low=1, high=4096), default=None,
                    help="dask: workers of the local cluster started (default 2)")
     p.add_argument("--blocks", type=int_arg(low=1, high=2**20), default=None,
@@ -309,25 +310,25 @@ class _LazyProgress:
 
 
 def _backend_options(args: argparse.Namespace) -> dict:
-    """The Simulator's backend arguments; ValueError for dask options without ``--backend dask``."""
-    if args.backend == "local":
+    """The Simulator's backend arguments; UsageError for dask options without ``--backend dask``."""
+    if args.backend != "dask":
         given = [flag for flag, value in (("--workers", args.workers), ("--blocks", args.blocks),
                                           ("--scheduler", args.scheduler), ("--checkpoint", args.checkpoint),
                                           ("--resume", args.resume),
                                           ("--round-timeout", args.round_timeout)) if value is not None]
         if given:
             raise UsageError(f"{', '.join(given)} need --backend dask")
-        return {}
-    from .backends.dask import DaskOptions
+        return {"backend": args.backend}
     if args.scheduler is not None and args.workers is not None:
         raise UsageError("--workers sizes a local cluster: it cannot be combined with --scheduler")
     if args.resume is not None and not (Path(args.resume) / "checkpoint.json").is_file():
         raise UsageError(f"--resume: {args.resume} holds no checkpoint (no checkpoint.json)")
     check_writable_dir("--checkpoint", args.checkpoint)
-    options = DaskOptions(workers=2 if args.workers is None else args.workers, blocks=args.blocks, connect_timeout=args.connect_timeout,
-                          worker_timeout=args.worker_timeout, round_timeout=args.round_timeout)
-    return {"backend": "dask", "client": args.scheduler, "dask": options, "checkpoint": args.checkpoint,
-            "resume": args.resume}
+    options = DaskOptions(workers=2 if args.workers is None else args.workers, blocks=args.blocks,
+                          connect_timeout=args.connect_timeout, worker_timeout=args.worker_timeout,
+                          round_timeout=args.round_timeout, client=args.scheduler, checkpoint=args.checkpoint,
+                          resume=args.resume)
+    return {"backend": "dask", "dask": options}
 
 
 def cmd_simulate(args: argparse.Namespace, console: Console) -> int:

@@ -9,6 +9,7 @@ __all__ = [
     "MPCError",
     "ConfigError",
     "ParameterError",
+    "UnknownBackend",
     "InputError",
     "LoadError",
     "StepError",
@@ -34,6 +35,16 @@ class ConfigError(MPCError, ValueError):
 
 class ParameterError(MPCError, ValueError):
     """A config-like parameter of the wrong type or out of range (the message names it)."""
+
+
+class UnknownBackend(ParameterError):
+    """A backend name that is not registered (:func:`mpc_sim.backends.register_backend`); the
+    message lists the registered names (also in ``known``)."""
+
+    def __init__(self, name: object, known: tuple[str, ...]):
+        super().__init__(f"backend must be one of {known}, got {name!r}")
+        self.name = name
+        self.known = known
 
 
 class LoadError(MPCError, ValueError):

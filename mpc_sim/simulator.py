@@ -8,22 +8,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.base import (Limits, Traffic, call_batch_step, check_batch, check_state, machine_by_machine,
-                            step_result)
+from .backends.base import BackendError, Limits
+from .backends.dask import DaskOptions
+from .backends.interface import Backend, Computed, Job, Lost
+from .backends.registry import backend_names, make_backend
 from .config import MPCConfig, check_flag, check_integer
-from .errors import ParameterError, ProtocolError, RecordingTooLarge, RoundBoundExceeded
-from .protocol import Protocol, RoundContext
+from .errors import ParameterError, ProtocolError, RecordingTooLarge, RoundBoundExceeded, UnknownBackend
+from .protocol import Protocol
 from .randomness import normalize_seed
 from .render import format_bytes
-from .routing import route
 from .state import ClusterState, Delivery
-from .trace import RoundMessages, RoundPeaks, RoundStats, Trace
+from .trace import RoundMessages, RoundPeaks, RoundStats, Trace, Violation
 
 __all__ = ["Simulator", "RunResult", "Step", "simulate", "MODES", "BACKENDS", "RECORD_LIMIT_BYTES",
            "MESSAGE_RECORD_BYTES"]
 
 MODES = ("auto", "batch", "machine")
 BACKENDS = ("local", "dask")
+"""The built-in backends (:func:`mpc_sim.backends.backend_names` lists every registered one)."""
 RECORD_LIMIT_BYTES = 2**31
 """Default cap on the memory a message recording may take (``record_limit``)."""
 MESSAGE_RECORD_BYTES = 16
@@ -68,6 +70,12 @@ class Step:
 class Simulator:
     """Runs protocols on an MPC cluster.
 
+    The round loop is here, once for every backend: the limits and the order of the errors, the
+    round bound, ``max_rounds``, ``on_round``, the recorded states and messages, the replay of
+    rounds after a backend restarted, and the :class:`Trace`. The backend (``local``, ``dask``, or
+    one added with :func:`~mpc_sim.backends.register_backend`) runs each round's local
+    computation and routing (:mod:`mpc_sim.backends.interface`).
+
     Parameters
     ----------
     config : MPCConfig
@@ -79,36 +87,32 @@ class Simulator:
         trace and go on (:meth:`Trace.check` reports a missed bound). Unknown destinations and
         malformed messages always raise.
     mode : {"auto", "batch", "machine"}
-        Which style of the protocol to run: ``auto`` prefers batch when the protocol has it, so
-        a protocol's per-machine ``step`` is then never called (a spy on it sees nothing). The
-        style that ran is recorded in :attr:`Trace.mode`; :meth:`resolve_mode` says it in advance.
+        Which style of the protocol to run: ``auto`` lets the backend choose (the local backend
+        prefers batch when the protocol has it, so a protocol's per-machine ``step`` is then never
+        called: a spy on it sees nothing). The style that ran is recorded in :attr:`Trace.mode`;
+        :meth:`resolve_mode` says it in advance.
     max_rounds : int
         A protocol still sending after this many rounds raises :class:`ProtocolError`.
     on_round : callable, optional
-        Called with each round's :class:`RoundStats` as it completes (progress bars).
-    backend : {"local", "dask"}
-        ``local`` (default) runs in this process. ``dask`` runs the rounds on a Dask cluster,
-        machines partitioned into blocks, one task per block per round (see
-        :mod:`mpc_sim.backends.dask`): same protocol and seed, same output and trace counts.
-        Under ``dask``, ``auto`` runs the per-machine step unless the protocol's batch step is
-        block-local (:attr:`Protocol.block_batch`); ``batch`` on a protocol whose batch step is
-        not block-local runs it as one task over the whole cluster. A round's wall time there
-        includes scheduling and moving messages between workers; ``on_round`` is called once
-        the round is complete and, with ``checkpoint``, committed. The trace records in
+        Called with each round's :class:`RoundStats` once the round is complete (and, on a
+        backend that checkpoints, committed); once per round, also when a backend replays it.
+    backend : str or Backend
+        A registered name (:func:`~mpc_sim.backends.backend_names`; unknown names raise
+        :class:`~mpc_sim.errors.UnknownBackend` listing them) or a
+        :class:`~mpc_sim.backends.Backend`. ``local`` (default) runs in this process. ``dask``
+        runs the rounds on a Dask cluster, machines partitioned into blocks, one task per block
+        per round (:mod:`mpc_sim.backends.dask`): same protocol and seed, same output and trace
+        counts. Under ``dask``, ``auto`` runs the per-machine step unless the protocol's batch
+        step is block-local (:attr:`Protocol.block_batch`); ``batch`` on a protocol whose batch
+        step is not block-local runs it as one task over the whole cluster. A round's wall time
+        there includes scheduling and moving messages between workers. The trace records in
         ``retries`` the rounds run again after a worker was lost.
-    client : distributed.Client or str, optional
-        ``dask`` only: the cluster to use as is, or a scheduler address to connect to. Without
-        one, a ``LocalCluster`` is started for the run and closed after it.
     dask : DaskOptions, optional
-        ``dask`` only: local cluster size, blocks, timeouts, retry budget
-        (:class:`mpc_sim.backends.dask.DaskOptions`).
-    checkpoint : path, optional
-        ``dask`` only: write the cluster's state after every round to this (empty or new)
-        directory, as ``.npz`` arrays and a JSON manifest.
-    resume : path, optional
-        ``dask`` only: continue the run checkpointed in this directory from its last complete
-        round (``data`` may then be ``None``); checkpoints go on being written there (or to
-        ``checkpoint``). ``record_states`` then holds the rounds run after the resume.
+        ``dask`` only: the cluster (``client``), its size, blocks, timeouts, retry budget,
+        ``checkpoint`` and ``resume`` directories (:class:`mpc_sim.backends.dask.DaskOptions`).
+    client, checkpoint, resume : optional
+        ``dask`` only: the fields of :class:`~mpc_sim.backends.dask.DaskOptions` of these names,
+        given directly (each at most once: here or in ``dask``).
 
     Examples
     --------
@@ -124,39 +128,27 @@ class Simulator:
     >>> result = Simulator(MPCConfig(n=9, eps=0.5, memory_factor=3)).run(Gather(), np.arange(9))
     >>> result.output.tolist(), result.trace.num_rounds, result.trace.rounds[0].max_received
     ([0, 1, 2, 3, 4, 5, 6, 7, 8], 1, 9)
+    >>> Simulator(MPCConfig(n=9, eps=0.5), backend="spark")
+    Traceback (most recent call last):
+    ...
+    mpc_sim.errors.UnknownBackend: backend must be one of ('local', 'dask'), got 'spark'
     """
 
     def __init__(self, config: MPCConfig, *, strict: bool = True, mode: str = "auto", max_rounds: int = 10_000,
-                 on_round: Callable[[RoundStats], None] | None = None, backend: str = "local",
-                 client: object = None, dask: object = None, checkpoint: str | Path | None = None,
+                 on_round: Callable[[RoundStats], None] | None = None, backend: str | Backend = "local",
+                 dask: DaskOptions | None = None, client: object = None, checkpoint: str | Path | None = None,
                  resume: str | Path | None = None):
         if not isinstance(config, MPCConfig):
             raise TypeError(f"config must be an MPCConfig, got {type(config).__name__}")
         if mode not in MODES:
             raise ParameterError(f"mode must be one of {MODES}, got {mode!r}")
         max_rounds, strict = check_integer("max_rounds", max_rounds, low=1), check_flag("strict", strict)
-        if backend not in BACKENDS:
-            raise ParameterError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if backend == "local":
-            given = [name for name, value in (("client", client), ("dask", dask), ("checkpoint", checkpoint),
-                                              ("resume", resume)) if value is not None]
-            if given:
-                raise ParameterError(f"{', '.join(given)} need backend='dask'")
         self.config = config
         self.strict = strict
         self.mode = mode
         self.max_rounds = max_rounds
         self.on_round = on_round
-        self.backend = backend
-        self.client = client
-        self.dask = dask
-        self.checkpoint = None if checkpoint is None else Path(checkpoint)
-        self.resume = None if resume is None else Path(resume)
-
-    def _compute(self, protocol: Protocol, mode: str) -> Callable:
-        if mode == "batch":
-            return lambda ctx, state, delivery: call_batch_step(protocol, ctx, state, delivery)
-        return lambda ctx, state, delivery: machine_by_machine(protocol, ctx, state, delivery)
+        self.backend = _backend(backend, dask, client=client, checkpoint=checkpoint, resume=resume)
 
     def resolve_mode(self, protocol: Protocol) -> str:
         """The style that will run: ``batch`` or ``machine``."""
@@ -164,9 +156,7 @@ class Simulator:
         if not (has_batch or has_step):
             raise ProtocolError(f"{type(protocol).__name__} implements neither step nor batch_step")
         if self.mode == "auto":
-            if self.backend == "dask" and has_step and not protocol.block_batch:
-                return "machine"        # runs on blocks; a batch step that is not block-local would not
-            return "batch" if has_batch else "machine"
+            return self.backend.auto_mode(protocol)
         if self.mode == "batch" and not has_batch:
             raise ProtocolError(f"{type(protocol).__name__} has no batch_step (mode='batch')")
         if self.mode == "machine" and not has_step:
@@ -179,19 +169,12 @@ class Simulator:
 
         ``record_states`` also keeps the cluster's memories after every local computation.
         ``record_messages`` keeps every round's messages as arrays (source, destination, words;
-        :attr:`Trace.messages`, :meth:`Trace.to_networkx`): refused with
-        :class:`~mpc_sim.errors.RecordingTooLarge` before any work when the recording could take
-        more than ``record_limit`` bytes (the estimate: ``rounds_bound`` rounds of at most
-        ``machines * min(fanout_bound, s)`` messages of 16 bytes each).
+        :attr:`Trace.messages`, :meth:`Trace.to_networkx`; backends that record messages only,
+        such as ``local``): refused with :class:`~mpc_sim.errors.RecordingTooLarge` before any
+        work when the recording could take more than ``record_limit`` bytes (the estimate:
+        ``rounds_bound`` rounds of at most ``machines * min(fanout_bound, s)`` messages of 16
+        bytes each).
         """
-        if self.backend == "dask":
-            if record_messages:
-                raise ValueError("record_messages needs backend='local' (the dask backend does not record messages)")
-            from .backends.dask import run_on_dask
-            result = run_on_dask(self, protocol, data, seed, record_states=record_states)
-            trace = replace(result.trace, mode=self.resolve_mode(protocol))
-            self._check_bound(trace.num_rounds, trace.rounds_bound, protocol)
-            return RunResult(result.output, trace, result.state, result.states)
         rounds = self._rounds(protocol, data, seed, record_states=record_states, record_messages=record_messages,
                               record_limit=record_limit)
         while True:
@@ -205,8 +188,8 @@ class Simulator:
         """Run ``protocol`` round by round: yields a :class:`Step` after every round's local
         computation and delivery, the last one (``final``) after the message-free final
         computation, holding the :class:`RunResult`. The same checks and counts as :meth:`run`
-        (local backend only). A step's state and delivery are the simulator's own arrays: valid
-        until the next step is asked for.
+        (on backends that hand every round's state to this process, such as ``local``). A step's
+        state and delivery are the simulator's own arrays: valid until the next step is asked for.
 
         Examples
         --------
@@ -217,8 +200,9 @@ class Simulator:
         >>> [step.round for step in steps][-1] == steps[-1].result.trace.num_rounds + 1, steps[-1].final
         (True, True)
         """
-        if self.backend != "local":
-            raise ValueError("steps() runs on the local backend; use run() with backend='dask'")
+        if not self.backend.runs_steps:
+            raise ValueError(f"steps() needs a backend that keeps every round's state in this process, such as "
+                             f"'local'; use run() with backend={self.backend.name!r}")
         rounds = self._rounds(protocol, data, seed, record_states=False, record_messages=record_messages,
                               record_limit=record_limit)
         while True:
@@ -245,79 +229,146 @@ class Simulator:
 
     def _rounds(self, protocol: Protocol, data: object, seed: int | None, *, record_states: bool,
                 record_messages: bool, record_limit: int) -> Generator[Step, None, RunResult]:
-        """The round engine as a generator of :class:`Step`; returns the :class:`RunResult`."""
-        config, seed = self.config, normalize_seed(seed)
+        """The round loop of every backend, as a generator of :class:`Step`; returns the :class:`RunResult`.
+
+        Each round: the backend's computation (:meth:`BackendRun.compute`), the memory limit on
+        entry, the computation's error, then either the final round (no message: the memory kept)
+        or ``max_rounds``, the backend's routing (:meth:`BackendRun.route`: the messages' errors),
+        the round bound, the send and receive limits. A round's violations, states and stats are
+        recorded only once it completes; a round run again after the backend lost work (a replay)
+        must give the counts recorded the first time.
+        """
+        backend, config, seed = self.backend, self.config, normalize_seed(seed)
         mode = self.resolve_mode(protocol)
+        if record_messages and not backend.records_messages:
+            raise ValueError(f"record_messages needs a backend that records messages, such as 'local' "
+                             f"(the {backend.name} backend does not)")
         protocol.check_config(config)
-        bound = int(protocol.rounds_bound(config))
+        bound = None            # read when first needed: a run ended by a step's error never asks for it
         if record_messages:
+            bound = int(protocol.rounds_bound(config))
             self._recording_estimate(protocol, bound, record_limit)
-        words = protocol.validate_input(config, data)
-        if isinstance(data, np.ndarray) and np.may_share_memory(words, data):
-            words = words.copy()    # protocols may overwrite their memory in place: never the caller's array
-        state = protocol.initial_state(config, words)
-        check_state(state, config.machines, protocol, round=0)
-        del words           # the state holds the input now: do not keep a second copy alive
-        compute = self._compute(protocol, mode)
-        limits = Limits(config.s, self.strict)
-        delivery = Delivery.empty(config.machines, protocol.word_dtype)
+        words = backend.take_input(protocol, config, data)
         rounds: list[RoundStats] = []
+        violations: list[Violation] = []
         peaks: list[RoundPeaks] = []
         states: list[ClusterState] = []
+        kept = states if record_states else None        # where a completed round's state goes
         messages: list[RoundMessages] | None = [] if record_messages else None
         recorded_bytes = 0
         id_dtype = np.int32 if config.machines <= np.iinfo(np.int32).max else np.int64
-        for r in range(1, self.max_rounds + 2):
-            start = time.perf_counter()
-            holding = state.sizes() + delivery.words_per_machine()
-            limits.check("memory", r, holding)
-            state, batch = step_result(compute(RoundContext(r, config, seed), state, delivery), protocol, round=r)
-            check_state(state, config.machines, protocol, round=r)
-            if record_states:      # a copy: a protocol may overwrite its memory in place next round
-                states.append(ClusterState(state.words.copy(), state.offsets.copy()))
-            if batch.num_messages == 0:
-                kept = state.sizes()
-                limits.check("memory", r, kept)
-                output_stats = Traffic.measure(holding, np.zeros_like(holding), words=0, messages=0).output_stats(
-                    int(kept.max(initial=0)), time.perf_counter() - start)
-                peaks.append(RoundPeaks.measure(r, np.maximum(holding, kept)))
-                break
-            if r > self.max_rounds:
-                raise ProtocolError(f"{protocol.name} still sending after max_rounds = {self.max_rounds}", round=r)
-            self._check_bound(r, bound, protocol)
-            sent = check_batch(batch, config, protocol, round=r)
-            limits.check("send", r, sent)
-            delivery = route(batch, config.machines)
-            received = delivery.words_per_machine()
-            limits.check("receive", r, received)
-            traffic = Traffic.measure(holding, sent, words=batch.num_words, messages=batch.num_messages)
-            stats = traffic.round_stats(r, max_received=int(received.max(initial=0)),
-                                        wall_time=time.perf_counter() - start)
-            rounds.append(stats)
-            peaks.append(RoundPeaks.measure(r, holding, sent, received))
-            if messages is not None:
-                delivered = delivery.messages
-                recorded = RoundMessages(r, delivered.src.astype(id_dtype), delivered.dst.astype(id_dtype),
-                                         delivered.lengths())
-                recorded_bytes += recorded.nbytes
-                if recorded_bytes > record_limit:   # only a run past its bound or its limits (non-strict)
-                    raise RecordingTooLarge(f"round {r}: the recorded messages of {protocol.name} take "
-                                            f"{format_bytes(recorded_bytes)}, over the limit of {format_bytes(record_limit)}")
-                messages.append(recorded)
-            batch = None        # delivered: only the routed copy is needed by the next round
-            if self.on_round is not None:
-                self.on_round(stats)
-            yield Step(r, stats, state, delivery, None)
-        output = protocol.output(config, state)
-        trace = Trace(protocol.name, config, tuple(rounds), rounds_bound=bound,
-                      output=output_stats, violations=tuple(limits.violations), seed=seed, params=protocol.params(),
-                      strict=self.strict, peaks=tuple(peaks), mode=mode,
+        with backend.open(Job(protocol, config, seed, mode, self.strict)) as run:
+            history = run.start(words)
+            del words           # the state holds the input now: do not keep a second copy alive
+            rounds.extend(history.rounds)
+            violations.extend(history.violations)
+            r = announced = len(rounds)
+            r += 1
+            while True:
+                try:
+                    replay = r <= len(rounds)
+                    limits = Limits(config.s, self.strict)
+                    start = time.perf_counter()
+                    computed = run.compute(r, record_states and not replay)
+                    limits.report("memory", r, *computed.holding_over)
+                    if computed.error is not None:
+                        raise computed.error
+                    if computed.messages == 0:
+                        if replay:
+                            raise BackendError(f"round {r} sent messages when first run and none when run again "
+                                               f"after the backend lost work: is the protocol deterministic in "
+                                               f"its seed?")
+                        limits.report("memory", r, *computed.kept_over)
+                        output_stats = computed.traffic.output_stats(computed.max_kept, time.perf_counter() - start)
+                        break
+                    if r > self.max_rounds:
+                        raise ProtocolError(f"{protocol.name} still sending after max_rounds = {self.max_rounds}",
+                                            round=r)
+                    routed = run.route(r)
+                    if bound is None:
+                        bound = int(protocol.rounds_bound(config))
+                    self._check_bound(r, bound, protocol)
+                    limits.report("send", r, *routed.send_over)
+                    limits.report("receive", r, *routed.receive_over)
+                    stats = routed.traffic.round_stats(r, max_received=routed.max_received,
+                                                       wall_time=time.perf_counter() - start)
+                    if replay:
+                        if stats.counts() != rounds[r - 1].counts():
+                            raise BackendError(f"round {r} run again after the backend lost work gave "
+                                               f"{stats.counts()}, first {rounds[r - 1].counts()}: is the protocol "
+                                               f"deterministic in its seed?")
+                    else:
+                        rounds.append(stats)
+                        _record(limits, computed, routed.peaks, violations, kept, peaks)
+                        if messages is not None:
+                            delivered = routed.delivery.messages
+                            recorded = RoundMessages(r, delivered.src.astype(id_dtype), delivered.dst.astype(id_dtype),
+                                                     delivered.lengths())
+                            recorded_bytes += recorded.nbytes
+                            if recorded_bytes > record_limit:   # only a run past its bound or its limits
+                                raise RecordingTooLarge(
+                                    f"round {r}: the recorded messages of {protocol.name} take "
+                                    f"{format_bytes(recorded_bytes)}, over the limit of {format_bytes(record_limit)}")
+                            messages.append(recorded)
+                    run.commit(r, rounds, violations)
+                except Lost as lost:
+                    r = run.recover(r, lost.error)
+                    continue
+                if r > announced:
+                    announced = r
+                    if self.on_round is not None:
+                        self.on_round(rounds[r - 1])
+                yield Step(r, stats, computed.state, routed.delivery, None)
+                r += 1
+            _record(limits, computed, computed.peaks, violations, kept, peaks)
+            final = computed.state
+        output = protocol.output(config, final)
+        if bound is None:
+            bound = int(protocol.rounds_bound(config))
+        trace = Trace(protocol.name, config, tuple(rounds), rounds_bound=bound, output=output_stats,
+                      violations=tuple(violations), seed=seed, params=protocol.params(), strict=self.strict,
+                      retries=tuple(run.retries), peaks=tuple(peaks), mode=mode,
                       messages=None if messages is None else tuple(messages))
-        return RunResult(output, trace, state, tuple(states))
+        return RunResult(output, trace, final, tuple(states))
+
+
+def _record(limits: Limits, computed: Computed, round_peaks: RoundPeaks | None, violations: list[Violation],
+            states: list[ClusterState] | None, peaks: list[RoundPeaks]) -> None:
+    """What a completed round adds to the run: its violations, its state (when states are
+    recorded: a copy, since a protocol may overwrite its memory in place next round), its peaks."""
+    violations.extend(limits.violations)
+    if states is not None:
+        states.append(ClusterState(computed.state.words.copy(), computed.state.offsets.copy()))
+    if round_peaks is not None:
+        peaks.append(round_peaks)
+
+
+def _backend(backend: object, dask: object, **fields: object) -> Backend:
+    """The backend a :class:`Simulator` runs on: a :class:`Backend` as given, else the one registered
+    under the name. ``dask`` and the ``fields`` (keywords naming fields of :class:`DaskOptions`) are
+    the Dask backend's options: refused for any other backend, each given at most once."""
+    given = {name: value for name, value in fields.items() if value is not None}
+    if not isinstance(backend, Backend) and backend not in backend_names():
+        raise UnknownBackend(backend, backend_names())
+    if backend != "dask":
+        if dask is not None or given:
+            named = ["client"] * ("client" in given) + ["dask"] * (dask is not None) + [
+                name for name in given if name != "client"]
+            where = (f"give them to {type(backend).__name__} itself" if isinstance(backend, Backend)
+                     else "need backend='dask'")
+            raise ParameterError(f"{', '.join(named)} {where}")
+        return backend if isinstance(backend, Backend) else make_backend(backend)
+    options = DaskOptions() if dask is None else dask
+    if not isinstance(options, DaskOptions):
+        raise TypeError(f"dask options must be a DaskOptions, got {type(options).__name__}")
+    twice = [name for name in given if getattr(options, name) is not None]
+    if twice:
+        raise ParameterError(f"{', '.join(twice)} given both as a keyword and in DaskOptions: give each once")
+    return make_backend("dask", replace(options, **given) if given else options)
 
 
 def simulate(protocol: Protocol, data: object, config: MPCConfig, *, seed: int | None = 0, strict: bool = True,
-             mode: str = "auto", max_rounds: int = 10_000, verify: bool = False, backend: str = "local",
+             mode: str = "auto", max_rounds: int = 10_000, verify: bool = False, backend: str | Backend = "local",
              client: object = None) -> RunResult:
     """Run a protocol once (see :class:`Simulator`); with ``verify=True`` the trace records the
     verdict of checking the output against the protocol's reference solver."""

@@ -135,6 +135,33 @@ def load_model(path):
     return load_transformer(path)
 
 
+def head(kind, **kw):
+    from anna.transformer import Head
+    eye = np.eye(2)
+    return Head(kind, **{"query": eye, "key": eye, "value": eye, "output": eye, **kw})
+
+
+def linear(weight, bias=None):
+    from anna.transformer import Linear
+    return Linear(weight, bias)
+
+
+def transformer(**kw):
+    from anna.transformer import Layer, TokenEmbedding, Transformer
+    return Transformer(**{"embedding": TokenEmbedding(np.eye(2)), "layers": (Layer((head("softmax"),)),),
+                          "readout": np.eye(2), **kw})
+
+
+def softmax_logits(model, inputs=None):
+    from anna.experiments import softmax_logits
+    return softmax_logits(model, np.zeros((2, 3), dtype=np.int64) if inputs is None else inputs)
+
+
+def match2_labels(x, modulus):
+    from anna.tasks import match2_labels
+    return match2_labels(x, modulus)
+
+
 def init(**kw):
     from anna.transformer import init_transformer
     return init_transformer(**{"vocab_size": 4, "dim": 4, "n_outputs": 2, "depth": 1, "max_len": 6, **kw})
@@ -354,6 +381,34 @@ def _api_cases() -> list[Case]:
                          ("head_dim", 0), ("mlp_ratio", 0)):
         add(Case(f"init-{field}-{value!r}", lambda f, k=field, v=value: init(**{k: v}), "ParameterError", (field,)))
     add(Case("init-heads-above-dim", lambda f: init(heads=8), "ParameterError", ("dim",)))
+    # anna: model parts that do not fit, inputs a model cannot take, models an operation cannot run
+    eye = np.eye(2)
+    add(Case("head-kind-bogus", lambda f: head("bogus"), "ParameterError", ("kind",)))
+    add(Case("head-anna-without-lsh", lambda f: head("anna"), "ModelError", ("lsh",)))
+    add(Case("head-softmax-with-lsh", lambda f: head("softmax", lsh=_lsh()), "ModelError", ("lsh",)))
+    add(Case("head-dims-disagree", lambda f: head("softmax", value=np.eye(2, 3)), "ModelError", ("value_dim",)))
+    add(Case("linear-bias-length", lambda f: linear(eye, np.ones(3)), "ShapeError", ("bias",)))
+    add(Case("model-readout-dim", lambda f: transformer(readout=np.ones((3, 2))), "ModelError", ("readout",)))
+    add(Case("model-layers-not-layers", lambda f: transformer(layers=(1,)), "ParameterError", ("layers",)))
+    add(Case("model-token-id-4", lambda f: init()(np.array([0, 4])), "InputError", ("token ids", "[0, 4)")))
+    add(Case("model-longer-than-max-len", lambda f: init()(np.zeros(7, dtype=np.int64)), "InputError",
+             ("max_len 6",)))
+    add(Case("model-float-inputs", lambda f: init()(np.zeros(3)), "ShapeError", ("inputs",)))
+    add(Case("model-with-attention-kind", lambda f: init().with_attention("dense"), "ParameterError", ("kind",)))
+    add(Case("model-save-theory", lambda f: init(max_len=None).with_attention("lowrank", feature_map=abs).save(
+        f.fresh("")), "ModelError", ("trained-mode",)))
+    add(Case("evaluate-ema-heads", lambda f: softmax_logits(init(kind="ema", normalize=False)), "ModelError",
+             ("softmax heads",)))
+    add(Case("evaluate-theory-mode", lambda f: softmax_logits(init(max_len=None).with_attention(
+        "lowrank", feature_map=abs)), "ModelError", ("trained-mode",)))
+    add(Case("evaluate-rows-1d", lambda f: softmax_logits(init(), np.zeros(3, dtype=np.int64)), "ShapeError",
+             ("inputs",)))
+    add(Case("task-values-out-of-range", lambda f: match2_labels(np.array([0, 40]), 37), "InputError", ("x",)))
+    add(Case("task-modulus-0", lambda f: match2_labels(np.array([0]), 0), "ParameterError", ("modulus",)))
+    add(Case("lowrank-zero-normaliser", lambda f: attention("lowrank", q=np.ones((3, 2)), k=np.ones((3, 2)),
+                                                            phi_q=lambda x: x - x, phi_k=lambda x: x),
+             "NonFiniteError", ("normaliser",)))
+    add(Case("reference-causal-str", lambda f: attention("softmax", causal="yes"), "ParameterError", ("causal",)))
     for kind in ("softmax", "ema", "anna"):
         add(Case(f"{kind}-q-1d", lambda f, k=kind: attention(k, q=np.ones(3)), "ShapeError", ("q",)))
         add(Case(f"{kind}-q-int", lambda f, k=kind: attention(k, q=np.eye(3, dtype=np.int64)), "ShapeError", ("q",)))

@@ -24,15 +24,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-import math
-
-import numba
 import numpy as np
 
-from ..lsh import CrossPolytope, Hyperplane, LSHConfig
-from ..reference import normalize_rows
+from ..errors import ModelError, ParameterError, ShapeError
+from ..lsh import FAMILIES as LSH_FAMILIES
+from ..lsh import LSHConfig
 from ..train.loop import token_errors
-from ..transformer import MLP, Head, Transformer, derive_head_seed
+from ..transformer import Head, Transformer, derive_head_seed
+from ..transformer.forward import embed_tokens, finish_layer, head_qkv, tokenwise
 
 __all__ = [
     "FAMILIES",
@@ -43,8 +42,9 @@ __all__ = [
     "softmax_logits",
 ]
 
-FAMILIES = {"hyperplane": Hyperplane(), "cross_polytope": CrossPolytope()}
-"""The angular LSH families offered for the experiments, by CLI name."""
+FAMILIES = {key: cls() for key, cls in LSH_FAMILIES.items() if cls.angular}
+"""The angular LSH families offered for the experiments, by CLI name (their key in
+:data:`anna.lsh.FAMILIES`), with default parameters."""
 
 Progress = Callable[[int, int], None]
 
@@ -75,9 +75,9 @@ class GridCell:
     def __post_init__(self) -> None:
         object.__setattr__(self, "ells", tuple(int(e) for e in self.ells))
         if not self.ells or min(self.ells) < 1 or self.z < 1 or self.seeds < 1:
-            raise ValueError(f"bad cell: ells={self.ells}, z={self.z}, seeds={self.seeds}")
+            raise ParameterError(f"bad cell: ells={self.ells}, z={self.z}, seeds={self.seeds}")
         if not (0.0 <= self.error <= 1.0 and self.error_std >= 0.0):
-            raise ValueError(f"error must be in [0, 1] and std >= 0, got {self.error}, {self.error_std}")
+            raise ParameterError(f"error must be in [0, 1] and std >= 0, got {self.error}, {self.error_std}")
 
     def to_json(self) -> dict:
         keys = ["ell"] if len(self.ells) == 1 else [f"ell{i + 1}" for i in range(len(self.ells))]
@@ -117,9 +117,9 @@ class GridResult:
         object.__setattr__(self, "cells", tuple(self.cells))
         keys = [(c.ells, c.z) for c in self.cells]
         if len(set(keys)) != len(keys):
-            raise ValueError("grid cells must be distinct (ells, z) pairs")
+            raise ParameterError("grid cells must be distinct (ells, z) pairs")
         if not 0.0 <= self.softmax_error <= 1.0 or self.test_rows < 1:
-            raise ValueError(f"softmax_error must be in [0, 1] and test_rows >= 1, got {self.softmax_error}, "
+            raise ParameterError(f"softmax_error must be in [0, 1] and test_rows >= 1, got {self.softmax_error}, "
                              f"{self.test_rows}")
 
     def error(self, ells: Sequence[int], z: int) -> float:
@@ -152,41 +152,16 @@ class GridResult:
 # ------------------------------------------------------------------------------ forward pieces
 def _check_model(model: Transformer) -> None:
     if model.mode != "trained":  # weight matrices and trained MLPs only
-        raise ValueError("batched evaluation needs a trained-mode transformer (weight matrices only)")
+        raise ModelError("batched evaluation needs a trained-mode transformer (weight matrices only)")
 
 
 def _check_rows(inputs: np.ndarray, targets: np.ndarray | None = None) -> np.ndarray:
     inputs = np.asarray(inputs)
     if inputs.ndim != 2 or not np.issubdtype(inputs.dtype, np.integer) or inputs.shape[0] < 1:
-        raise ValueError(f"inputs must be a non-empty (rows, N) integer array, got {inputs.shape} {inputs.dtype}")
+        raise ShapeError(f"inputs must be a non-empty (rows, N) integer array, got {inputs.shape} {inputs.dtype}")
     if targets is not None and np.shape(targets) != inputs.shape:
-        raise ValueError(f"targets must have the inputs' shape {inputs.shape}, got {np.shape(targets)}")
+        raise ShapeError(f"targets must have the inputs' shape {inputs.shape}, got {np.shape(targets)}")
     return inputs
-
-
-def _embed(model: Transformer, inputs: np.ndarray) -> np.ndarray:
-    """``tokens[inputs] + positions[:N]`` for every row (what TokenEmbedding does to one row)."""
-    embedding = model.embedding
-    if inputs.min() < 0 or inputs.max() >= embedding.vocab_size:
-        raise ValueError(f"inputs must be token ids in [0, {embedding.vocab_size}), got values in "
-                         f"[{inputs.min()}, {inputs.max()}]")
-    if embedding.max_len is not None and inputs.shape[1] > embedding.max_len:
-        raise ValueError(f"rows have length {inputs.shape[1]}, longer than max_len {embedding.max_len}")
-    x = embedding.tokens[inputs]
-    return x if embedding.positions is None else x + embedding.positions[: inputs.shape[1]]
-
-
-def _tokenwise(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Apply a token-wise map to ``(rows, N, d)`` as one ``(rows·N, d)`` matrix (one BLAS call)."""
-    rows, n, _ = x.shape
-    return f(x.reshape(rows * n, -1)).reshape(rows, n, -1)
-
-
-def _qkv(head: Head, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    q, k, v = _tokenwise(head.query, x), _tokenwise(head.key, x), _tokenwise(head.value, x)
-    if head.normalize:
-        q, k = _tokenwise(normalize_rows, q), _tokenwise(normalize_rows, k)
-    return q, k, v
 
 
 def _weighted(weights: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -210,34 +185,8 @@ def _softmax_average(head: Head, q: np.ndarray, k: np.ndarray, v: np.ndarray, ca
     return _weighted(weights, v)
 
 
-@numba.njit(parallel=True, cache=True)
-def _gelu_inplace_f32(h: np.ndarray) -> None:  # pragma: no cover - compiled
-    """``h <- 0.5 h (1 + erf(h / √2))`` in float32, the same operations as ``anna.transformer.gelu``."""
-    flat = h.reshape(-1)
-    root2 = np.float32(math.sqrt(2.0))
-    for i in numba.prange(flat.size):
-        v = flat[i]
-        flat[i] = np.float32(0.5) * v * (np.float32(1.0) + np.float32(math.erf(v / root2)))
-
-
-def _mlp(mlp: MLP, y: np.ndarray) -> np.ndarray:
-    """``mlp(y)``; float32 uses one fused in-place GeLU pass (the grid's hot spot), bit-identical."""
-    hidden = np.ascontiguousarray(mlp.hidden(y))
-    if hidden.dtype != np.float32:
-        return mlp(y)
-    _gelu_inplace_f32(hidden)
-    return mlp.output(hidden)
-
-
-def _finish_layer(model: Transformer, l: int, x: np.ndarray, attended: Sequence[np.ndarray]) -> np.ndarray:
-    layer = model.layers[l]
-    update = np.zeros_like(x)
-    for head, a in zip(layer.heads, attended):
-        update = update + _tokenwise(head.output, a)
-    y = x + update
-    if layer.mlp is None:
-        return y
-    return y + _tokenwise(lambda t: _mlp(layer.mlp, t), y)
+def _readout(model: Transformer, x: np.ndarray) -> np.ndarray:
+    return tokenwise("readout", model.readout, x, checked=False)
 
 
 def _codes(family, q: np.ndarray, k: np.ndarray, z: int, ell: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -268,16 +217,16 @@ def softmax_logits(model: Transformer, inputs: np.ndarray) -> np.ndarray:
     """
     _check_model(model)
     inputs = _check_rows(inputs)
-    x = _embed(model, inputs)
+    x = embed_tokens(model.embedding, inputs)
     for l, layer in enumerate(model.layers):
         attended = []
         for head in layer.heads:
             if head.kind != "softmax":
-                raise ValueError(f"softmax_logits needs softmax heads, layer {l} has a {head.kind} head")
-            q, k, v = _qkv(head, x)
+                raise ModelError(f"softmax_logits needs softmax heads, layer {l} has a {head.kind} head")
+            q, k, v = head_qkv(head, x, checked=False)
             attended.append(_softmax_average(head, q, k, v, layer.causal))
-        x = _finish_layer(model, l, x, attended)
-    return _tokenwise(model.readout, x)
+        x = finish_layer(model, l, x, attended, checked=False)
+    return _readout(model, x)
 
 
 def anna_logits(model: Transformer, inputs: np.ndarray, lsh: Sequence[LSHConfig], seed: int) -> np.ndarray:
@@ -289,18 +238,18 @@ def anna_logits(model: Transformer, inputs: np.ndarray, lsh: Sequence[LSHConfig]
     _check_model(model)
     inputs = _check_rows(inputs)
     if len(lsh) != len(model.layers) or not all(isinstance(c, LSHConfig) for c in lsh):
-        raise ValueError(f"lsh must hold one LSHConfig per layer ({len(model.layers)}), got {lsh!r}")
-    x = _embed(model, inputs)
+        raise ParameterError(f"lsh must hold one LSHConfig per layer ({len(model.layers)}), got {lsh!r}")
+    x = embed_tokens(model.embedding, inputs)
     for l, (layer, config) in enumerate(zip(model.layers, lsh)):
         attended = []
         for h, head in enumerate(layer.heads):
-            q, k, v = _qkv(head, x)
+            q, k, v = head_qkv(head, x, checked=False)
             qc, kc = _codes(config.family, q, k, config.z, config.ell, derive_head_seed(seed, l, h))
             counts = np.zeros((x.shape[0], x.shape[1], x.shape[1]), dtype=np.int32)
             _add_collisions(counts, qc, kc, 0, config.ell, layer.causal)
             attended.append(_count_average(counts, v))
-        x = _finish_layer(model, l, x, attended)
-    return _tokenwise(model.readout, x)
+        x = finish_layer(model, l, x, attended, checked=False)
+    return _readout(model, x)
 
 
 def _sweep(model: Transformer, x: np.ndarray, targets: np.ndarray, ells: Sequence[Sequence[int]], family, z: int,
@@ -309,7 +258,7 @@ def _sweep(model: Transformer, x: np.ndarray, targets: np.ndarray, ells: Sequenc
     layer_ells = sorted(ells[l])
     per_head = []
     for h, head in enumerate(layer.heads):
-        q, k, v = _qkv(head, x)
+        q, k, v = head_qkv(head, x, checked=False)
         qc, kc = _codes(family, q, k, z, layer_ells[-1], derive_head_seed(seed, l, h))
         per_head.append((qc, kc, v, np.zeros((x.shape[0], x.shape[1], x.shape[1]), dtype=np.int32)))
     done = 0
@@ -319,9 +268,9 @@ def _sweep(model: Transformer, x: np.ndarray, targets: np.ndarray, ells: Sequenc
             _add_collisions(counts, qc, kc, done, ell, layer.causal)
             attended.append(_count_average(counts, v))
         done = ell
-        y = _finish_layer(model, l, x, attended)
+        y = finish_layer(model, l, x, attended, checked=False)
         if l + 1 == len(model.layers):
-            out[prefix + (ell,)] = token_errors(_tokenwise(model.readout, y), targets)
+            out[prefix + (ell,)] = token_errors(_readout(model, y), targets)
         else:
             _sweep(model, y, targets, ells, family, z, seed, l + 1, prefix + (ell,), out)
 
@@ -341,7 +290,8 @@ def evaluate_grid(model: Transformer, inputs: np.ndarray, targets: np.ndarray, e
     ells : sequence of sequences of int
         The ℓ values of every layer; the grid is their product with ``zs``.
     zs : sequence of int
-    family : {"hyperplane", "cross_polytope"}
+    family : str
+        A key of :data:`FAMILIES` ("hyperplane", "cross_polytope").
     seeds : int
         Hashing seeds ``0 .. seeds-1`` (model seeds of ``with_attention``).
     batch_rows : int
@@ -353,16 +303,16 @@ def evaluate_grid(model: Transformer, inputs: np.ndarray, targets: np.ndarray, e
     inputs = _check_rows(inputs, targets)
     targets = np.asarray(targets)
     if family not in FAMILIES:
-        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+        raise ParameterError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     if len(ells) != len(model.layers) or any(len(e) == 0 or min(e) < 1 for e in ells):
-        raise ValueError(f"ells must give positive ℓ values for each of the {len(model.layers)} layers, got {ells!r}")
+        raise ParameterError(f"ells must give positive ℓ values for each of the {len(model.layers)} layers, got {ells!r}")
     if not zs or min(zs) < 1 or seeds < 1 or batch_rows < 1:
-        raise ValueError(f"need z >= 1, seeds >= 1, batch_rows >= 1; got zs={zs!r}, seeds={seeds}, "
+        raise ParameterError(f"need z >= 1, seeds >= 1, batch_rows >= 1; got zs={zs!r}, seeds={seeds}, "
                          f"batch_rows={batch_rows}")
     began = time.perf_counter()
     fam = FAMILIES[family]
     batches = [(a, min(inputs.shape[0], a + batch_rows)) for a in range(0, inputs.shape[0], batch_rows)]
-    embedded = [_embed(model, inputs[a:b]) for a, b in batches]
+    embedded = [embed_tokens(model.embedding, inputs[a:b]) for a, b in batches]
     total, done = len(zs) * seeds * len(batches), 0
     per_seed: dict[tuple[tuple[int, ...], int], list[float]] = {}
     for z in zs:

@@ -5,8 +5,8 @@ while low-rank (kernel) attention needs depth about ``k`` or a much larger width
 measured on trained models: on the k-hop task of the predecessor (N = 100, |Σ| = 4, the hop count
 as the leading token, k = 0 .. ``max_k`` mixed in training), one softmax surrogate per depth
 (``depths``) is trained and then transferred to ANNA (Algorithm 1, hyperplane LSH, the same
-weights), and one low-rank model (``φ = elu + 1``, the linear-transformer kernel) of the same width
-and depth is trained on the same data. :func:`evaluate_separation` reports the token error of
+weights), and one low-rank model (``φ = elu + 1``, the linear-transformer kernel, on unit-norm
+queries and keys scaled by ``√m``) of the same width and depth is trained on the same data. :func:`evaluate_separation` reports the token error of
 each per (k, depth).
 
 Training runs on a GPU with ``scripts/train_runs.py`` (the run names of :meth:`SeparationSpec.runs`);
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ParameterError
 from ..tasks import generate_khop_batch
 from ..train.loop import token_errors
 from ..train.tasks import InductionSetup, encode_khop_targets
@@ -67,9 +68,9 @@ class SeparationSpec:
 
     def __post_init__(self) -> None:
         if self.max_k < 1 or not self.depths or min(self.depths) < 1 or self.steps < 1 or self.test_size < 1:
-            raise ValueError(f"need max_k >= 1, depths >= 1, steps >= 1, test_size >= 1; got {self}")
+            raise ParameterError(f"need max_k >= 1, depths >= 1, steps >= 1, test_size >= 1; got {self}")
         if self.ell < 1 or self.z < 1 or self.seeds < 1:
-            raise ValueError(f"need ell, z, seeds >= 1; got ell={self.ell}, z={self.z}, seeds={self.seeds}")
+            raise ParameterError(f"need ell, z, seeds >= 1; got ell={self.ell}, z={self.z}, seeds={self.seeds}")
 
     def name(self, kind: str, depth: int) -> str:
         return f"khop_{kind}_d{depth}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..errors import ParameterError
 from ..train import InductionSetup, Match2Setup
 from .evaluate import FAMILIES, GridResult
 
@@ -57,13 +58,13 @@ class Experiment:
 
     def __post_init__(self) -> None:
         if self.task not in ("match2", "induction"):
-            raise ValueError(f"task must be 'match2' or 'induction', got {self.task!r}")
+            raise ParameterError(f"task must be 'match2' or 'induction', got {self.task!r}")
         if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
+            raise ParameterError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
         if not self.ells or any(not e or min(e) < 1 for e in self.ells) or not self.zs or min(self.zs) < 1:
-            raise ValueError(f"grid needs positive ℓ per layer and z values, got ells={self.ells}, zs={self.zs}")
+            raise ParameterError(f"grid needs positive ℓ per layer and z values, got ells={self.ells}, zs={self.zs}")
         if self.seeds < 1 or self.test_size < 1:
-            raise ValueError(f"seeds and test_size must be >= 1, got {self.seeds}, {self.test_size}")
+            raise ParameterError(f"seeds and test_size must be >= 1, got {self.seeds}, {self.test_size}")
 
     @property
     def cells(self) -> int:

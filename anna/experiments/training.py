@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import ParameterError
 from ..train import InductionSetup, Match2Setup, TorchSurrogate, token_errors, train_surrogate
 from ..train._torch import require_torch
 
@@ -65,7 +66,7 @@ class TrainingRecord:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.seconds < 0 or not 0.0 <= self.softmax_test_error <= 1.0:
-            raise ValueError(f"inconsistent record: steps={self.steps}, seconds={self.seconds}, "
+            raise ParameterError(f"inconsistent record: steps={self.steps}, seconds={self.seconds}, "
                              f"error={self.softmax_test_error}")
         object.__setattr__(self, "losses", tuple((int(s), float(v)) for s, v in self.losses))
 

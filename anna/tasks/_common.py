@@ -1,13 +1,14 @@
 """Argument checks shared by the task modules (integer vectors and integer parameters).
 
-Every public task function validates through these helpers, so a bad call raises a ValueError
-naming the argument and what was received.
+Every public task function validates through these helpers, so a bad call raises a typed error
+of :mod:`anna.errors` (a ValueError) naming the argument and what was received.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from anna._validate import check_matrix
+from anna.errors import InputError, ParameterError, ShapeError
 
 __all__ = ["check_int_param", "check_int_vector"]
 
@@ -20,9 +21,9 @@ def check_int_vector(name: str, x: object, *, low: int | None = None,
 
     Raises
     ------
-    ValueError
-        On a non-array, a rank other than 1, a non-integer dtype (bool included), or a value
-        outside the range; the message names ``name`` and the first offending value.
+    ShapeError, InputError
+        On a non-array, a rank other than 1, a non-integer dtype (bool included) (ShapeError),
+        or a value outside the range (InputError); the message names ``name`` and the first offending value.
 
     Examples
     --------
@@ -31,11 +32,11 @@ def check_int_vector(name: str, x: object, *, low: int | None = None,
     >>> check_int_vector("x", np.array([0, 3]), low=0, high=3)
     Traceback (most recent call last):
     ...
-    ValueError: x must have values in [0, 3), got 3 at index 1
+    anna.errors.InputError: x must have values in [0, 3), got 3 at index 1
     """
     x = check_matrix(name, x, ndim=1)
     if not np.issubdtype(x.dtype, np.integer):
-        raise ValueError(f"{name} must have an integer dtype, got {x.dtype}")
+        raise ShapeError(f"{name} must have an integer dtype, got {x.dtype}")
     if x.size:
         bad = np.zeros(x.shape, dtype=bool)
         if low is not None:
@@ -46,7 +47,7 @@ def check_int_vector(name: str, x: object, *, low: int | None = None,
             i = int(np.flatnonzero(bad)[0])
             lo = "-inf" if low is None else str(low)
             hi = "inf" if high is None else str(high)
-            raise ValueError(f"{name} must have values in [{lo}, {hi}), got {x[i]} at index {i}")
+            raise InputError(f"{name} must have values in [{lo}, {hi}), got {x[i]} at index {i}")
     return x
 
 
@@ -60,10 +61,10 @@ def check_int_param(name: str, value: object, *, minimum: int) -> int:
     >>> check_int_param("k", -1, minimum=0)
     Traceback (most recent call last):
     ...
-    ValueError: k must be an integer >= 0, got -1
+    anna.errors.ParameterError: k must be an integer >= 0, got -1
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)

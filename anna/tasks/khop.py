@@ -36,7 +36,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from anna._validate import normalize_seed
+from anna._validate import check_bool, normalize_seed
+from anna.errors import ParameterError
 from anna.tasks._common import check_int_param, check_int_vector
 
 __all__ = [
@@ -170,8 +171,7 @@ def khop_vocab_size(alphabet_size: int, max_k: int) -> int:
 
 
 def _check_alphabet(alphabet_size: int, no_repeats: bool) -> int:
-    if not isinstance(no_repeats, (bool, np.bool_)):
-        raise ValueError(f"no_repeats must be a bool, got {no_repeats!r}")
+    no_repeats = check_bool("no_repeats", no_repeats)
     return check_int_param("alphabet_size (with no_repeats=True)" if no_repeats else "alphabet_size",
                            alphabet_size, minimum=2 if no_repeats else 1)
 
@@ -280,10 +280,10 @@ def generate_khop_mixed(count: int, n: int, alphabet_size: int, ks: Iterable[int
     n = check_int_param("n", n, minimum=1)
     alphabet_size = _check_alphabet(alphabet_size, no_repeats)
     if isinstance(ks, (int, np.integer)) or not isinstance(ks, Iterable):
-        raise ValueError(f"ks must be an iterable of hop counts, got {ks!r}")
+        raise ParameterError(f"ks must be an iterable of hop counts, got {ks!r}")
     values = sorted({check_int_param("each hop count in ks", k, minimum=0) for k in ks})
     if not values:
-        raise ValueError("ks must contain at least one hop count, got an empty collection")
+        raise ParameterError("ks must contain at least one hop count, got an empty collection")
     rng = np.random.default_rng(normalize_seed(seed))
     chosen = rng.choice(np.array(values, dtype=np.int64), size=count)
     return _generate(rng, chosen, n, alphabet_size, bool(no_repeats))

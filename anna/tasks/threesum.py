@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from anna._validate import normalize_seed
+from anna.errors import ParameterError
 from anna.tasks._common import check_int_param, check_int_vector
 
 __all__ = [
@@ -100,7 +101,7 @@ def _three_sum_free(rng: np.random.Generator, n: int, r: int) -> np.ndarray:
             if -v not in pair_sums:
                 break
         else:
-            raise ValueError(
+            raise ParameterError(
                 f"could not build a 3-SUM-free instance: after {len(values)} of n={n} values, "
                 f"{_FREE_ATTEMPTS} draws from [-{r}, {r}] all completed a zero-sum triple; "
                 "increase value_range or decrease n")
@@ -128,7 +129,7 @@ def generate_three_sum(n: int, value_range: int, seed: int | None = None,
           values keeping ``-(a + b)`` in range: a solution is guaranteed.
         * ``False``: no solution, guaranteed by construction (checked and resampled): values are
           drawn one at a time, each uniform over ``[-R, R]`` and resampled while it would
-          complete a zero-sum triple with two earlier values; then shuffled. Raises ValueError
+          complete a zero-sum triple with two earlier values; then shuffled. Raises ParameterError
           if 1000 draws for one value all fail. With ``n^2 ≪ R`` few draws are rejected and the
           values look uniform; in dense settings the resampling steers the values into a
           structured set with few distinct values (measured: ``n = 300, R = 30`` gives 14
@@ -148,9 +149,9 @@ def generate_three_sum(n: int, value_range: int, seed: int | None = None,
     n = check_int_param("n", n, minimum=3 if planted else 1)
     r = check_int_param("value_range", value_range, minimum=1)
     if r > _MAX_VALUE_RANGE:
-        raise ValueError(f"value_range must be at most 2**62, got {r}")
+        raise ParameterError(f"value_range must be at most 2**62, got {r}")
     if planted is not None and not isinstance(planted, (bool, np.bool_)):
-        raise ValueError(f"planted must be True, False or None, got {planted!r}")
+        raise ParameterError(f"planted must be True, False or None, got {planted!r}")
     rng = np.random.default_rng(normalize_seed(seed))
     if planted is not None and not planted:
         return _three_sum_free(rng, n, r)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ParameterError, ShapeError
 from ._torch import require_torch
 
 __all__ = ["BatchSource", "KHopRows", "Match2Rows", "NumpyBatches", "chunk_seed", "khop_rows"]
@@ -76,7 +77,7 @@ class BatchSource:
 
 def _check_positive(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -98,7 +99,7 @@ class Match2Rows(BatchSource):
         self.chunk_size = _check_positive("chunk_size", self.chunk_size)
         inputs, labels = np.asarray(self.inputs), np.asarray(self.labels)
         if inputs.ndim != 2 or inputs.shape != labels.shape or inputs.shape[0] < 1:
-            raise ValueError(f"inputs and labels must be equal (rows, N) arrays, got {inputs.shape} and {labels.shape}")
+            raise ShapeError(f"inputs and labels must be equal (rows, N) arrays, got {inputs.shape} and {labels.shape}")
         self.device = torch.device(self.device)
         self._data = (torch.as_tensor(inputs, dtype=torch.int64, device=self.device),
                       torch.as_tensor(labels, dtype=torch.int64, device=self.device))
@@ -126,7 +127,7 @@ def khop_rows(generator, count: int, n: int, alphabet_size: int, ks, *, device: 
     device = torch.device(device)
     ks = torch.as_tensor(sorted({int(k) for k in ks}), dtype=torch.int64, device=device)
     if alphabet_size < 2 or n < 1 or count < 1 or ks.numel() == 0 or int(ks.min()) < 0:
-        raise ValueError(f"need count >= 1, n >= 1, alphabet_size >= 2 and hop counts >= 0, got count={count}, "
+        raise ParameterError(f"need count >= 1, n >= 1, alphabet_size >= 2 and hop counts >= 0, got count={count}, "
                          f"n={n}, alphabet_size={alphabet_size}, ks={ks.tolist()}")
     hop = ks[torch.randint(0, ks.numel(), (count,), device=device, generator=generator)]
     first = torch.randint(0, alphabet_size, (count, 1), device=device, generator=generator)

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import ParameterError, ShapeError
 from ._torch import require_torch
 from .data import IGNORE, BatchSource, NumpyBatches
 from .surrogate import TorchSurrogate
@@ -31,7 +32,7 @@ Batches = Callable[[int], "tuple[np.ndarray, np.ndarray]"]
 
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -56,11 +57,11 @@ class TrainConfig:
     >>> TrainConfig(steps=0)
     Traceback (most recent call last):
     ...
-    ValueError: steps must be a positive integer, got 0
+    anna.errors.ParameterError: steps must be a positive integer, got 0
     >>> TrainConfig(steps=10, graph="yes")
     Traceback (most recent call last):
     ...
-    ValueError: graph must be one of 'auto', True, False, got 'yes'
+    anna.errors.ParameterError: graph must be one of 'auto', True, False, got 'yes'
     """
 
     steps: int
@@ -80,25 +81,25 @@ class TrainConfig:
             object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
         warmup = self.warmup_steps
         if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
-            raise ValueError(f"warmup_steps must be a non-negative integer, got {warmup!r}")
+            raise ParameterError(f"warmup_steps must be a non-negative integer, got {warmup!r}")
         object.__setattr__(self, "warmup_steps", int(warmup))
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"learning_rate must be a positive finite number, got {lr!r}")
+            raise ParameterError(f"learning_rate must be a positive finite number, got {lr!r}")
         clip = self.grad_clip
         if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
                                  or not math.isfinite(clip) or clip <= 0):
-            raise ValueError(f"grad_clip must be None or a positive finite number, got {clip!r}")
+            raise ParameterError(f"grad_clip must be None or a positive finite number, got {clip!r}")
         if self.decay not in ("none", "cosine"):
-            raise ValueError(f"decay must be 'none' or 'cosine', got {self.decay!r}")
+            raise ParameterError(f"decay must be 'none' or 'cosine', got {self.decay!r}")
         if not isinstance(self.device, str) or not (self.device == "cpu" or self.device == "cuda"
                                                     or (self.device.startswith("cuda:")
                                                         and self.device[5:].isdigit())):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+            raise ParameterError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if not (self.graph == "auto" or isinstance(self.graph, bool)):
-            raise ValueError(f"graph must be one of 'auto', True, False, got {self.graph!r}")
+            raise ParameterError(f"graph must be one of 'auto', True, False, got {self.graph!r}")
         if self.graph is True and self.device == "cpu":
-            raise ValueError("graph=True captures a CUDA graph: it needs device='cuda'")
+            raise ParameterError("graph=True captures a CUDA graph: it needs device='cuda'")
 
     def lr_at(self, step: int) -> float:
         """The learning rate of optimiser step ``step`` (0-based).
@@ -146,7 +147,7 @@ class TrainLog:
 
     def __post_init__(self) -> None:
         if self.steps < 0 or not 0 <= self.resumed_from <= self.steps or self.seconds < 0:
-            raise ValueError(f"inconsistent log: steps={self.steps}, resumed_from={self.resumed_from}, "
+            raise ParameterError(f"inconsistent log: steps={self.steps}, resumed_from={self.resumed_from}, "
                              f"seconds={self.seconds}")
 
     @property
@@ -277,7 +278,7 @@ def train_surrogate(surrogate: TorchSurrogate, batches: "Batches | BatchSource",
     torch = require_torch()
     torch.set_num_threads(config.threads)
     if torch.device(config.device) != surrogate.device:
-        raise ValueError(f"the surrogate is on {surrogate.device}, the config asks for {config.device}")
+        raise ParameterError(f"the surrogate is on {surrogate.device}, the config asks for {config.device}")
     source = batches if isinstance(batches, BatchSource) else NumpyBatches(batches, surrogate.device)
     graph = config.uses_graph
     lr = torch.tensor(config.lr_at(0), device=surrogate.device) if graph else config.lr_at(0)
@@ -345,7 +346,7 @@ def token_errors(logits: np.ndarray, targets: np.ndarray) -> tuple[int, int]:
     """
     logits, targets = np.asarray(logits), np.asarray(targets)
     if logits.shape[:-1] != targets.shape:
-        raise ValueError(f"logits {logits.shape} and targets {targets.shape} disagree")
+        raise ShapeError(f"logits {logits.shape} and targets {targets.shape} disagree")
     counted = targets != IGNORE
     wrong = (np.argmax(logits, axis=-1) != targets) & counted
     return int(wrong.sum()), int(counted.sum())

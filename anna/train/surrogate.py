@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError, ModelError, ShapeError
 from ..transformer import MLP, Linear, TokenEmbedding, Transformer
 from ._torch import require_torch
 
@@ -47,7 +48,7 @@ def weight_arrays(model: Transformer) -> dict[str, np.ndarray]:
     ['embedding.positions', 'embedding.tokens', 'layers.0.heads.0.key.weight']
     """
     if model.mode != "trained":
-        raise ValueError("a surrogate needs a trained-mode transformer (weight matrices only), got a theory-mode one")
+        raise ModelError("a surrogate needs a trained-mode transformer (weight matrices only), got a theory-mode one")
     arrays: dict[str, np.ndarray] = {"embedding.tokens": model.embedding.tokens}
     if model.embedding.positions is not None:
         arrays["embedding.positions"] = model.embedding.positions
@@ -104,14 +105,14 @@ class TorchSurrogate:
         arrays = weight_arrays(template)
         kinds = {head.kind for layer in template.layers for head in layer.heads}
         if kinds - {"softmax", "lowrank"}:
-            raise ValueError(f"the surrogate trains softmax and lowrank heads only; the template has heads of kind "
+            raise ModelError(f"the surrogate trains softmax and lowrank heads only; the template has heads of kind "
                              f"{sorted(kinds)} (use template.with_attention('softmax') first)")
         maps = {head.feature_map for layer in template.layers for head in layer.heads if head.kind == "lowrank"}
         if maps - set(_FEATURE_MAPS):
-            raise ValueError(f"lowrank heads of the surrogate take the feature maps {sorted(_FEATURE_MAPS)}, "
+            raise ModelError(f"lowrank heads of the surrogate take the feature maps {sorted(_FEATURE_MAPS)}, "
                              f"got {sorted(map(str, maps))}")
         if any(layer.mlp is not None and not isinstance(layer.mlp, MLP) for layer in template.layers):
-            raise ValueError("every layer's MLP must be a trained MLP (or None)")
+            raise ModelError("every layer's MLP must be a trained MLP (or None)")
         self.template = template
         self.device = torch.device(device)
         dtype = dtype if dtype is not None else getattr(torch, str(template.embedding.tokens.dtype))
@@ -130,14 +131,14 @@ class TorchSurrogate:
         torch = require_torch()
         inputs = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
         if inputs.ndim != 2 or inputs.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"inputs must be a (B, N) integer array, got {tuple(inputs.shape)} {inputs.dtype}")
+            raise ShapeError(f"inputs must be a (B, N) integer array, got {tuple(inputs.shape)} {inputs.dtype}")
         vocab = self.params["embedding.tokens"].shape[0]
         if inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= vocab):
-            raise ValueError(f"inputs must be token ids in [0, {vocab}), got values in "
+            raise InputError(f"inputs must be token ids in [0, {vocab}), got values in "
                              f"[{int(inputs.min())}, {int(inputs.max())}]")
         positions = self.params.get("embedding.positions")
         if positions is not None and inputs.shape[1] > positions.shape[0]:
-            raise ValueError(f"inputs has length {inputs.shape[1]}, longer than max_len {positions.shape[0]}")
+            raise InputError(f"inputs has length {inputs.shape[1]}, longer than max_len {positions.shape[0]}")
         return self.logits(inputs.to(self.device))
 
     __call__ = forward
@@ -216,9 +217,9 @@ class TorchSurrogate:
         """Overwrite the weights in place (names and shapes must match)."""
         torch = require_torch()
         if sorted(arrays) != sorted(self.params):
-            raise ValueError(f"arrays {sorted(arrays)} do not match the surrogate's {sorted(self.params)}")
+            raise ShapeError(f"arrays {sorted(arrays)} do not match the surrogate's {sorted(self.params)}")
         with torch.no_grad():
             for name, p in self.params.items():
                 if tuple(arrays[name].shape) != tuple(p.shape):
-                    raise ValueError(f"array {name} has shape {arrays[name].shape}, expected {tuple(p.shape)}")
+                    raise ShapeError(f"array {name} has shape {arrays[name].shape}, expected {tuple(p.shape)}")
                 p.copy_(torch.as_tensor(np.asarray(arrays[name]), dtype=p.dtype, device=p.device))

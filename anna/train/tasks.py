@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import ParameterError, ShapeError
 from ..tasks import BOTTOM, generate_khop_batch, generate_khop_mixed, generate_match2_balanced, khop_vocab_size
 from ..transformer import Transformer, init_transformer
 from .data import KHopRows, Match2Rows
@@ -45,12 +46,12 @@ def _check_positive(owner: object, *names: str) -> None:
     for name in names:
         value = getattr(owner, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ParameterError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_beta(beta: object) -> float:
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not np.isfinite(beta) or beta <= 0:
-        raise ValueError(f"temperature must be a positive finite number, got {beta!r}")
+        raise ParameterError(f"temperature must be a positive finite number, got {beta!r}")
     return float(beta)
 
 
@@ -135,7 +136,7 @@ def encode_khop_targets(targets: np.ndarray, alphabet_size: int) -> np.ndarray:
     """
     targets = np.asarray(targets)
     if targets.ndim != 2:
-        raise ValueError(f"targets must be (B, N), got shape {targets.shape}")
+        raise ShapeError(f"targets must be (B, N), got shape {targets.shape}")
     encoded = np.where(targets == BOTTOM, alphabet_size, targets)
     return np.concatenate([np.full((targets.shape[0], 1), IGNORE, dtype=np.int64), encoded], axis=1)
 
@@ -182,12 +183,12 @@ class InductionSetup:
 
     def __post_init__(self) -> None:
         if self.kind not in ("softmax", "lowrank"):
-            raise ValueError(f"kind must be 'softmax' or 'lowrank', got {self.kind!r}")
+            raise ParameterError(f"kind must be 'softmax' or 'lowrank', got {self.kind!r}")
         _check_positive(self, "n", "alphabet_size", "test_size", "dim", "depth", "steps", "batch_size")
         object.__setattr__(self, "temperature", _check_beta(self.temperature))
         ks = tuple(sorted({int(k) for k in self.train_ks}))
         if not ks or ks[0] < 0 or not 0 <= self.test_k <= ks[-1]:
-            raise ValueError(f"train_ks must be non-negative hop counts covering test_k, got {self.train_ks!r} "
+            raise ParameterError(f"train_ks must be non-negative hop counts covering test_k, got {self.train_ks!r} "
                              f"and test_k={self.test_k!r}")
         object.__setattr__(self, "train_ks", ks)
 

@@ -23,6 +23,10 @@ For raw ``inputs``::
 - The heads of a layer all read ``X_{l-1}`` (parallel heads); the sum over heads is accumulated in
   head order into a zero matrix, then added to ``X_{l-1}``.
 
+The token-wise steps (embedding, a head's ``q, k, v``, ``W_h`` + MLP) live once, in
+:mod:`anna.transformer.forward`, batched over leading axes: :meth:`Transformer.run`, the batched
+experiment evaluator and the decompiler's protocols all call them.
+
 There are no layer norms. An ``anna`` head without its own seed hashes with
 ``derive_head_seed(model.seed, l - 1, h)`` (layers and heads 0-indexed).
 

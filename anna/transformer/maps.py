@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from .._validate import check_float_matrix
+from ..errors import ParameterError, ShapeError
 
 __all__ = ["Linear", "MLP", "Placement", "TokenFunction", "TokenMap", "as_token_map", "apply_map", "gelu",
            "describe_map"]
@@ -64,10 +65,10 @@ class Linear:
         if self.bias is not None:
             bias = _frozen_copy("bias", self.bias, ndim=1)
             if bias.shape[0] != self.weight.shape[1]:
-                raise ValueError(f"bias must have length {self.weight.shape[1]} (weight columns), "
+                raise ShapeError(f"bias must have length {self.weight.shape[1]} (weight columns), "
                                  f"got shape {bias.shape}")
             if bias.dtype != self.weight.dtype:
-                raise ValueError(f"bias dtype {bias.dtype} differs from weight dtype {self.weight.dtype}")
+                raise ShapeError(f"bias dtype {bias.dtype} differs from weight dtype {self.weight.dtype}")
             object.__setattr__(self, "bias", bias)
 
     @property
@@ -112,7 +113,7 @@ class Placement:
 
     def __post_init__(self) -> None:
         if min(self.start, 0) < 0 or self.width < 1 or self.start + self.width > self.dim:
-            raise ValueError(f"placement of {self.width} columns at {self.start} does not fit in dim {self.dim}")
+            raise ParameterError(f"placement of {self.width} columns at {self.start} does not fit in dim {self.dim}")
 
     @property
     def columns(self) -> slice:
@@ -168,9 +169,9 @@ class MLP:
 
     def __post_init__(self) -> None:
         if not isinstance(self.hidden, Linear) or not isinstance(self.output, Linear):
-            raise ValueError(f"MLP hidden and output must be Linear maps, got {self.hidden!r} and {self.output!r}")
+            raise ParameterError(f"MLP hidden and output must be Linear maps, got {self.hidden!r} and {self.output!r}")
         if self.hidden.out_dim != self.output.in_dim or self.output.out_dim != self.hidden.in_dim:
-            raise ValueError(f"MLP shapes must be (d, h) then (h, d), got {self.hidden.weight.shape} "
+            raise ShapeError(f"MLP shapes must be (d, h) then (h, d), got {self.hidden.weight.shape} "
                              f"then {self.output.weight.shape}")
 
     @property
@@ -200,7 +201,7 @@ def as_token_map(name: str, f: object) -> TokenMap:
         return Linear(f)
     if callable(f):
         return f
-    raise ValueError(f"{name} must be a weight matrix, a Linear or a callable f(x, positions), got {type(f).__name__}")
+    raise ParameterError(f"{name} must be a weight matrix, a Linear or a callable f(x, positions), got {type(f).__name__}")
 
 
 def apply_map(name: str, f: TokenMap, x: np.ndarray, positions: np.ndarray,
@@ -211,7 +212,7 @@ def apply_map(name: str, f: TokenMap, x: np.ndarray, positions: np.ndarray,
     results of callables become float64.
     """
     if isinstance(f, Linear) and x.shape[1] != f.in_dim:
-        raise ValueError(f"{name} expects {f.in_dim} input columns, got x of shape {x.shape}")
+        raise ShapeError(f"{name} expects {f.in_dim} input columns, got x of shape {x.shape}")
     y = f(x, positions)
     if isinstance(y, np.ndarray) and (y.dtype == np.bool_ or np.issubdtype(y.dtype, np.integer)):
         y = y.astype(np.float64)
@@ -219,9 +220,9 @@ def apply_map(name: str, f: TokenMap, x: np.ndarray, positions: np.ndarray,
         y = np.ascontiguousarray(y)
     y = check_float_matrix(f"{name} output", y)
     if y.shape[0] != x.shape[0]:
-        raise ValueError(f"{name} must return one row per token ({x.shape[0]}), got shape {y.shape}")
+        raise ShapeError(f"{name} must return one row per token ({x.shape[0]}), got shape {y.shape}")
     if out_dim is not None and y.shape[1] != out_dim:
-        raise ValueError(f"{name} must return {out_dim} columns, got shape {y.shape}")
+        raise ShapeError(f"{name} must return {out_dim} columns, got shape {y.shape}")
     return y
 
 

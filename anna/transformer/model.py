@@ -11,17 +11,17 @@ from rich.console import Group
 from rich.tree import Tree
 
 from .._validate import check_bool, check_float, check_float_matrix, check_int, normalize_seed
-from ..errors import ParameterError
+from ..errors import ModelError, ParameterError, ShapeError
 from ..attention import anna_attention
 from ..lsh import LSHConfig
 from ..reference import (
     elu_feature_map,
     ema_attention,
     lowrank_attention,
-    normalize_rows,
     softmax_attention,
 )
-from .maps import MLP, Linear, Placement, TokenMap, apply_map, as_token_map, describe_map
+from .forward import embed_tokens, finish_layer, head_qkv, tokenwise
+from .maps import MLP, Linear, Placement, TokenMap, as_token_map, describe_map
 from .report import HEAD_KINDS, ResourceReport
 
 __all__ = ["Head", "Layer", "TokenEmbedding", "Transformer", "ForwardTrace", "derive_head_seed",
@@ -49,15 +49,9 @@ def derive_head_seed(model_seed: int, layer: int, head: int) -> int:
     return int(state[0])
 
 
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
-
-
 def _check_dim(name: str, value: object) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ParameterError(f"{name} must be a positive int, got {value!r}")
     return int(value)
 
 
@@ -67,10 +61,10 @@ def _infer_dim(name: str, declared: int | None, *candidates: tuple[str, int | No
     if declared is not None:
         known.append((name, _check_dim(name, declared)))
     if not known:
-        raise ValueError(f"{name} is required when the maps that fix it are callables")
+        raise ModelError(f"{name} is required when the maps that fix it are callables")
     for source, dim in known[1:]:
         if dim != known[0][1]:
-            raise ValueError(f"{name} disagrees: {known[0][0]} gives {known[0][1]}, {source} gives {dim}")
+            raise ModelError(f"{name} disagrees: {known[0][0]} gives {known[0][1]}, {source} gives {dim}")
     return known[0][1]
 
 
@@ -135,7 +129,7 @@ class Head:
 
     def __post_init__(self) -> None:
         if self.kind not in HEAD_KINDS:
-            raise ValueError(f"kind must be one of {HEAD_KINDS}, got {self.kind!r}")
+            raise ParameterError(f"kind must be one of {HEAD_KINDS}, got {self.kind!r}")
         for name in ("query", "key", "value", "output"):
             object.__setattr__(self, name, as_token_map(name, getattr(self, name)))
         object.__setattr__(self, "dim", _infer_dim(
@@ -145,23 +139,23 @@ class Head:
             ("output", _linear_dim(self.output, "in"))))
         if self.kind == "anna":
             if not isinstance(self.lsh, LSHConfig):
-                raise ValueError(f"an anna head needs lsh=LSHConfig(...), got {self.lsh!r}")
+                raise ModelError(f"an anna head needs lsh=LSHConfig(...), got {self.lsh!r}")
             if self.seed is not None:
                 object.__setattr__(self, "seed", normalize_seed(self.seed))
         else:
             if self.lsh is not None or self.seed is not None:
-                raise ValueError(f"a {self.kind} head takes no lsh or seed, got lsh={self.lsh!r}, seed={self.seed!r}")
+                raise ModelError(f"a {self.kind} head takes no lsh or seed, got lsh={self.lsh!r}, seed={self.seed!r}")
         temperature = self.temperature
         if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (int, float, np.floating)) \
                 or not np.isfinite(temperature) or temperature < 0:
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+            raise ParameterError(f"temperature must be a finite number >= 0, got {temperature!r}")
         object.__setattr__(self, "temperature", float(temperature))
-        object.__setattr__(self, "normalize", _check_bool("normalize", self.normalize))
+        object.__setattr__(self, "normalize", check_bool("normalize", self.normalize))
         object.__setattr__(self, "scale", check_float("scale", self.scale, low=0.0, low_open=True))
         if self.kind != "lowrank" and self.scale != 1.0:
-            raise ValueError(f"only a lowrank head takes scale != 1; got scale={self.scale!r} for a {self.kind} head")
+            raise ModelError(f"only a lowrank head takes scale != 1; got scale={self.scale!r} for a {self.kind} head")
         if not callable(self.feature_map) and self.feature_map not in FEATURE_MAPS:
-            raise ValueError(f"feature_map must be one of {sorted(FEATURE_MAPS)} or a callable, "
+            raise ParameterError(f"feature_map must be one of {sorted(FEATURE_MAPS)} or a callable, "
                              f"got {self.feature_map!r}")
 
     @property
@@ -180,18 +174,12 @@ class Head:
                seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``head(x) W_h`` of shape ``(N, d)`` and the collision counts (anna/ema heads, else None)."""
         attended, counts = self.attention(x, positions, causal, seed)
-        return apply_map("output", self.output, attended, positions), counts
+        return tokenwise("output", self.output, attended, positions), counts
 
     def attention(self, x: np.ndarray, positions: np.ndarray, causal: bool,
                   seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``attn(Q(x), K(x), V(x))`` of shape ``(N, m_v)`` (before ``W_h``) and the collision counts."""
-        q = apply_map("query", self.query, x, positions, self.dim)
-        k = apply_map("key", self.key, x, positions, self.dim)
-        v = apply_map("value", self.value, x, positions, self.value_dim)
-        if self.normalize:
-            q, k = normalize_rows(q), normalize_rows(k)
-        if self.scale != 1.0:
-            q, k = self.scale * q, self.scale * k
+        q, k, v = head_qkv(self, x, positions)
         counts = None
         if self.kind == "anna":
             attended, counts = anna_attention(q, k, v, self.lsh, seed=seed, causal=causal)
@@ -243,11 +231,11 @@ class Layer:
     def __post_init__(self) -> None:
         heads = tuple(self.heads) if isinstance(self.heads, (list, tuple)) else self.heads
         if not isinstance(heads, tuple) or not all(isinstance(h, Head) for h in heads):
-            raise ValueError(f"heads must be a sequence of Head, got {self.heads!r}")
+            raise ParameterError(f"heads must be a sequence of Head, got {self.heads!r}")
         object.__setattr__(self, "heads", heads)
         if self.mlp is not None and not isinstance(self.mlp, MLP) and not callable(self.mlp):
-            raise ValueError(f"mlp must be an MLP, a callable f(x, positions) or None, got {self.mlp!r}")
-        object.__setattr__(self, "causal", _check_bool("causal", self.causal))
+            raise ParameterError(f"mlp must be an MLP, a callable f(x, positions) or None, got {self.mlp!r}")
+        object.__setattr__(self, "causal", check_bool("causal", self.causal))
 
     @property
     def n_parameters(self) -> int:
@@ -286,7 +274,7 @@ class TokenEmbedding:
         if self.positions is not None:
             positions = Linear(self.positions).weight
             if positions.shape[1] != tokens.shape[1] or positions.dtype != tokens.dtype:
-                raise ValueError(f"positions must be (max_len, {tokens.shape[1]}) of dtype {tokens.dtype}, "
+                raise ShapeError(f"positions must be (max_len, {tokens.shape[1]}) of dtype {tokens.dtype}, "
                                  f"got {positions.shape} of dtype {positions.dtype}")
             object.__setattr__(self, "positions", positions)
 
@@ -308,15 +296,9 @@ class TokenEmbedding:
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         if not isinstance(inputs, np.ndarray) or inputs.ndim != 1 or not np.issubdtype(inputs.dtype, np.integer):
-            raise ValueError(f"inputs must be a 1-D integer array of token ids, got "
+            raise ShapeError(f"inputs must be a 1-D integer array of token ids, got "
                              f"{type(inputs).__name__} {getattr(inputs, 'shape', '')} {getattr(inputs, 'dtype', '')}")
-        if inputs.size and (inputs.min() < 0 or inputs.max() >= self.vocab_size):
-            raise ValueError(f"inputs must be token ids in [0, {self.vocab_size}), got values in "
-                             f"[{inputs.min()}, {inputs.max()}]")
-        if self.max_len is not None and inputs.shape[0] > self.max_len:
-            raise ValueError(f"inputs has length {inputs.shape[0]}, longer than max_len {self.max_len}")
-        x = self.tokens[inputs]
-        return x if self.positions is None else x + self.positions[: inputs.shape[0]]
+        return embed_tokens(self, inputs)
 
     def __repr__(self) -> str:
         return f"TokenEmbedding(vocab {self.vocab_size}, d={self.dim}, max_len {self.max_len})"
@@ -377,10 +359,10 @@ class Transformer:
 
     def __post_init__(self) -> None:
         if not isinstance(self.embedding, TokenEmbedding) and not callable(self.embedding):
-            raise ValueError(f"embedding must be a TokenEmbedding or a callable, got {self.embedding!r}")
+            raise ParameterError(f"embedding must be a TokenEmbedding or a callable, got {self.embedding!r}")
         layers = tuple(self.layers) if isinstance(self.layers, (list, tuple)) else self.layers
         if not isinstance(layers, tuple) or not all(isinstance(layer, Layer) for layer in layers):
-            raise ValueError(f"layers must be a sequence of Layer, got {self.layers!r}")
+            raise ParameterError(f"layers must be a sequence of Layer, got {self.layers!r}")
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "readout", as_token_map("readout", self.readout))
         object.__setattr__(self, "seed", normalize_seed(self.seed))
@@ -404,7 +386,7 @@ class Transformer:
                 checks.append((f"layer {l} mlp", layer.mlp.dim))
         for where, dim in checks:
             if dim is not None and dim != d:
-                raise ValueError(f"{where} dimension is {dim}, but the model dimension d is {d}")
+                raise ModelError(f"{where} dimension is {dim}, but the model dimension d is {d}")
 
     # -- semantics ----------------------------------------------------------------------------
 
@@ -414,32 +396,26 @@ class Transformer:
         return derive_head_seed(self.seed, layer, head) if own is None else own
 
     def run(self, inputs: Any) -> ForwardTrace:
-        """Forward pass keeping the residual stream after every layer and the collision counts."""
+        """Forward pass keeping the residual stream after every layer and the collision counts.
+
+        Each head attends (:meth:`Head.attention`); :func:`~.forward.finish_layer` adds the heads'
+        ``W_h`` outputs and the MLP, as the batched evaluator and the decompiler do.
+        """
         x = self.embedding(inputs)
         if isinstance(x, np.ndarray):
             x = np.ascontiguousarray(x)
         x = check_float_matrix("embedding output", x)
         if x.shape[1] != self.dim:
-            raise ValueError(f"embedding output must have d = {self.dim} columns, got shape {x.shape}")
+            raise ShapeError(f"embedding output must have d = {self.dim} columns, got shape {x.shape}")
         positions = np.arange(x.shape[0], dtype=np.int64)
         states, counts = [x], []
         for l, layer in enumerate(self.layers):
-            update = np.zeros_like(x)
-            layer_counts = []
+            attended, layer_counts = [], []
             for h, head in enumerate(layer.heads):
-                if isinstance(head.output, Placement):   # a block of the stream: add it in place
-                    attended, head_counts = head.attention(x, positions, layer.causal, self.head_seed(l, h))
-                    update[:, head.output.columns] += attended
-                else:
-                    contribution, head_counts = head.attend(x, positions, layer.causal, self.head_seed(l, h))
-                    if contribution.shape[1] != self.dim:
-                        raise ValueError(f"layer {l} head {h} output must have d = {self.dim} columns, "
-                                         f"got shape {contribution.shape}")
-                    update += contribution
+                out, head_counts = head.attention(x, positions, layer.causal, self.head_seed(l, h))
+                attended.append(out)
                 layer_counts.append(head_counts)
-            x = x + update
-            if layer.mlp is not None:
-                x = x + apply_map(f"layer {l} mlp", layer.mlp, x, positions, self.dim)
+            x = finish_layer(self, l, x, attended, positions)
             states.append(x)
             counts.append(tuple(layer_counts))
         outputs = self.readout(x, positions)
@@ -476,15 +452,15 @@ class Transformer:
         This is docs/theory.md §6: ``trained_softmax.with_attention("anna", lsh=LSHConfig(...), seed=s)``.
         """
         if kind not in HEAD_KINDS:
-            raise ValueError(f"kind must be one of {HEAD_KINDS}, got {kind!r}")
+            raise ParameterError(f"kind must be one of {HEAD_KINDS}, got {kind!r}")
         if lsh is not None and kind != "anna":
-            raise ValueError(f"lsh is only for kind='anna', got kind={kind!r}")
+            raise ParameterError(f"lsh is only for kind='anna', got kind={kind!r}")
         if isinstance(lsh, LSHConfig) or lsh is None:
             per_layer = [lsh] * len(self.layers)
         else:
             per_layer = list(lsh)
             if len(per_layer) != len(self.layers):
-                raise ValueError(f"lsh must be one LSHConfig or one per layer ({len(self.layers)}), "
+                raise ParameterError(f"lsh must be one LSHConfig or one per layer ({len(self.layers)}), "
                                  f"got {len(per_layer)}")
         layers = []
         for l, (layer, layer_lsh) in enumerate(zip(self.layers, per_layer)):
@@ -494,7 +470,7 @@ class Transformer:
                 if kind == "anna":
                     changes["lsh"] = layer_lsh if layer_lsh is not None else head.lsh
                     if changes["lsh"] is None:
-                        raise ValueError(f"lsh is required to turn layer {l} head {h} ({head.kind}) into anna")
+                        raise ParameterError(f"lsh is required to turn layer {l} head {h} ({head.kind}) into anna")
                     changes["seed"] = None if seed is not None else head.seed
                 else:
                     changes["lsh"], changes["seed"] = None, None

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
+from ..errors import ParameterError
+
 __all__ = ["ResourceReport", "HEAD_KINDS"]
 
 HEAD_KINDS = ("anna", "ema", "softmax", "lowrank")
@@ -12,7 +14,7 @@ HEAD_KINDS = ("anna", "ema", "softmax", "lowrank")
 
 def _check_count(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        raise ParameterError(f"{name} must be a non-negative int, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -64,25 +66,25 @@ class ResourceReport:
         for name in ("heads_per_layer", "kinds", "tables", "hash_functions"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or len(value) != self.depth:
-                raise ValueError(f"{name} must be a tuple with one entry per layer ({self.depth}), got {value!r}")
+                raise ParameterError(f"{name} must be a tuple with one entry per layer ({self.depth}), got {value!r}")
         for layer, n_heads in enumerate(self.heads_per_layer):
             _check_count(f"heads_per_layer[{layer}]", n_heads)
             for name in ("kinds", "tables", "hash_functions"):
                 row = getattr(self, name)[layer]
                 if not isinstance(row, tuple) or len(row) != n_heads:
-                    raise ValueError(f"{name}[{layer}] must be a tuple of {n_heads} entries, got {row!r}")
+                    raise ParameterError(f"{name}[{layer}] must be a tuple of {n_heads} entries, got {row!r}")
             for head, (kind, ell, functions) in enumerate(zip(self.kinds[layer], self.tables[layer],
                                                               self.hash_functions[layer])):
                 where = f"layer {layer} head {head}"
                 if kind not in HEAD_KINDS:
-                    raise ValueError(f"{where}: kind must be one of {HEAD_KINDS}, got {kind!r}")
+                    raise ParameterError(f"{where}: kind must be one of {HEAD_KINDS}, got {kind!r}")
                 _check_count(f"tables of {where}", ell)
                 _check_count(f"hash_functions of {where}", functions)
                 if kind == "anna" and (ell < 1 or functions < ell or functions % ell):
-                    raise ValueError(f"{where}: an anna head needs ell >= 1 tables and z*ell hash functions "
+                    raise ParameterError(f"{where}: an anna head needs ell >= 1 tables and z*ell hash functions "
                                      f"(a multiple of ell), got {ell} and {functions}")
                 if kind != "anna" and (ell or functions):
-                    raise ValueError(f"{where}: a {kind} head has no LSH tables, got {ell} and {functions}")
+                    raise ParameterError(f"{where}: a {kind} head has no LSH tables, got {ell} and {functions}")
 
     @property
     def max_heads(self) -> int:

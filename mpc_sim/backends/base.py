@@ -27,7 +27,7 @@ from ..trace import OutputStats, RoundStats, Violation
 __all__ = [
     "BackendError", "CheckpointError", "LIMIT_ERRORS", "Limits", "over_limit", "Traffic",
     "run_steps", "call_batch_step", "assemble_state", "assemble_batch", "concat_batches", "machine_by_machine",
-    "step_result", "check_state", "check_message_dtype", "check_sources", "check_destinations",
+    "step_result", "check_state", "initial_state", "check_message_dtype", "check_sources", "check_destinations",
     "check_lengths", "check_batch",
 ]
 
@@ -236,6 +236,13 @@ def check_state(state: object, machines: int, protocol: Protocol, *, round: int,
     if state.dtype != protocol.word_dtype:
         raise ProtocolError(f"{protocol.name} returned {state.dtype} words, its word dtype is "
                             f"{np.dtype(protocol.word_dtype)}", round=round)
+
+
+def initial_state(protocol: Protocol, config: MPCConfig, words: np.ndarray) -> ClusterState:
+    """The protocol's initial state of ``words``, checked like any round's state (round 0)."""
+    state = protocol.initial_state(config, words)
+    check_state(state, config.machines, protocol, round=0)
+    return state
 
 
 def check_message_dtype(batch: MessageBatch, protocol: Protocol, *, round: int) -> None:

@@ -36,13 +36,14 @@ from __future__ import annotations
 import numpy as np
 
 from anna.transformer import Transformer
+from anna.transformer.forward import finish_layer, head_qkv
 from mpc_sim import ClusterState, ConfigError, Delivery, MessageBatch, MPCConfig, ProtocolError, hash64
 
 from ._batch import (RoundOutput, group_keys, inbox_words, lookup, read_memories, received_rows,
                      segmented_exclusive_sum)
 from .base import ModelProtocol, smallest_memory_config
 from .plan import OVERSAMPLING, AnnaPlan, LayerPlan, TreePlan, heap_depths, make_anna_plan
-from .tokens import embed_rows, finish_layer, head_qkv, join_codes, readout_rows, split_codes, table_codes
+from .tokens import embed_rows, join_codes, readout_rows, split_codes, table_codes
 
 __all__ = ["AnnaProtocol"]
 

@@ -42,12 +42,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from anna.transformer import Transformer
+from anna.transformer.forward import finish_layer, head_qkv
 from mpc_sim import ConfigError, MPCConfig
 from mpc_sim.protocols.toolkit import tree_depth
 
 from .base import ModelProtocol, smallest_memory_config
 from .errors import PlanError
-from .tokens import ModelSpec, embed_rows, feature_map, finish_layer, head_qkv, readout_rows
+from .tokens import ModelSpec, embed_rows, feature_map, readout_rows
 
 __all__ = ["LowRankProtocol", "LowRankPlan", "lowrank_plan"]
 

@@ -37,13 +37,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from anna.transformer import Transformer
+from anna.transformer.forward import finish_layer, head_qkv
 from mpc_sim import ClusterState, ConfigError, Delivery, MessageBatch, MPCConfig
 from mpc_sim.protocols.toolkit import tree_depth
 
 from ._batch import RoundOutput, inbox_words, read_memories, received_rows
 from .base import ModelProtocol, smallest_memory_config
 from .errors import PlanError
-from .tokens import embed_rows, finish_layer, head_qkv, readout_rows
+from .tokens import embed_rows, readout_rows
 
 __all__ = ["SoftmaxProtocol", "SoftmaxPlan"]
 

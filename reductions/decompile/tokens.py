@@ -2,9 +2,11 @@
 
 Every protocol of :mod:`reductions.decompile` runs a transformer's token-wise maps (embedding,
 Q, K, V, W_h, MLP, readout ψ) on the rows of the tokens a machine holds, with their positions,
-exactly as :meth:`anna.transformer.Transformer.run` applies them to the whole sequence. This module
-is that shared vocabulary: :func:`inspect_model` reads the sizes a protocol plans with (refusing,
-with every reason, what it cannot run), and the other functions compute on blocks of rows.
+exactly as :meth:`anna.transformer.Transformer.run` applies them to the whole sequence: with the same
+functions, :mod:`anna.transformer.forward` (``head_qkv``, ``finish_layer``). This module adds what
+machines need beyond them: :func:`inspect_model` reads the sizes a protocol plans with (refusing,
+with every reason, what it cannot run), :func:`embed_rows` and :func:`readout_rows` read and write
+machine words, and the bucket codes.
 
 Embeddings. A :class:`~anna.transformer.TokenEmbedding` (trained mode: one token id per input word)
 is token-wise by construction. A theory-mode embedding must say so: wrap ``f(values, positions)``
@@ -32,16 +34,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from anna.lsh import LSHConfig
-from anna.reference import normalize_rows
 from anna.transformer import FEATURE_MAPS, Head, Linear, TokenEmbedding, Transformer
-from anna.transformer.maps import apply_map
+from anna.transformer.forward import embed_tokens
 from mpc_sim import hash64
 
 from .errors import UnsupportedModel
 
 __all__ = [
     "TokenwiseEmbedding", "HeadSpec", "LayerSpec", "ModelSpec", "inspect_model", "tolerance",
-    "embed_rows", "head_qkv", "finish_layer", "readout_rows", "table_codes", "split_codes", "join_codes",
+    "embed_rows", "readout_rows", "table_codes", "split_codes", "join_codes",
     "feature_map",
 ]
 
@@ -207,48 +208,16 @@ def feature_map(head: Head) -> Callable[[np.ndarray], np.ndarray]:
 def embed_rows(embedding: object, values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """The embedded rows of tokens with input words ``values`` at ``positions``.
 
-    A :class:`TokenEmbedding` reads token ids: ``values`` must be integers in the vocabulary.
+    A :class:`TokenEmbedding` reads token ids (:func:`anna.transformer.forward.embed_tokens`):
+    ``values`` must be integers in the vocabulary.
     """
     if isinstance(embedding, TokenEmbedding):
         ids = np.asarray(values)
         if ids.size and (not np.all(ids == np.round(ids)) or ids.min() < 0 or ids.max() >= embedding.vocab_size):
             raise ValueError(f"token ids must be integers in [0, {embedding.vocab_size}), got values in "
                              f"[{ids.min()}, {ids.max()}]")
-        x = embedding.tokens[ids.astype(np.int64)]
-        if embedding.positions is not None:
-            if positions.size and positions.max() >= embedding.max_len:
-                raise ValueError(f"position {int(positions.max())} is beyond the embedding's max_len "
-                                 f"{embedding.max_len}")
-            x = x + embedding.positions[positions]
-        return np.ascontiguousarray(x)
+        return np.ascontiguousarray(embed_tokens(embedding, ids.astype(np.int64), positions))
     return embedding.rows(values, positions)
-
-
-def head_qkv(head: Head, x: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(q, k, v)`` of a head on rows ``x``, normalised (and a lowrank head's scaled) as the head
-    does before attending."""
-    q = apply_map("query", head.query, x, positions, head.dim)
-    k = apply_map("key", head.key, x, positions, head.dim)
-    v = apply_map("value", head.value, x, positions, head.value_dim)
-    if head.normalize:
-        q, k = normalize_rows(q), normalize_rows(k)
-    if head.scale != 1.0:
-        q, k = head.scale * q, head.scale * k
-    return q, k, v
-
-
-def finish_layer(model: Transformer, layer: int, x: np.ndarray, attended: list[np.ndarray],
-                 positions: np.ndarray) -> np.ndarray:
-    """The residual stream after layer ``layer`` from its input rows ``x`` and every head's
-    attention output, in the forward pass's order: heads summed into a zero matrix, added, MLP."""
-    spec = model.layers[layer]
-    update = np.zeros_like(x)
-    for head, out in zip(spec.heads, attended):
-        update = update + apply_map("output", head.output, out, positions)
-    x = x + update
-    if spec.mlp is not None:
-        x = x + apply_map(f"layer {layer} mlp", spec.mlp, x, positions, model.dim)
-    return x
 
 
 def readout_rows(model: Transformer, x: np.ndarray, positions: np.ndarray, output_dim: int) -> np.ndarray:

@@ -1,22 +1,17 @@
 """benchmarks/bench_anna.py runs end to end on tiny sizes (imported, the BLAS worker in-process)."""
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import math
-from pathlib import Path
 
 from rich.console import Console
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_anna.py"
+from tests.anna.benchloader import load_benchmark
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_anna", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_anna")
 
 
 def test_benchmark_reports_every_required_quantity_on_tiny_sizes():

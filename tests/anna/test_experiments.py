@@ -236,7 +236,7 @@ def test_figures_without_matplotlib_raise_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_fused_gelu_mlp_is_bit_identical_to_the_transformer_mlp():
-    from anna.experiments.evaluate import _mlp
+    from anna.transformer.forward import mlp_forward as _mlp
 
     model = load_weights("match2")
     mlp = model.layers[0].mlp

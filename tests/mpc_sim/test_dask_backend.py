@@ -22,8 +22,8 @@ from mpc_sim.backends.dask import DaskOptions, connect  # noqa: E402
 from mpc_sim.errors import StepError  # noqa: E402
 from mpc_sim.trace import Retry, Trace  # noqa: E402
 from reductions.cli import main as cli_main  # noqa: E402
-from tests.mpc_sim.test_simulator import (BATCH_MALFORMED, LIMIT_ERRORS, MACHINE_MALFORMED, Returns,  # noqa: E402
-                                          Rounds, SendTo)
+from tests.strategies.engine import (BATCH_MALFORMED, LIMIT_ERRORS, MACHINE_MALFORMED, Returns,  # noqa: E402
+                                     Rounds, SendTo)
 from tests.strategies.backends import BlockDigesting, Digesting, in_process_client  # noqa: E402
 from mpc_sim.strategies import ScriptedProtocol, make_schedule, schedules  # noqa: E402
 
@@ -32,7 +32,7 @@ client = pytest.fixture(scope="module", name="client")(in_process_client)
 
 
 def on_dask(config, client, blocks=None, **kwargs) -> Simulator:
-    return Simulator(config, backend="dask", client=client, dask=DaskOptions(blocks=blocks), **kwargs)
+    return Simulator(config, backend="dask", dask=DaskOptions(blocks=blocks, client=client), **kwargs)
 
 
 def bits(a):

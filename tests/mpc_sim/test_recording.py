@@ -10,33 +10,13 @@ from mpc_sim import (MPCConfig, NotRecorded, Protocol, RecordingTooLarge, RoundB
                      make_protocol)
 from mpc_sim.strategies import ScriptedProtocol, make_schedule, schedules
 from mpc_sim.trace import PEAK_MACHINES, top_machines
+from tests.strategies.engine import reference_rounds
 
 
 def plain_top(amounts, k=PEAK_MACHINES):
     """The reference: sort every machine by (-amount, id), keep the positive ones, first k."""
     pairs = sorted(((int(a), m) for m, a in enumerate(amounts) if a > 0), key=lambda p: (-p[0], p[1]))
     return tuple((m, a) for a, m in pairs[:k])
-
-
-def reference_rounds(schedule):
-    """Per round: delivered messages (src, dst, words) by destination in inbox order, and the
-    per-machine holding / sent / received amounts, by plain loops over the schedule."""
-    q = schedule.config.machines
-    kept = [len(m) for m in schedule.initial]
-    inbox = [0] * q
-    out = []
-    for r in range(1, schedule.rounds + 1):
-        holding = [kept[i] + inbox[i] for i in range(q)]
-        messages = sorted(schedule.messages[r - 1], key=lambda m: m[0])     # per-machine order: by source
-        delivered = sorted(((s, d, len(p)) for s, d, p in messages), key=lambda m: m[1])   # stable by destination
-        sent, received = [0] * q, [0] * q
-        for s, d, p in messages:
-            sent[s] += len(p)
-            received[d] += len(p)
-        out.append((delivered, holding, sent, received))
-        kept = [len(m) for m in schedule.memories[r - 1]]
-        inbox = received
-    return out
 
 
 @given(schedules(), st.sampled_from(["machine", "batch"]))

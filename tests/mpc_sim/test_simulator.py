@@ -6,12 +6,12 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mpc_sim import (ClusterState, InputError, MemoryLimitExceeded, MessageBatch, MPCConfig, Protocol,
-                     ProtocolError, ReceiveLimitExceeded, SendLimitExceeded, Simulator, UnknownDestination,
-                     simulate)
+                     ProtocolError, Simulator, UnknownDestination, simulate)
 from mpc_sim.strategies import (BatchOnly, MachineOnly, ScriptedProtocol, expected_run, inject_violation,
                                   make_schedule, schedules)
+from tests.strategies.engine import (BATCH_MALFORMED, LIMIT_ERRORS, MACHINE_MALFORMED, Returns,
+                                     Rounds, SendTo)
 
-LIMIT_ERRORS = {"memory": MemoryLimitExceeded, "send": SendLimitExceeded, "receive": ReceiveLimitExceeded}
 # (protocol factory, simulator mode, message order the engine sees)
 STYLES = [
     (MachineOnly, "auto", "by_source"),
@@ -199,29 +199,6 @@ def test_non_strict_records_each_machine_over_the_limit():
 
 
 # --- unknown destinations and malformed protocols -------------------------------------------------
-class SendTo(Protocol):
-    """Machine 0 sends ``payload`` to ``destination`` in round 1 (both styles)."""
-
-    name = "send-to"
-
-    def __init__(self, destination, payload=(1,)):
-        self.destination, self.payload = destination, payload
-
-    def rounds_bound(self, config):
-        return 1
-
-    def step(self, ctx, machine, memory, inbox):
-        if ctx.round == 1 and machine == 0:
-            return memory[:0], [(self.destination, np.asarray(self.payload, dtype=np.int64))]
-        return memory[:0], []
-
-    def batch_step(self, ctx, state, delivery):
-        empty = ClusterState.empty(state.machines)
-        if ctx.round > 1:
-            return empty, MessageBatch.empty()
-        return empty, MessageBatch.from_list([(0, self.destination, np.asarray(self.payload, dtype=np.int64))])
-
-
 @pytest.mark.parametrize("strict", [True, False])
 @pytest.mark.parametrize("mode", ["machine", "batch"])
 @pytest.mark.parametrize("offset", [-1, 0, 7])
@@ -242,51 +219,6 @@ def test_empty_message_is_a_protocol_error(strict, mode):
         Simulator(MPCConfig(n=16, eps=0.5), strict=strict, mode=mode).run(SendTo(2, payload=()), np.arange(16))
 
 
-class Returns(Protocol):
-    """A protocol whose round 1 returns whatever ``make(ctx, state_or_memory)`` builds."""
-
-    name = "returns"
-
-    def __init__(self, make):
-        self.make = make
-
-    def rounds_bound(self, config):
-        return 1
-
-    def step(self, ctx, machine, memory, inbox):
-        return self.make(ctx, memory) if machine == 1 else (memory, [])
-
-    def batch_step(self, ctx, state, delivery):
-        return self.make(ctx, state)
-
-
-BATCH_MALFORMED = {
-    "nothing": (lambda ctx, st: None, "must return"),
-    "state only": (lambda ctx, st: st, "must return"),
-    "no batch": (lambda ctx, st: (st, None), "not a MessageBatch"),
-    "list batch": (lambda ctx, st: (st, [(0, 1, [1])]), "not a MessageBatch"),
-    "no state": (lambda ctx, st: (None, MessageBatch.empty()), "not a ClusterState"),
-    "too few machines": (lambda ctx, st: (ClusterState.empty(2), MessageBatch.empty()), "state of 2 machines"),
-    "float state": (lambda ctx, st: (ClusterState.empty(st.machines, np.float64), MessageBatch.empty()),
-                    "float64 words"),
-    "float messages": (lambda ctx, st: (st, MessageBatch.from_list([(0, 1, [1.5])], np.float64)), "carry float64"),
-    "bad source": (lambda ctx, st: (st, MessageBatch.from_list([(9, 1, [1])])), "source 9"),
-    "negative length": (lambda ctx, st: (st, MessageBatch(np.array([0, 0]), np.array([1, 1]),
-                                                          np.array([0, 2, 1]), np.array([1]))), "carries -1 words"),
-}
-MACHINE_MALFORMED = {
-    "nothing": (lambda ctx, mem: None, "step must return"),
-    "three things": (lambda ctx, mem: (mem, [], []), "step must return"),
-    "2-D memory": (lambda ctx, mem: (mem.reshape(1, -1), []), "must be a 1-D array"),
-    "float memory": (lambda ctx, mem: (mem + 0.5, []), "must hold integer words"),
-    "messages not pairs": (lambda ctx, mem: (mem, [(1,)]), "must be \\(destination, payload\\) pairs"),
-    "messages None": (lambda ctx, mem: (mem, None), "must be \\(destination, payload\\) pairs"),
-    "2-D payload": (lambda ctx, mem: (mem, [(0, np.ones((2, 2), dtype=np.int64))]), "must be a 1-D array"),
-    "float payload": (lambda ctx, mem: (mem, [(0, [0.5])]), "must hold integer words"),
-    "float destination": (lambda ctx, mem: (mem, [(1.7, [1])]), "machine ids must be integers"),
-}
-
-
 @pytest.mark.parametrize("name", sorted(BATCH_MALFORMED))
 def test_malformed_batch_step_results_are_protocol_errors_naming_the_round(name):
     make, message = BATCH_MALFORMED[name]
@@ -302,23 +234,6 @@ def test_malformed_step_results_are_protocol_errors_naming_the_round(name):
         Simulator(MPCConfig(n=16, eps=0.5), mode="machine").run(Returns(make), np.arange(16))
     assert info.value.round == 1
     assert "machine 1" in str(info.value)
-
-
-class Rounds(Protocol):
-    """Machine 0 sends one word to itself in each of its first ``k`` rounds."""
-
-    name = "rounds"
-
-    def __init__(self, k):
-        self.k = k
-
-    def rounds_bound(self, config):
-        return self.k
-
-    def step(self, ctx, machine, memory, inbox):
-        if machine == 0 and ctx.round <= self.k:
-            return memory[:0], [(0, np.array([ctx.round]))]
-        return memory[:0], []
 
 
 def test_never_halting_protocol_is_stopped_at_max_rounds():

@@ -8,7 +8,7 @@ from mpc_sim import MPCConfig, Simulator, make_protocol
 from mpc_sim.strategies import ScriptedProtocol, make_schedule, schedules
 from mpc_sim.testing import BudgetExceeded, assert_within, budget_problems
 from mpc_sim.trace import PEAK_MACHINES
-from tests.mpc_sim.test_recording import reference_rounds
+from tests.strategies.engine import reference_rounds
 
 pytest_plugins = ["pytester"]
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anna.lsh import E2LSH, CrossPolytope, Hyperplane, LSHConfig
+from anna.strategies import lsh_families
 from anna.tasks import generate_match2, match2_labels
 from anna.transformer import Head, Layer, Transformer, init_transformer
 from mpc_sim import ConfigError, InputError, MPCConfig, ReceiveLimitExceeded, Simulator
@@ -94,15 +95,12 @@ def test_match2_task_model_labels_every_token_through_the_protocol():
     assert np.array_equal(run.output[:, 0], match2_labels(data.astype(np.int64), 37))
 
 
-_FAMILIES = st.sampled_from([Hyperplane(), E2LSH(1.0), CrossPolytope()])
-
-
 @st.composite
 def anna_models(draw):
     depth, heads = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     m, ell, z = draw(st.integers(1, 4)), draw(st.integers(1, 6)), draw(st.integers(1, 3))
     model = init_transformer(vocab_size=6, dim=m * heads, n_outputs=2, depth=depth, heads=heads, max_len=64,
-                             kind="anna", lsh=LSHConfig(draw(_FAMILIES), z=z, ell=ell),
+                             kind="anna", lsh=LSHConfig(draw(lsh_families()), z=z, ell=ell),
                              causal=draw(st.booleans()), normalize=draw(st.booleans()), seed=draw(st.integers(0, 999)))
     return model, draw(st.integers(1, 40)), draw(st.sampled_from([None, 1, 2, 4])), draw(st.integers(0, 99))
 
