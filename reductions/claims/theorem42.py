@@ -76,7 +76,7 @@ class Theorem42(Claim):
         self.eps_prime, self.layers, self.memory_factor = eps_prime, layers, memory_factor
         self.exponents, self.quick_exponents = exponents, quick_exponents
         self.simulate = simulate if simulate is not None else {4.0: tuple(range(3, 11)), 16.0: tuple(range(4, 12))}
-        self.quick_simulate = quick_simulate if quick_simulate is not None else {4.0: tuple(range(3, 9)),
+        self.quick_simulate = quick_simulate if quick_simulate is not None else {4.0: tuple(range(4, 9)),
                                                                                      16.0: tuple(range(4, 10))}
         self.baseline_exponents, self.quick_baseline_exponents = baseline_exponents, quick_baseline_exponents
         self.rho_pairs = rho_pairs
