@@ -136,6 +136,42 @@ def test_vectorised_encoding_and_averaging_match_the_dense_layout(make):
             assert np.array_equal(m.words, decoded.words[decoded.offsets[j]:decoded.offsets[j + 1]])
 
 
+@given(seed=st.integers(0, 2**32 - 1), groups=st.integers(1, 6), pairs=st.integers(1, 400),
+       span=st.sampled_from([8, 64, 4096]))
+@settings(max_examples=40)
+def test_group_sums_equal_a_numpy_reference_whether_cells_are_counted_or_sorted(seed, groups, pairs, span):
+    from reductions.compile.sparse import Items
+    rng = np.random.default_rng(seed)
+    n_items, per_item = 50, 3
+    cells = np.sort(rng.choice(span, size=(n_items, per_item)), axis=1)
+    items = Items(rng.integers(-1000, 1000, size=(n_items, 5)).astype(np.float64), np.arange(n_items), cells)
+    group = rng.integers(0, groups, size=pairs)
+    item = rng.integers(0, n_items, size=pairs)
+    weight = rng.integers(1, 4, size=pairs).astype(np.float64)
+    g, cell, sums = group_sums(group, item, weight, items, span)
+    keys = (group[:, None] * span + cells[item]).ravel()
+    unique, inverse = np.unique(keys, return_inverse=True)
+    expected = np.zeros((unique.shape[0], 5))
+    np.add.at(expected, inverse, np.repeat(weight[:, None] * items.items[item], per_item, axis=0))
+    assert np.array_equal(g * span + cell, unique) and np.array_equal(sums, expected)
+
+
+def test_decoding_many_groups_at_once_equals_decoding_each_group_alone():
+    layout = HashedLayout(capacity=12, max_senders=6, machines=50)
+    rng = np.random.default_rng(3)
+    messages = [m for dst, senders in enumerate((5, 1, 3, 6, 2))
+                for m in _random_messages(rng, layout, receivers=1, senders_per_receiver=senders)
+                for m in [Message(m.src, dst, m.words)]]
+    _, g, cell, average = _sparse_average(layout, messages)
+    together = decode_groups(layout, g, cell, average, 5)       # each group's cells overwrite the last's
+    for dst, senders in enumerate((5, 1, 3, 6, 2)):
+        alone = decode_groups(layout, np.zeros(int((g == dst).sum()), dtype=np.int64), cell[g == dst],
+                              average[g == dst], 1)
+        got = np.flatnonzero(together.group == dst)
+        assert together.src[got].tolist() == alone.src.tolist() and got.size == senders
+        assert np.array_equal(together.words[together.offsets[got[0]]:together.offsets[got[-1] + 1]], alone.words)
+
+
 @given(seed=st.integers(0, 2**32 - 1), senders=st.integers(1, 8), capacity=st.integers(1, 30))
 @settings(max_examples=40)
 def test_hashed_peeling_kernel_decodes_exactly_what_the_dense_decoder_decodes(seed, senders, capacity):
