@@ -555,7 +555,8 @@ def _cli_cases() -> list[Cli]:
     add("--example", "--n", "8", base=("decompile",), id="decompile nothing")
     add("--example", "junk.npz", "--n", "8", base=("decompile", "--example", "random"), id="decompile both")
     exp = ("experiment", "match2", "--quick")
-    for flag, value in (("--seeds", "0"), ("--seeds", "x"), ("--threads", "0"), ("--steps", "0"), ("--family", "x")):
+    for flag, value in (("--seeds", "0"), ("--seeds", "x"), ("--threads", "0"), ("--steps", "0"), ("--family", "x"),
+                        ("--z", "0")):
         add(flag, flag, value, base=exp)
     add("--json", "--json", "/proc/version/grid.json", base=exp)
     add("--plots", "--plots", "/proc/version", base=exp)

@@ -228,6 +228,16 @@ def test_cli_quick_run_prints_the_tables_and_writes_the_json(tmp_path, capsys):
     assert {c["seeds"] for c in data["grid"]} == {1}
 
 
+def test_cli_z_option_evaluates_only_the_given_zs(tmp_path, capsys):
+    from reductions.cli import main
+
+    path = tmp_path / "grid.json"
+    assert main(["experiment", "match2", "--quick", "--seeds", "1", "--z", "4", "--z", "1", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert {c["z"] for c in data["grid"]} == {1, 4}
+    assert len(data["grid"]) == 2 * len(EXPERIMENTS["match2"].quick().ells[0])
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_figures_are_written_as_png(task, tmp_path):
     pytest.importorskip("matplotlib", reason="figures need the optional extra 'plot' (matplotlib)")
