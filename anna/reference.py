@@ -410,14 +410,9 @@ def collision_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, z: int = 1,
         queries and keys matter.
     z : int
         Hash functions per table (the exponent), ``>= 1``.
-    causal : bool
-        Query ``i`` sees keys ``j <= i`` only (requires ``N_q == N_k``).
-    chunk : int
-        Queries per block; the result does not depend on it.
-
-    Returns
-    -------
-    ndarray, shape (N_q, d_v), dtype of ``v``
+    causal, chunk
+        As in :func:`softmax_attention`; the result, of shape ``(N_q, d_v)`` and ``v``'s dtype,
+        does not depend on ``chunk``.
 
     Examples
     --------
