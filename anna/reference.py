@@ -420,8 +420,8 @@ def collision_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, z: int = 1,
     >>> q = np.array([[1.0, 0.0]]); k = np.array([[1.0, 0.0], [0.0, 1.0]]); v = np.array([[3.0], [0.0]])
     >>> collision_attention(q, k, v, z=1).round(3).tolist()          # weights 1 and 1/2
     [[2.0]]
-    >>> collision_attention(q, k, v, z=3).round(3).tolist()          # weights 1 and 1/8
-    [[2.667]]
+    >>> collision_attention(q, k, v, z=3).round(2).tolist()          # weights 1 and 1/8
+    [[2.67]]
     """
     q, k, v = _check_qkv(q, k, v, causal)
     chunk = _check_chunk(chunk)
