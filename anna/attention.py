@@ -107,7 +107,7 @@ def _hash_pair(q: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _codes(family, x: np.ndarray, params) -> np.ndarray:
     """Table-major codes (ell, N) of already-validated rows."""
-    table_codes = getattr(family, "_table_codes", None)
+    table_codes = getattr(family, "table_codes", None)  # FamilyBase's; other LSHFamily objects: hash
     if table_codes is not None:
         return table_codes(x, params)
     return np.ascontiguousarray(family.hash(x, params, table_major=True))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-from anna.lsh import E2LSH, CrossPolytope, Hyperplane, LSHConfig
+from anna.lsh import FAMILIES, LSHConfig
 
 __all__ = ["AttentionInputs", "attention_inputs", "lsh_families", "lsh_configs", "FLOAT_DTYPES"]
 
@@ -82,11 +82,15 @@ def attention_inputs(draw, *, max_queries: int = 24, max_keys: int = 24, max_dim
 
 
 def lsh_families(*, angular_only: bool = False) -> st.SearchStrategy:
-    """The three families with a few parameter choices."""
-    angular = [Hyperplane(), CrossPolytope(), CrossPolytope(rotations=1)]
-    if angular_only:
-        return st.sampled_from(angular)
-    return st.sampled_from([E2LSH(0.5), E2LSH(2.0), E2LSH(4.0), *angular])
+    """The ``examples()`` of every family registered in :data:`anna.lsh.FAMILIES` (when called).
+
+    Examples
+    --------
+    >>> lsh_families(angular_only=True)
+    sampled_from([Hyperplane(), CrossPolytope(rotations=3), CrossPolytope(rotations=1)])
+    """
+    return st.sampled_from([family for cls in FAMILIES.values() if cls.angular or not angular_only
+                            for family in cls.examples()])
 
 
 @st.composite

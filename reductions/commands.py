@@ -149,7 +149,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
             console.print(f"figure: {path}")
     if args.json is not None:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1))
-    failed = [r for r in results if not r.holds]
+    failed = [r for r in results if r.failed]
     seconds = time.perf_counter() - start
     console.print(("[green]all claims hold[/]" if not failed else f"[bold red]{len(failed)} claim(s) fail[/]")
                   + f" ({len(results)} checks, {seconds:.0f} s)")

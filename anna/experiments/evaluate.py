@@ -27,7 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import ModelError, ParameterError, ShapeError
-from ..lsh import CrossPolytope, Hyperplane, LSHConfig
+from ..lsh import FAMILIES as LSH_FAMILIES
+from ..lsh import LSHConfig
 from ..reference import collision_attention
 from ..train.loop import token_errors
 from ..transformer import Head, Transformer, derive_head_seed
@@ -43,8 +44,9 @@ __all__ = [
     "surrogate_logits",
 ]
 
-FAMILIES = {"hyperplane": Hyperplane(), "cross_polytope": CrossPolytope()}
-"""The angular LSH families offered for the experiments, by CLI name."""
+FAMILIES = {key: cls() for key, cls in LSH_FAMILIES.items() if cls.angular}
+"""The angular LSH families offered for the experiments, by CLI name (their key in
+:data:`anna.lsh.FAMILIES`), with default parameters."""
 
 Progress = Callable[[int, int], None]
 
@@ -311,7 +313,8 @@ def evaluate_grid(model: Transformer, inputs: np.ndarray, targets: np.ndarray, e
     ells : sequence of sequences of int
         The ℓ values of every layer; the grid is their product with ``zs``.
     zs : sequence of int
-    family : {"hyperplane", "cross_polytope"}
+    family : str
+        A key of :data:`FAMILIES` ("hyperplane", "cross_polytope").
     seeds : int
         Hashing seeds ``0 .. seeds-1`` (model seeds of ``with_attention``).
     batch_rows : int

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import lsh as lsh_module
 from ..errors import LoadError, ModelError
-from ..lsh import LSHConfig
+from ..lsh import FAMILIES, LSHConfig, family_class
 from .maps import MLP, Linear
 from .model import Head, Layer, TokenEmbedding, Transformer
 
@@ -26,7 +25,6 @@ __all__ = ["save_transformer", "load_transformer", "FORMAT", "VERSION", "LoadErr
 
 FORMAT = "anna-mpc/transformer"
 VERSION = 1
-_LSH_FAMILIES = ("E2LSH", "Hyperplane", "CrossPolytope")
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -36,11 +34,17 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".npz"), path.with_name(path.name + ".json")
 
 
+def _saved_families() -> tuple[str, ...]:
+    """What an LSH family is saved as: its class name, for every family in anna.lsh.FAMILIES."""
+    return tuple(cls.__name__ for cls in FAMILIES.values())
+
+
 def _lsh_to_json(config: LSHConfig) -> dict:
     family = config.family
     name = type(family).__name__
-    if name not in _LSH_FAMILIES or not dataclasses.is_dataclass(family):
-        raise ModelError(f"cannot save LSH family {family!r}: expected one of {_LSH_FAMILIES}")
+    if name not in _saved_families() or type(family) is not family_class(name):
+        raise ModelError(f"cannot save LSH family {family!r}: expected one of {_saved_families()} "
+                         f"(a family is saved once registered in anna.lsh.FAMILIES)")
     params = {f.name: getattr(family, f.name) for f in dataclasses.fields(family)}
     for key, value in params.items():
         if not isinstance(value, (int, float, str, bool, type(None))):
@@ -50,11 +54,11 @@ def _lsh_to_json(config: LSHConfig) -> dict:
 
 def _lsh_from_json(data: dict, meta: "_Fields", where: str) -> LSHConfig:
     family = meta.get(data, "family", str, where)
-    if family not in _LSH_FAMILIES:
-        raise meta.fail(where + "family", f"is {family!r}; expected one of {_LSH_FAMILIES}")
+    if family not in _saved_families():
+        raise meta.fail(where + "family", f"is {family!r}; expected one of {_saved_families()}")
     params = meta.get(data, "params", dict, where)
     try:
-        instance = getattr(lsh_module, family)(**params)
+        instance = family_class(family)(**params)
     except (TypeError, ValueError) as exc:
         raise meta.fail(where + "params", f"are refused by {family}: {exc}") from exc
     try:

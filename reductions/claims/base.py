@@ -10,7 +10,11 @@ Every checked quantity becomes a :class:`ClaimResult` of one of four kinds:
 * ``bound`` -- the theorem gives an upper bound on a value at every point: ``ratio = max y /
   bound`` over the sweep must be at most ``1 + tolerance``;
 * ``exact`` -- a count that must be exact (outputs equal to the reference, depth equal to a
-  formula): ``measured`` is the fraction of points that are right, the prediction 1.
+  formula): ``measured`` is the fraction of points that are right, the prediction 1;
+* ``not applicable`` -- a setting the issue asks for where a hypothesis of the theorem fails:
+  ``measured`` is the quantity that breaks it, ``predicted`` the threshold it must meet, ``holds``
+  False (the hypothesis does not hold) and the detail says why; the table prints ``n/a`` and
+  :attr:`ClaimResult.failed` is False, since the theorem claims nothing there.
 
 Every result carries the sweep series it was computed from (``n`` and the measured values), the fit
 and the prediction, so ``anna-mpc verify --json`` and ``--plots`` show where the verdict came from.
@@ -29,7 +33,7 @@ from rich.table import Table
 __all__ = ["ClaimResult", "SweepPoint", "Claim", "Fit", "LogLogFit", "fit_loglog", "results_table", "KINDS",
            "DEFAULT_TOLERANCE"]
 
-KINDS = ("exponent", "slope at most", "bound", "exact")
+KINDS = ("exponent", "slope at most", "bound", "exact", "not applicable")
 DEFAULT_TOLERANCE = 0.1
 """How far a fitted exponent may land from the theorem's (docs/theory.md §4; issue 11)."""
 
@@ -144,6 +148,11 @@ class ClaimResult:
         object.__setattr__(self, "holds", bool(self.holds))
 
     @property
+    def failed(self) -> bool:
+        """A check the theorem makes that does not hold (``not applicable`` rows never fail)."""
+        return not self.holds and self.kind != "not applicable"
+
+    @property
     def n_range(self) -> tuple[float, float] | None:
         return (min(self.xs), max(self.xs)) if self.xs and self.x_label == "n" else None
 
@@ -217,6 +226,13 @@ class Claim:
                            tuple(int(o) for o in oks), x_label, y_label, None, detail)
 
 
+    def not_applicable(self, quantity: str, measured: float, required: float, *, y_label: str = "",
+                       detail: str = "") -> ClaimResult:
+        """A setting where the theorem's hypothesis ``measured < required`` fails (module docstring)."""
+        return ClaimResult(self.name, quantity, "not applicable", measured, required, 0.0, measured < required,
+                           measured / required if required > 0 else None, (), (), "n", y_label, None, detail)
+
+
 def _with_r2(detail: str, fit: Fit) -> str:
     return f"{detail}; r2 {fit.r2:.3f}" if detail else f"r2 {fit.r2:.3f}"
 
@@ -244,7 +260,7 @@ def _span(r: ClaimResult) -> str:
 
 
 def _predicted_cell(r: ClaimResult) -> str:
-    sign = {"exponent": "", "slope at most": "<= ", "bound": "<= ", "exact": ""}[r.kind]
+    sign = {"exponent": "", "slope at most": "<= ", "bound": "<= ", "exact": "", "not applicable": "< "}[r.kind]
     return "all" if r.kind == "exact" else sign + fmt(r.predicted)
 
 
@@ -252,7 +268,7 @@ def _measured_cell(r: ClaimResult) -> str:
     if r.kind == "exact":
         return f"{sum(1 for y in r.ys if y)}/{len(r.ys)}"
     text = fmt(r.measured)
-    if r.kind in ("slope at most", "bound") and r.ratio is not None:
+    if r.kind in ("slope at most", "bound", "not applicable") and r.ratio is not None:
         text += f" ({r.ratio:.2f}x)"
     return text
 
@@ -270,7 +286,7 @@ def results_table(results: Sequence[ClaimResult]) -> Table:
     table.add_column("tol", justify="right", no_wrap=True, width=5)
     table.add_column("ok", no_wrap=True, width=3)
     for r in results:
-        verdict = "[green]yes[/]" if r.holds else "[bold red]NO[/]"
+        verdict = "[green]yes[/]" if r.holds else "[yellow]n/a[/]" if not r.failed else "[bold red]NO[/]"
         tol = "0" if r.tolerance == 0 else f"{r.tolerance:.2g}"
         table.add_row(escape(r.claim.replace("Theorem ", "")), escape(r.quantity), _span(r), _measured_cell(r), _predicted_cell(r),
                       tol, verdict)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -21,32 +20,11 @@ from ..constructions.threesum import predicted_width_exponent
 from ..plots import FigureSpec
 from ..plots_tasks import khop_depth_figure
 from .base import Claim, ClaimResult, SweepPoint
+from .jitter import failure_bounds, jittered, lsh_failures
 
 __all__ = ["Theorem52", "Theorem54", "Theorem56", "ThreeSumWidth", "jittered"]
 
 Progress = Callable[[str], None] | None
-
-
-def jittered(model, radius: float, seed: int):
-    """``model`` with every head's queries and keys moved by a seeded random vector of norm at
-    most ``radius / 2`` (each position its own): equal integer keys become near pairs at distance
-    up to ``radius`` instead of 0, so Algorithm 1 must find them through its ``ell`` tables (the
-    recall half of Theorem 3.4), not by hashing identical points."""
-    def shift(base, salt: int):
-        def moved(x, positions):
-            out = np.asarray(base(x, positions), dtype=np.float64)
-            rng = np.random.default_rng([seed, salt, out.shape[0], out.shape[1]])
-            d = rng.standard_normal(out.shape)
-            d *= (radius / 2) * rng.uniform(0.0, 1.0, (out.shape[0], 1)) / np.linalg.norm(d, axis=1, keepdims=True)
-            return np.ascontiguousarray(out + d)
-        return moved
-
-    layers = []
-    for li, layer in enumerate(model.layers):
-        heads = tuple(dataclasses.replace(h, query=shift(h.query, 3 * li + 1), key=shift(h.key, 3 * li + 2))
-                      for h in layer.heads)
-        layers.append(dataclasses.replace(layer, heads=heads))
-    return dataclasses.replace(model, layers=tuple(layers))
 
 
 def _say(progress: Progress, text: str) -> None:
@@ -116,23 +94,92 @@ def _khop_errors(model, n: int, k: int, seed: int) -> int:
     return int((model(inputs[1:]) != targets).sum())
 
 
+def _near_key_runs(anna, n: int, k: int, seeds: Sequence[int]) -> dict:
+    """The direct k-hop model ``anna`` (theory z, ell for ``n``) run with queries and keys moved
+    within ``r`` (:func:`~reductions.claims.jitter.jittered`, equal keys kept equal), once per seed
+    (data and shifts): token errors, LSH recall misses and far hits summed, and the bounds."""
+    totals = {"runs": 0, "failed_runs": 0, "bad_runs": 0, "errors": 0, "queries": 0, "misses": 0,
+              "far_hits": 0, "collided_tables": 0, "tried_tables": 0}
+    heads = 0
+    for s in seeds:
+        inputs, targets = generate_khop(n, 4, k, seed=s)
+        near = jittered(anna, INT_NEAR, s, keys="value")
+        counts = lsh_failures(near, anna, inputs[1:])
+        errors = int((near(inputs[1:]) != targets).sum())
+        heads = counts.heads
+        totals["runs"] += 1
+        totals["failed_runs"] += counts.failed
+        totals["bad_runs"] += errors > 0 and not counts.failed     # wrong although the LSH held
+        totals["errors"] += errors
+        for name, field in (("queries", "near_queries"), ("misses", "misses"), ("far_hits", "far_hits"),
+                            ("collided_tables", "near_tables"), ("tried_tables", "tables")):
+            totals[name] += getattr(counts, field)
+    lsh = anna.layers[0].heads[0].lsh
+    miss, run, p1z = failure_bounds(n, lsh, INT_NEAR, heads)
+    return {f"near_{name}": value for name, value in totals.items()} | {
+        "near_miss_bound": miss, "near_run_bound": run, "near_p1z": p1z, "near_z": lsh.z, "near_ell": lsh.ell}
+
+
+def _stderr_bound(bound: float, trials: int) -> float:
+    """``bound`` plus 3 binomial standard errors of a rate sampled over ``trials``."""
+    return min(1.0, bound + 3.0 * math.sqrt(bound * (1.0 - bound) / max(trials, 1)))
+
+
+def _near_key_results(claim: Claim, points: Sequence[SweepPoint], task: str) -> list[ClaimResult]:
+    """The checks of :func:`_near_key_runs`' counts: exact outputs on every run whose LSH held, the
+    per-table near collision rate against ``p1^z``, recall misses against ``(1 - p1^z)^ell`` and the
+    rate of runs with any LSH failure against the union bound (both + 3 standard errors)."""
+    ns = [p.n for p in points]
+    v = [p.values for p in points]
+    lsh = f"z {v[0]['near_z']}..{v[-1]['near_z']}, ell {v[0]['near_ell']}..{v[-1]['near_ell']}"
+    table_miss = [1.0 - x["near_collided_tables"] / x["near_tried_tables"] for x in v]
+    miss_bounds = ", ".join(f"{x['near_miss_bound']:.2g}" for x in v)
+    run_bounds = ", ".join(f"{x['near_run_bound']:.2g}" for x in v)
+    return [
+        claim.exact(f"output = {task} (ANNA, keys within r)", ns, [x["near_bad_runs"] == 0 for x in v],
+                    detail=f"queries moved <= r/2 each, equal keys together; {sum(x['near_runs'] for x in v)} runs, "
+                           f"token errors {[x['near_errors'] for x in v]}, runs with an LSH failure "
+                           f"{[x['near_failed_runs'] for x in v]} (checked below); {lsh}"),
+        claim.bound("per-table near miss <= 1 - p1^z", ns, table_miss, [1.0 - x["near_p1z"] for x in v],
+                    y_label="near pairs missed per table",
+                    detail=f"{sum(x['near_tried_tables'] for x in v)} (near group, table) trials; p1 at distance r"),
+        claim.bound("recall miss <= (1 - p1^z)^ell", ns,
+                    [x["near_misses"] / max(x["near_queries"], 1) for x in v],
+                    [_stderr_bound(x["near_miss_bound"], x["near_queries"]) for x in v],
+                    y_label="queries missing their near keys",
+                    detail=f"{sum(x['near_misses'] for x in v)} misses in {sum(x['near_queries'] for x in v)} "
+                           f"(head, query) pairs; bounds {miss_bounds} "
+                           f"(+3 stderr)"),
+        claim.bound("eta: runs with an LSH failure <= union bound", ns,
+                    [x["near_failed_runs"] / x["near_runs"] for x in v],
+                    [_stderr_bound(x["near_run_bound"], x["near_runs"]) for x in v], y_label="failure rate",
+                    detail=f"far hits {[x['near_far_hits'] for x in v]}; bounds "
+                           f"{run_bounds} per run (+3 stderr; far pairs "
+                           f"at >= 1 - r)"),
+    ]
+
+
 class Theorem54(Claim):
     """Induction heads (1-hop) in constant depth: the direct construction (3 causal layers, at
     most 2 heads, m <= 3) on THEORY §6 data (|Σ| = 4, no immediate repeats) at every N.
 
-    Its ANNA heads see integer keys at distance 0 only: the construction needs weights uniform
-    over equal keys (exact-match attention), which Algorithm 1 gives exactly when equal keys
-    collide in every table. With keys moved within ``r`` (:func:`jittered`) the weights follow
-    the collision counts and the output errs (87 of 256 tokens at N = 256), so the recall half of
-    Theorem 3.4 is exercised by Theorem 5.2's check and Theorem 3.4's claim, not here."""
+    Its ANNA heads (E2LSH at Theorem 3.4's z and ell for N tokens) run twice: on the integer keys
+    (distance 0: every table collides) and with queries and keys moved within ``r``
+    (:func:`~reductions.claims.jitter.jittered` with ``keys="value"``), so every match must be found
+    through the ell tables. The construction averages over equal keys (mean positions, ``1/c_p``),
+    which Algorithm 1 gives exactly when the equal keys collide in the same tables; keys moved one
+    by one would break that (87 of 256 tokens wrong at N = 256), so equal keys move together. The
+    recall misses, far hits and failed runs are measured (:func:`~reductions.claims.jitter.lsh_failures`)
+    and checked against Theorem 3.4's bounds."""
 
     name = "Theorem 5.4"
     statement = "induction heads (k = 1): constant depth (3 layers, width 6) at every N"
 
     def __init__(self, exponents: tuple[int, ...] = (6, 8, 10, 12, 14), quick_exponents: tuple[int, ...] = (6, 8, 10),
-                 anna_max_exponent: int = 12, seed: int = 0):
+                 anna_max_exponent: int = 14, near_seeds: int = 8, quick_near_seeds: int = 3, seed: int = 0):
         self.exponents, self.quick_exponents = exponents, quick_exponents
         self.anna_max_exponent, self.seed = anna_max_exponent, seed
+        self.near_seeds, self.quick_near_seeds = near_seeds, quick_near_seeds
 
     def sweep(self, quick: bool = False, progress: Progress = None) -> list[SweepPoint]:
         points = []
@@ -146,6 +193,8 @@ class Theorem54(Claim):
             if e <= self.anna_max_exponent:
                 anna = khop_transformer(1, attention="anna", n=n, seed=self.seed)
                 values["anna_errors"] = _khop_errors(anna, n, 1, self.seed + e)
+                seeds = range(self.seed + e, self.seed + e + (self.quick_near_seeds if quick else self.near_seeds))
+                values |= _near_key_runs(anna, n, 1, [1000 * s for s in seeds])
             points.append(SweepPoint(n, values))
         return points
 
@@ -163,6 +212,9 @@ class Theorem54(Claim):
             results.append(self.exact("output = hop_1 (ANNA, theory z, ell)", [p.n for p in anna],
                                       [p.values["anna_errors"] == 0 for p in anna],
                                       detail=f"errors {[p.values['anna_errors'] for p in anna]}"))
+        near = [p for p in anna if "near_runs" in p.values]
+        if near:
+            results += _near_key_results(self, near, "hop_1")
         return results
 
 
@@ -184,13 +236,14 @@ class Theorem56(Claim):
                  compiled_n: int = 64, compiled_ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64),
                  quick_compiled_ks: tuple[int, ...] = (1, 2, 4, 8, 16),
                  compiled_runs: tuple[tuple[int, int], ...] = ((16, 3), (32, 5), (32, 64)),
-                 quick_compiled_runs: tuple[tuple[int, int], ...] = ((16, 3),), seed: int = 0):
+                 quick_compiled_runs: tuple[tuple[int, int], ...] = ((16, 3),), near_seeds: int = 8,
+                 quick_near_seeds: int = 3, seed: int = 0):
         self.ks, self.quick_ks, self.n, self.quick_n = tuple(ks), tuple(quick_ks), n, quick_n
         self.flat_exponents, self.quick_flat_exponents, self.flat_k = flat_exponents, quick_flat_exponents, flat_k
         self.anna_cases, self.quick_anna_cases = anna_cases, quick_anna_cases
         self.compiled_n, self.compiled_ks, self.quick_compiled_ks = compiled_n, compiled_ks, quick_compiled_ks
         self.compiled_runs, self.quick_compiled_runs = compiled_runs, quick_compiled_runs
-        self.seed = seed
+        self.near_seeds, self.quick_near_seeds, self.seed = near_seeds, quick_near_seeds, seed
 
     def sweep(self, quick: bool = False, progress: Progress = None) -> list[SweepPoint]:
         points = []
@@ -209,8 +262,10 @@ class Theorem56(Claim):
         for size, k in (self.quick_anna_cases if quick else self.anna_cases):
             _say(progress, f"Theorem 5.6: direct k-hop with ANNA heads, k = {k}, N = {size}")
             model = khop_transformer(k, attention="anna", n=size, seed=self.seed)
+            seeds = range(self.seed + 1, self.seed + 1 + (self.quick_near_seeds if quick else self.near_seeds))
             points.append(SweepPoint(size, {"part": "anna", "k": k,
-                                            "errors": _khop_errors(model, size, k, self.seed + 1)}))
+                                            "errors": _khop_errors(model, size, k, self.seed + 1)}
+                                     | _near_key_runs(model, size, k, [1000 * s + k for s in seeds])))
         for k in (self.quick_compiled_ks if quick else self.compiled_ks):
             _say(progress, f"Theorem 5.6: compiling pointer doubling, k = {k}, N = {self.compiled_n}")
             model = compiled_khop(k, self.compiled_n, seed=self.seed)
@@ -258,6 +313,9 @@ class Theorem56(Claim):
             results.append(self.exact("output = hop_k (ANNA, direct)", [p.n for p in anna],
                                       [p.values["errors"] == 0 for p in anna],
                                       detail=", ".join(f"N = {p.n}, k = {p.values['k']}" for p in anna)))
+            near = [p for p in anna if "near_runs" in p.values]
+            if near:
+                results += _near_key_results(self, near, "hop_k")
         if len(depth_c) >= 2:
             results.append(self.exponent(
                 f"compiled depth per log2 k (N = {self.compiled_n})", np.log2([v["k"] for v in depth_c]),

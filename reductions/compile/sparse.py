@@ -190,6 +190,14 @@ def _group_cell_sums(group_of_pair, item_of_pair, weight_of_pair, item_cells, it
     out_cell = np.empty(n_pairs * per_item, dtype=np.int64)
     sums = np.empty((n_pairs * per_item, width), dtype=np.float64)       # rows zeroed when first used
     n_out = 0
+    # cells below ``span`` are sorted by counting into ``slot`` when a group's entries are many
+    # against ``span`` (then a pass over the span is cheaper than a sort), else by argsort
+    span, lowest = 0, 0
+    for i in range(item_cells.shape[0]):
+        for c in range(per_item):
+            span = max(span, item_cells[i, c] + 1)
+            lowest = min(lowest, item_cells[i, c])
+    slot = np.full(span if lowest >= 0 else 0, -1, dtype=np.int64)
     for g in range(n_groups):
         lo, hi = first[g], first[g + 1]
         n_entries = (hi - lo) * per_item
@@ -198,6 +206,27 @@ def _group_cell_sums(group_of_pair, item_of_pair, weight_of_pair, item_cells, it
             p = by_group[lo + e]
             for c in range(per_item):
                 cells[e * per_item + c] = item_cells[item_of_pair[p], c]
+        if slot.shape[0] > 0 and 8 * n_entries >= slot.shape[0]:
+            for e in range(n_entries):
+                slot[cells[e]] = 0
+            start = n_out
+            for cell in range(slot.shape[0]):
+                if slot[cell] == 0:
+                    slot[cell] = n_out
+                    out_group[n_out] = g
+                    out_cell[n_out] = cell
+                    sums[n_out, :] = 0.0
+                    n_out += 1
+            for e in range(n_entries):
+                p = by_group[lo + e // per_item]
+                row = items[item_of_pair[p]]
+                w = weight_of_pair[p]
+                k = slot[cells[e]]
+                for f in range(width):
+                    sums[k, f] += w * row[f]
+            for k in range(start, n_out):
+                slot[out_cell[k]] = -1
+            continue
         order = np.argsort(cells)
         previous = -1
         for e in order:
@@ -244,19 +273,11 @@ _REASONS = {
 
 
 @nb.njit(cache=True)
-def _find(cells, lo, hi, cell):  # pragma: no cover - compiled
-    """Index of ``cell`` in the sorted ``cells[lo:hi]``, or -1."""
-    a = _find_first(cells, lo, hi, cell)
-    if a < hi and cells[a] == cell:
-        return a
-    return -1
-
-
-@nb.njit(cache=True)
 def _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_table, n_cells, machines, capacity,
-               chunks_out):  # pragma: no cover - compiled
+               chunks_out, where):  # pragma: no cover - compiled
     """Peel copy ``copy`` of one group; chunk items found go to ``chunks_out``; returns how many
-    (or -1 when cells stay occupied)."""
+    (or -1 when cells stay occupied). ``where[cell]`` is the index of ``cell`` in ``cells[lo:hi]``
+    (absolute) or -1: a binary search of the group's sorted cells as one load."""
     item_width = average.shape[1]
     a = _find_first(cells, lo, hi, copy * n_cells)
     b = _find_first(cells, lo, hi, (copy + 1) * n_cells)
@@ -271,6 +292,7 @@ def _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_ta
     chain_head = np.full(k, -1, dtype=np.int64)
     chain_next = np.full(chunks_out.shape[0], -1, dtype=np.int64)
     own_cells = np.empty(hashes, dtype=np.int64)
+    item = np.empty(item_width, dtype=np.float64)
     top = 0
     for i in range(k):
         queue[top] = i
@@ -291,7 +313,7 @@ def _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_ta
                 own = True
         if not own or row[item_width - 1] != _check(seed, row):
             continue
-        first_cell = _find(cells, a, b, own_cells[0])
+        first_cell = where[own_cells[0]]
         duplicate = False
         if first_cell >= 0:
             c = chain_head[first_cell - a]
@@ -309,9 +331,10 @@ def _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_ta
             chain_next[found] = chain_head[first_cell - a]
             chain_head[first_cell - a] = found
         found += 1
-        item = row.copy()
+        for f in range(item_width):      # row may be one of the cells the item is taken from
+            item[f] = row[f]
         for t in range(hashes):
-            j = _find(cells, a, b, own_cells[t])
+            j = where[own_cells[t]]
             if j < 0:
                 return -1            # the item's cell is empty: this average holds no such item
             j -= a
@@ -359,8 +382,18 @@ def _hashed_decode(group_offsets, cells, average, seed, copies, hashes, per_tabl
     n_out = 0
     n_words = 0
     shifts = np.array([0, 22, 43], dtype=np.uint64)
+    where = np.full(copies * n_cells, -1, dtype=np.int64)   # cell -> its index in the current group
+    filled_lo, filled_hi = 0, 0                               # the cells entered in ``where``
     for g in range(n_groups):
         lo, hi = group_offsets[g], group_offsets[g + 1]
+        if lo < hi:     # cells outside 0..copies n_cells - 1 belong to no item: they stay out of ``where``
+            for i in range(filled_lo, filled_hi):
+                if 0 <= cells[i] < where.shape[0]:
+                    where[cells[i]] = -1
+            for i in range(lo, hi):
+                if 0 <= cells[i] < where.shape[0]:
+                    where[cells[i]] = i
+            filled_lo, filled_hi = lo, hi
         smallest = np.inf
         scale = 1.0
         for i in range(lo, hi):
@@ -378,7 +411,7 @@ def _hashed_decode(group_offsets, cells, average, seed, copies, hashes, per_tabl
         found = -1
         for copy in range(copies):
             found = _peel_copy(cells, average, lo, hi, count, copy, seed, copies, hashes, per_table, n_cells,
-                               machines, capacity, chunks)
+                               machines, capacity, chunks, where)
             if found >= 0:
                 break
         if found < 0:
@@ -432,7 +465,7 @@ def _hashed_decode(group_offsets, cells, average, seed, copies, hashes, per_tabl
                 src, index = np.int64(row[1]), np.int64(row[4])
                 for copy in range(copies):
                     for t in range(hashes):
-                        j = _find(cells, lo, hi, copy * n_cells + _cell(seed, t, copy, src, index, per_table))
+                        j = where[copy * n_cells + _cell(seed, t, copy, src, index, per_table)]
                         if j < 0:
                             bad = _NOT_AVERAGE
                             break

@@ -38,7 +38,12 @@ Depth ``L(k) = 3 + (bit_length(k) - 1) + [popcount(k) > 1] <= floor(log2 k) + 4`
 
 ANNA. Every query and key is an integer vector, so ``attention="anna"`` swaps each head for
 Algorithm 1 with E2LSH at Theorem 3.4's (z, ell) for ``n`` tokens
-(:func:`~reductions.constructions.integer_lsh`).
+(:func:`~reductions.constructions.integer_lsh`). Layers 1 and 2 average over all equal keys, so
+they need Algorithm 1's weights ``c_ij / sum_j c_ij`` uniform over a group of equal keys: true
+when the keys of a group are equal vectors (they collide in the same tables), whatever the
+queries. Queries may therefore sit anywhere within ``r`` of their keys, and the keys of a group
+may move together (:func:`reductions.claims.jitter.jittered` with ``keys="value"``; Theorems 5.4
+and 5.6 check it); keys moved one by one get unequal weights and the averages fail.
 
 Compiled route. :func:`compiled_khop` compiles the pointer-doubling MPC protocol
 (:class:`mpc_sim.protocols.khop.KHop`) with Theorem 4.1 (:func:`reductions.compile.compile_mpc`):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 import anna.attention as attention_module
-from anna import kernels
+from anna.kernels import common as kernel_common
 from anna.attention import MAX_DENSE_ENTRIES, AnnaStats, anna_attention, anna_weights, collision_counts
 from anna.lsh import E2LSH, CrossPolytope, Hyperplane, LSHConfig
 from anna.strategies import attention_inputs, lsh_configs
@@ -113,7 +113,7 @@ def test_runs_split_tables_when_buckets_exceed_the_budget():
 
 
 def test_output_is_identical_for_equal_seeds_and_thread_counts_and_differs_across_seeds(monkeypatch):
-    monkeypatch.setattr(kernels, "PARALLEL_WORK", 0)  # small as it is, run this on every thread
+    monkeypatch.setattr(kernel_common, "PARALLEL_WORK", 0)  # small as it is, run this on every thread
     q, k, v = planted(400, 8, np.float32, seed=3)
     lsh = LSHConfig(E2LSH(2.0), 2, 6)
     out, counts = anna_attention(q, k, v, lsh, seed=10)

@@ -9,8 +9,6 @@ import anna
 import anna.errors as errors
 
 ANNA = Path(anna.__file__).parent
-# being split into plug-in modules elsewhere (issue 15, item 4); typed when they land
-UNTYPED_YET = {"lsh.py", "kernels.py"}
 
 
 def _bare_value_errors(path: Path) -> list[int]:
@@ -31,7 +29,7 @@ def test_the_walk_finds_a_bare_value_error(tmp_path):
 
 
 def test_no_module_of_anna_raises_a_bare_value_error():
-    files = sorted(p for p in ANNA.rglob("*.py") if p.relative_to(ANNA).as_posix() not in UNTYPED_YET)
+    files = sorted(ANNA.rglob("*.py"))
     assert len(files) > 20
     found = {p.relative_to(ANNA).as_posix(): lines for p in files if (lines := _bare_value_errors(p))}
     assert not found, f"raise a class of anna.errors instead of ValueError at {found}"

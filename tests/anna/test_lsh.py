@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from anna.lsh import FAMILIES as REGISTERED
 from anna.lsh import (
     E2LSH,
     CrossPolytope,
@@ -19,26 +20,9 @@ from anna.lsh import (
 )
 from anna.strategies import attention_inputs, lsh_families
 
-FAMILIES = [E2LSH(), E2LSH(0.7), Hyperplane(), CrossPolytope(), CrossPolytope(rotations=1)]
+# every registered family's examples: a family added to anna.lsh.FAMILIES is tested here unchanged
+FAMILIES = [family for cls in REGISTERED.values() for family in cls.examples()]
 FAMILY_IDS = [f.name for f in FAMILIES]
-
-
-def margins(family, x, params):
-    """Per (row, table, function): how far the reference value is from flipping (relative)."""
-    x64 = x.astype(np.float64)
-    if isinstance(family, CrossPolytope):
-        padded = np.zeros((x.shape[0], params.padded_dim))
-        padded[:, : params.dim] = x64
-        y = np.sort(np.abs(np.einsum("lzij,nj->nlzi", family.rotation_matrices(params), padded)), axis=3)
-        if y.shape[3] == 1:  # D = 1: only the sign, which flips at 0
-            return y[..., 0] / (np.abs(x64).max(axis=1)[:, None, None] + 1e-300)
-        return (y[..., -1] - y[..., -2]) / (y[..., -1] + 1e-300)
-    proj = np.einsum("nd,lzd->nlz", x64, params.directions)
-    size = np.linalg.norm(x64, axis=1)[:, None, None] * np.linalg.norm(params.directions, axis=2)[None]
-    if isinstance(family, Hyperplane):
-        return np.abs(proj) / (size + 1e-300)
-    cells = (proj + params.offsets[None]) / family.width
-    return np.abs(cells - np.round(cells)) / (size / family.width + params.offsets[None] / family.width + 1.0)
 
 
 def assert_codes_match_reference(family, x, params):
@@ -46,7 +30,7 @@ def assert_codes_match_reference(family, x, params):
     reference = combine_codes(family.hash_functions(x, params), params.multipliers)
     assert codes.shape == (x.shape[0], params.ell) and codes.dtype == np.uint64
     tolerance = 8 * max(x.shape[1], 8) * np.finfo(x.dtype).eps  # a few times the rounding of a dot product
-    ambiguous = (margins(family, x, params) < tolerance).any(axis=2)
+    ambiguous = (family.boundary_margins(x, params) < tolerance).any(axis=2)
     mismatch = codes != reference
     assert not (mismatch & ~ambiguous).any(), "codes differ where the reference is not at a cell boundary"
     return mismatch, ambiguous

@@ -85,21 +85,7 @@ def test_violations_are_recorded_identically_and_strict_runs_raise_the_same_firs
     assert (info.value.round, info.value.machine, info.value.observed) == (first.round, first.machine, first.observed)
 
 
-LIBRARY = {"sort": 1000, "broadcast": 300, "aggregate": 300, "prefix-sum": 300, "match2": 300, "khop": 64,
-           "connectivity": 32, "threesum": 64}
-
-
-@pytest.mark.parametrize("name", sorted(LIBRARY))
-def test_every_library_protocol_gives_the_local_output_and_trace_counts(client, name):
-    protocol = make_protocol(name)
-    config = protocol.default_config(LIBRARY[name], 0.5)
-    data = protocol.generate_input(config, seed=5)
-    local = Simulator(config).run(protocol, data, seed=9)            # the fast batch style
-    dask = on_dask(config, client).run(protocol, data, seed=9)       # block-local batch steps, else per-machine
-    assert_identical(local, dask)
-    assert protocol.verify(data, dask.output)
-
-
+# every library protocol against the local engine: the dask stage of the shared case table (tests/test_stages.py)
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(2, 4000), eps=st.sampled_from([0.5, 0.6, 0.75]), seed=st.integers(0, 2**32 - 1),
        blocks=st.integers(1, 9), duplicates=st.booleans(), mode=st.sampled_from(["batch", "machine"]))
@@ -159,11 +145,6 @@ def test_block_local_steps_get_blocks_of_equal_initial_words_and_per_machine_ste
     assert per_block.max() <= weights.sum() / 4 + 2 * weights.max()
     assert cut[3] < config.machines // 4          # the input sits on the first n / s machines: 3 blocks share it
     assert bounds("machine", "machine") == list(partition(config.machines, 4))
-
-
-def test_library_protocols_cover_the_catalog():
-    from mpc_sim.protocols import CATALOG
-    assert set(LIBRARY) == set(CATALOG)
 
 
 def test_auto_mode_on_dask_prefers_per_machine_steps_unless_the_batch_step_is_block_local(client):

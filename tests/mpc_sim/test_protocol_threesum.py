@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from mpc_sim import ConfigError, InputError, MPCConfig, Simulator, make_protocol
 from mpc_sim.protocols.threesum import (VALUE_BOUND, ThreeSum, cell_of_leaf, has_zero_triple, rounds_limit,
                                         three_sum_reference)
+from tests.strategies.cases import select
 
 
 def bruteforce(values) -> int:
@@ -30,24 +31,16 @@ def run_both(protocol, config, data, seed=0):
     return batch
 
 
-CASES = [  # (name, values): duplicates, zeros, extremes, too short
-    ("empty-ish", [5]),
-    ("two zeros", [0, 0]),
-    ("three zeros", [0, 0, 0]),
-    ("one zero plus pair", [4, 0, -4]),
-    ("pair reused is not a triple", [1, -2, 7]),
-    ("double value", [1, 1, -2]),
-    ("no triple", [1, 2, 4, 8, 16, 32]),
-    ("extremes", [VALUE_BOUND, -VALUE_BOUND, 0, 3]),
-    ("extremes no triple", [VALUE_BOUND, VALUE_BOUND, -VALUE_BOUND + 1]),
-]
-
-
-@pytest.mark.parametrize("name,values", CASES, ids=[c[0] for c in CASES])
-def test_reference_and_local_check_match_the_definition_on_the_case_table(name, values):
-    x = np.array(values, dtype=np.int64)
-    assert three_sum_reference(x) == bruteforce(values)
-    assert int(has_zero_triple(x)) == bruteforce(values)
+# the cases (explicit values: duplicates, zeros, extremes, too short; generated inputs at several
+# configs) are in the shared table, whose stages (tests/test_stages.py) run both styles, the
+# reference, every limit and the exact round bound
+@pytest.mark.parametrize("case", select("threesum"))
+def test_reference_and_local_check_match_the_definition_on_the_case_table(case):
+    protocol, config = case.build()
+    for x in case.data(protocol, config):
+        values = x.tolist()
+        assert three_sum_reference(x) == bruteforce(values) == int(has_zero_triple(x))
+        assert protocol.reference(x).tolist() == [bruteforce(values)]
 
 
 @given(st.lists(st.integers(-12, 12), max_size=14))
@@ -67,19 +60,6 @@ def test_every_cell_receives_exactly_its_distinct_blocks():
         by_rank = {int(cell_of_leaf(t[0], [t[1] + (t[2] + 1) * t[2] // 2])[0]): t for t in cells}
         for cell, blocks in received.items():
             assert sorted(blocks) == sorted(set(by_rank[cell]))
-
-
-@pytest.mark.parametrize("n,eps,memory_factor", [(1, 0.5, 4), (2, 0.5, 4), (3, 0.5, 4), (7, 0.5, 4), (20, 0.6, 4),
-                                                 (20, 0.5, 1.5), (48, 0.5, 4), (64, 0.75, 4), (64, 0.75, 1),
-                                                 (100, 0.6, 4)])
-def test_both_styles_agree_answer_3sum_and_take_exactly_the_declared_rounds(n, eps, memory_factor):
-    protocol = ThreeSum()
-    config = protocol.default_config(n, eps, memory_factor=memory_factor)
-    for seed in range(3):
-        data = protocol.generate_input(config, seed=seed)
-        run = run_both(protocol, config, data, seed=seed)
-        assert run.output.tolist() == [three_sum_reference(data)]
-        assert run.trace.num_rounds == protocol.rounds_bound(config)
 
 
 @given(st.lists(st.integers(-30, 30), min_size=1, max_size=40), st.sampled_from([0.5, 0.6, 0.75]))

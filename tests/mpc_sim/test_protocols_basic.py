@@ -1,14 +1,14 @@
 """The basic protocol library: broadcast, aggregate, prefix sums, sample sort.
 
-Outputs equal plain numpy references on a shared case table and on hypothesis inputs; the
-per-machine and batch styles agree exactly (counts, outputs, final memories); rounds equal the
-declared formulas (recomputed here independently); every limit holds in strict mode; outputs sit
-on the first machines; configs a protocol cannot run in are refused with a ConfigError; the sort's
+Outputs equal plain numpy references on the shared case table (tests/strategies/cases.py, run at
+every stage by tests/test_stages.py) and here on hypothesis inputs; the per-machine and batch styles
+agree exactly (counts, outputs, final memories); rounds equal the declared formulas (recomputed here
+independently); every limit holds in strict mode; outputs sit on the first machines; configs a
+protocol cannot run in are refused with a ConfigError (the table's refusals); the sort's
 failure bound is an upper bound, and an overflow is a typed limit error, never a wrong output.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -24,70 +24,11 @@ from mpc_sim.protocols.broadcast import Broadcast
 from mpc_sim.protocols.prefix_sum import PrefixSum
 from mpc_sim.protocols.sample_sort import (SampleSort, SortPlan, _to_buckets_kernel, bucket_ids, overflow_bound,
                                            sample_positions)
+from tests.strategies.cases import BASIC, grid_config, make_input, select
 
 INT64 = np.iinfo(np.int64)
-
-# the shared case table: (n, eps, memory_factor, machines_factor)
-CONFIGS = {
-    "n=1": (1, 0.5, 1.0, 1.0),
-    "n=2": (2, 0.3, 1.0, 1.0),
-    "s=4,n=10": (10, 0.5, 1.0, 2.0),                 # n not a multiple of s
-    "full-cluster": (100, 0.5, 1.0, 1.0),            # s = 10, 10 machines, all full
-    "n=257": (257, 0.34, 2.0, 2.0),
-    "s=1": (50, 0.5, 0.1, 8.0),                      # s = 1: one word per machine
-    "sort-small": (200, 0.5, 10.0, 1.0),
-    "sort-eps.75": (1000, 0.75, 2.0, 4.0),
-    "sort-3000": (3000, 0.5, 10.0, 2.0),
-    "sort-deep-tree": (2000, 0.5, 6.5, 2.0),           # the splitters need 3 rounds to spread
-    "eps=0.2": (5000, 0.2, 1.0, 2.0),                # s = 6, 1821 machines: deep trees
-    "fits-one-machine": (30, 0.9, 2.0, 1.0),          # n <= s
-}
-# what each protocol must refuse (every other entry of the table must be accepted: nothing skipped)
-REFUSED = {
-    "broadcast-3": {"n=1", "n=2", "s=1"},            # width 3 > n or > s
-    "aggregate": {"s=1"},
-    "prefix-sum": {"s=1", "full-cluster"},
-    "sort": {"s=4,n=10", "full-cluster", "n=257", "s=1", "eps=0.2"},                 # s**2 < ~60 n
-}
-PROTOCOLS = {
-    "broadcast": Broadcast(),
-    "broadcast-3": Broadcast(width=3),
-    "aggregate-sum": Aggregate("sum"),
-    "aggregate-min": Aggregate("min"),
-    "aggregate-max": Aggregate("max"),
-    "prefix-sum": PrefixSum(),
-    "sort": SampleSort(),
-}
-
-
-def refused(protocol_id: str) -> set:
-    return REFUSED.get(protocol_id, REFUSED.get(protocol_id.split("-")[0], set()))
-
-
-def config_of(case: str) -> MPCConfig:
-    n, eps, a, b = CONFIGS[case]
-    return MPCConfig(n=n, eps=eps, memory_factor=a, machines_factor=b)
-
-
-def make_input(kind: str, n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if kind == "random":
-        return rng.integers(INT64.min, INT64.max, size=n, dtype=np.int64, endpoint=True)
-    if kind == "duplicates":
-        return rng.integers(-3, 4, size=n, dtype=np.int64)
-    if kind == "negative":
-        return -rng.integers(1, 10**12, size=n, dtype=np.int64)
-    if kind == "sorted":
-        return np.sort(rng.integers(-10**6, 10**6, size=n, dtype=np.int64))
-    if kind == "reversed":
-        return np.sort(rng.integers(-10**6, 10**6, size=n, dtype=np.int64))[::-1].copy()
-    if kind == "constant":
-        return np.full(n, 42, dtype=np.int64)
-    raise ValueError(kind)
-
-
-KINDS = ["random", "duplicates", "negative", "sorted", "reversed", "constant"]
-ACCEPTED = [(pid, case) for pid in PROTOCOLS for case in CONFIGS if case not in refused(pid)]
+# the basic protocols of the shared case table, by id
+PROTOCOLS = {pid: make_protocol(name, **params) for pid, (name, params) in BASIC.items()}
 
 
 def expected_layout(protocol, config: MPCConfig, n_out: int) -> np.ndarray:
@@ -126,52 +67,17 @@ def independent_rounds(protocol, config: MPCConfig) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# The case table
+# The shared case table (tests/strategies/cases.py): its stages run in tests/test_stages.py
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("pid", list(PROTOCOLS))
-@pytest.mark.parametrize("case", list(CONFIGS))
-def test_case_table_acceptance_is_exactly_the_declared_one(pid, case):
-    protocol, config = PROTOCOLS[pid], config_of(case)
-    if case in refused(pid):
-        with pytest.raises(ConfigError):
-            protocol.check_config(config)
-        with pytest.raises(ConfigError):
-            Simulator(config).run(protocol, make_input("random", config.n))
-    else:
-        protocol.check_config(config)
-
-
-@pytest.mark.parametrize("pid, case", ACCEPTED, ids=[f"{p}-{c}" for p, c in ACCEPTED])
-def test_output_equals_reference_within_every_limit_and_the_exact_round_formula(pid, case):
-    protocol, config = PROTOCOLS[pid], config_of(case)
-    for kind in KINDS:
-        data = make_input(kind, config.n)
-        result = Simulator(config, mode="batch").run(protocol, data, seed=3)
-        expected = protocol.reference(data)
-        assert result.output.dtype == np.int64
-        assert np.array_equal(result.output, expected), kind
-        assert protocol.verify(data, result.output)
-        assert result.trace.check() == []                      # strict mode: no limit ever exceeded
-        assert result.trace.num_rounds == protocol.rounds_bound(config) == independent_rounds(protocol, config)
-        assert np.array_equal(result.state.sizes(), expected_layout(protocol, config, expected.shape[0])), kind
-
-
-@pytest.mark.parametrize("pid, case", [(p, c) for p, c in ACCEPTED if CONFIGS[c][0] <= 3000],
-                         ids=[f"{p}-{c}" for p, c in ACCEPTED if CONFIGS[c][0] <= 3000])
-def test_per_machine_and_batch_styles_agree_exactly(pid, case):
-    protocol, config = PROTOCOLS[pid], config_of(case)
-    for kind in ("random", "duplicates"):
-        data = make_input(kind, config.n, seed=1)
-        by_machine = Simulator(config, mode="machine").run(protocol, data, seed=11)
-        by_batch = Simulator(config, mode="batch").run(protocol, data, seed=11)
-        assert by_machine.trace.counts() == by_batch.trace.counts()
-        assert np.array_equal(by_machine.output, by_batch.output)
-        assert by_machine.state.equals(by_batch.state)
-        assert np.array_equal(by_machine.output, protocol.reference(data))
+@pytest.mark.parametrize("case", [p for p in select(*sorted({name for name, _ in BASIC.values()}))
+                                  if not p.values[0].refused])
+def test_declared_rounds_equal_the_formulas_recomputed_independently(case):
+    protocol, config = case.build()
+    assert protocol.rounds_bound(config) == independent_rounds(protocol, config)
 
 
 def test_the_eps_0_2_case_runs_in_the_per_machine_style_too():
-    config = config_of("eps=0.2")                         # 1821 machines, 834 input machines
+    config = grid_config("eps=0.2")                         # 1821 machines, 834 input machines
     for protocol in (Aggregate("min"), PrefixSum(), Broadcast()):
         data = make_input("random", config.n, seed=2)
         by_machine = Simulator(config, mode="machine").run(protocol, data)
@@ -182,7 +88,7 @@ def test_the_eps_0_2_case_runs_in_the_per_machine_style_too():
 
 @pytest.mark.parametrize("pid", list(PROTOCOLS))
 def test_same_seed_gives_identical_runs(pid):
-    protocol, config = PROTOCOLS[pid], config_of("sort-eps.75")
+    protocol, config = PROTOCOLS[pid], grid_config("sort-eps.75")
     data = make_input("duplicates", config.n)
     a = Simulator(config).run(protocol, data, seed=5)
     b = Simulator(config).run(protocol, data, seed=5)
@@ -191,29 +97,12 @@ def test_same_seed_gives_identical_runs(pid):
 
 
 def test_sort_output_is_the_same_whatever_the_seed_while_its_traffic_is_not():
-    config = config_of("sort-3000")
+    config = grid_config("sort-3000")
     data = make_input("duplicates", config.n)
     runs = [Simulator(config).run(SampleSort(), data, seed=seed) for seed in range(4)]
     for run in runs:
         assert np.array_equal(run.output, np.sort(data)) and run.trace.check() == []
     assert len({run.trace.counts() for run in runs}) > 1      # the sample does depend on the seed
-
-
-@pytest.mark.parametrize("pid, case", [(p, c) for p, c in ACCEPTED if CONFIGS[c][0] > 1],
-                         ids=[f"{p}-{c}" for p, c in ACCEPTED if CONFIGS[c][0] > 1])
-def test_no_machine_sends_more_messages_than_the_declared_fanout(pid, case):
-    protocol, config = PROTOCOLS[pid], config_of(case)
-    fanouts: list[int] = []
-
-    class Recording(type(protocol)):
-        def batch_step(self, ctx, state, delivery):
-            state, batch = super().batch_step(ctx, state, delivery)
-            fanouts.append(int(np.bincount(batch.src).max()) if batch.num_messages else 0)
-            return state, batch
-
-    recording = Recording(**dataclasses.asdict(protocol))
-    Simulator(config).run(recording, make_input("random", config.n))
-    assert max(fanouts) <= protocol.fanout_bound(config)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,7 +176,7 @@ def test_refusals_name_what_is_missing():
     with pytest.raises(ConfigError, match="empty helper machine"):
         PrefixSum().check_config(MPCConfig(n=2**16, eps=0.5))
     with pytest.raises(ConfigError, match="s >= 2"):
-        Aggregate().check_config(config_of("s=1"))
+        Aggregate().check_config(grid_config("s=1"))
     with pytest.raises(ConfigError, match="width"):
         Broadcast(width=5).check_config(MPCConfig(n=16, eps=0.5))
     for bad in (lambda: Broadcast(width=0), lambda: Aggregate("mean"), lambda: SampleSort(max_failure=0.0)):
@@ -315,7 +204,7 @@ def test_sort_default_config_at_eps_one_half_needs_memory_factor_8_up_to_ten_mil
 @pytest.mark.parametrize("name", ["broadcast", "aggregate", "prefix-sum", "sort"])
 def test_generated_inputs_are_deterministic_words_of_the_right_size(name):
     protocol = make_protocol(name)
-    config = config_of("sort-eps.75")
+    config = grid_config("sort-eps.75")
     a, b = protocol.generate_input(config, seed=4), protocol.generate_input(config, seed=4)
     assert a.dtype == np.int64 and a.shape == (config.n,) and np.array_equal(a, b)
     assert not np.array_equal(a, protocol.generate_input(config, seed=5))

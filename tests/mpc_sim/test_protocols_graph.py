@@ -18,6 +18,7 @@ from mpc_sim.protocols.toolkit import bitonic_stages, sort_round_batch, sort_rou
 from mpc_sim.protocols.connectivity import Connectivity, components_reference, graph_diameter, sort_plan
 from mpc_sim.protocols.khop import KHop, hop_k_reference
 from mpc_sim.protocols.match2 import Match2, match2_reference
+from tests.strategies.cases import AABCBABCA, SIZES, path_edges, scaled_config, select
 
 INT64 = np.iinfo(np.int64)
 
@@ -50,17 +51,6 @@ def run_both(protocol, config, data, seed=0):
     out = batch.output.size
     assert sizes.tolist() == [min(s, out - i * s) for i in range(-(-out // s))] + [0] * (sizes.size - -(-out // s))
     return batch
-
-
-def roomy(protocol, n):
-    """Three times the smallest memory factor the protocol accepts (fewer, fuller machines)."""
-    tight = protocol.default_config(n, 0.5)
-    config = MPCConfig(n=n, eps=0.5, memory_factor=3 * tight.memory_factor, machines_factor=tight.machines_factor)
-    protocol.check_config(config)
-    return config
-
-
-CONFIGS = {"tight": lambda protocol, n: protocol.default_config(n, 0.5), "roomy": roomy}
 
 
 # --- oracles written from the definitions (docs/theory.md §5) -----------------------------------------
@@ -116,33 +106,15 @@ def test_block_sort_sorts_any_number_of_machines_in_both_styles(machines, block)
 
 
 # --- k-hop --------------------------------------------------------------------------------------
-AABCBABCA = [0, 0, 1, 2, 1, 0, 1, 2, 0]
-KHOP_CASES = {
-    "theory example aabcbabca, k=1": (AABCBABCA, 1),
-    "theory example aabcbabca, k=2": (AABCBABCA, 2),
-    "k=0 is the identity": (AABCBABCA, 0),
-    "k=3 (two set bits)": (AABCBABCA * 2, 3),
-    "n=1": ([7], 1),
-    "negative tokens": ([-3, -1, -3, 5, -1, -3, 5, -1], 3),
-    "k larger than n": ([0, 1, 1, 0, 1, 0, 0, 1, 0], 50),
-    "immediate repeats are fixed points": ([2, 2, 2, 1, 1, 2, 2], 6),
-    "all tokens distinct": (list(range(11)), 2),
-    "n not a multiple of s": ([int(t) for t in np.random.default_rng(5).integers(0, 3, 29)], 5),
-    "int64 extremes": ([INT64.max, INT64.min, INT64.max, 0, INT64.min, INT64.max], 2),
-}
-
-
-@pytest.mark.parametrize("kind", CONFIGS)
-@pytest.mark.parametrize("case", KHOP_CASES)
-def test_khop_output_matches_reference_and_definition_on_case_table(case, kind):
-    tokens, k = KHOP_CASES[case]
-    data = np.array(tokens, dtype=np.int64)
-    protocol = KHop(k=k, bottom=-10**9)
-    config = CONFIGS[kind](protocol, data.size)
-    run = run_both(protocol, config, data)
-    assert np.array_equal(run.output, hop_k_reference(data, k, -10**9))
-    assert np.array_equal(run.output, hop_k_bruteforce(tokens, k, -10**9))
-    assert run.trace.num_rounds == protocol.rounds_bound(config)
+# the cases (explicit tokens at the smallest and a roomy config, generated instances) are in the
+# shared table, whose stages (tests/test_stages.py) run them in both styles against the reference
+@pytest.mark.parametrize("case", select("khop"))
+def test_khop_reference_equals_the_definition_on_the_case_table(case):
+    protocol, config = case.build()
+    for data in case.data(protocol, config):
+        expected = hop_k_bruteforce(data.tolist(), protocol.k, protocol.bottom)
+        assert np.array_equal(protocol.reference(data), expected)
+        assert np.array_equal(hop_k_reference(data, protocol.k, protocol.bottom), expected)
 
 
 def test_khop_theory_example_gives_b_then_a_at_position_9():
@@ -187,11 +159,11 @@ def test_khop_uses_the_same_convention_as_the_anna_task_module():
 
 @settings(max_examples=20)
 @given(tokens=st.lists(st.integers(-3, 3), min_size=1, max_size=30), k=st.integers(0, 70),
-       kind=st.sampled_from(sorted(CONFIGS)))
-def test_khop_matches_reference_on_random_sequences(tokens, k, kind):
+       size=st.sampled_from(sorted(SIZES)))
+def test_khop_matches_reference_on_random_sequences(tokens, k, size):
     data = np.array(tokens, dtype=np.int64)
     protocol = KHop(k=k, bottom=-100)
-    run = run_both(protocol, CONFIGS[kind](protocol, data.size), data)
+    run = run_both(protocol, scaled_config(protocol, data.size, memory_scale=SIZES[size]), data)
     assert np.array_equal(run.output, hop_k_reference(data, k, -100))
     assert run.trace.num_rounds == run.trace.rounds_bound
 
@@ -221,35 +193,13 @@ def test_khop_refuses_what_it_cannot_run():
 
 
 # --- Match2 ------------------------------------------------------------------------------------
-def _with_partners(values, modulus):
-    """``values`` plus the complements of half of them, shuffled: many positive labels."""
-    words = np.r_[values, (-values[: values.size // 2]) % modulus + modulus]
-    return [int(w) for w in np.random.default_rng(0).permutation(words)]
-
-
-MATCH2_CASES = {
-    "theory sizes N=32, M=37": (Match2(modulus=37).generate_input(MPCConfig(n=32, eps=0.5), seed=4).tolist(), 37),
-    "negative words": ([-1, 1, -5, 9, 4, -4, 13, 2], 7),
-    "n=1 pairs with itself": ([3], 6),
-    "n=1 without partner": ([1], 6),
-    "M=1: everything matches": ([5, -2, 0], 1),
-    "M=2": ([1, 3, 2, 5, 7], 2),
-    "large M needs several bitmap words": (_with_partners(np.random.default_rng(1).integers(0, 500, 40), 500), 500),
-    "n not a multiple of s": ([int(v) for v in np.random.default_rng(2).integers(-50, 50, 47)], 11),
-}
-
-
-@pytest.mark.parametrize("kind", CONFIGS)
-@pytest.mark.parametrize("case", MATCH2_CASES)
-def test_match2_output_matches_reference_on_case_table(case, kind):
-    words, modulus = MATCH2_CASES[case]
-    data = np.array(words, dtype=np.int64)
-    protocol = Match2(modulus=modulus)
-    config = CONFIGS[kind](protocol, data.size)
-    run = run_both(protocol, config, data)
-    expected = [int(any((a + b) % modulus == 0 for b in words)) for a in words]
-    assert run.output.tolist() == expected == match2_reference(data, modulus).tolist()
-    assert run.trace.num_rounds == protocol.rounds_bound(config)
+@pytest.mark.parametrize("case", select("match2"))
+def test_match2_reference_equals_the_definition_on_the_case_table(case):
+    protocol, config = case.build()
+    for data in case.data(protocol, config):
+        words, modulus = data.tolist(), protocol.modulus
+        expected = [int(any((a + b) % modulus == 0 for b in words)) for a in words]
+        assert protocol.reference(data).tolist() == expected == match2_reference(data, modulus).tolist()
 
 
 @pytest.mark.parametrize("n", [1, 9, 64, 200])
@@ -284,11 +234,11 @@ def test_match2_rounds_do_not_grow_with_n_at_fixed_eps():
 
 @settings(max_examples=20)
 @given(words=st.lists(st.integers(-300, 300), min_size=1, max_size=40), modulus=st.integers(1, 400),
-       kind=st.sampled_from(sorted(CONFIGS)))
-def test_match2_matches_reference_on_random_words(words, modulus, kind):
+       size=st.sampled_from(sorted(SIZES)))
+def test_match2_matches_reference_on_random_words(words, modulus, size):
     data = np.array(words, dtype=np.int64)
     protocol = Match2(modulus=modulus)
-    run = run_both(protocol, CONFIGS[kind](protocol, data.size), data)
+    run = run_both(protocol, scaled_config(protocol, data.size, memory_scale=SIZES[size]), data)
     assert np.array_equal(run.output, match2_reference(data, modulus))
 
 
@@ -307,28 +257,6 @@ def test_match2_refuses_a_modulus_too_large_for_its_bitmap_tree():
 
 
 # --- connectivity ------------------------------------------------------------------------------
-def _path(ids):
-    return np.c_[ids[:-1], ids[1:]].ravel()
-
-
-_GNP = nx.gnp_random_graph(16, 0.15, seed=3)
-GRAPHS = {
-    "path, increasing ids": (10, _path(np.arange(10))),
-    "path, random ids": (12, _path(np.random.default_rng(0).permutation(12))),
-    "cycle": (9, np.r_[_path(np.arange(9)), 8, 0]),
-    "star, centre 0": (12, np.c_[np.zeros(11, int), np.arange(1, 12)].ravel()),
-    "star, centre V-1": (12, np.c_[np.full(11, 11), np.arange(11)].ravel()),
-    "forest of three trees": (11, np.array([0, 1, 1, 2, 3, 4, 4, 5, 4, 6, 7, 8, 9, 8, 10, 9])),
-    "G(16, 0.15)": (16, np.array(list(_GNP.edges()) or [(0, 0)]).ravel()),
-    "isolated vertices": (10, np.array([2, 5, 5, 7])),
-    "self-loops only": (4, np.array([0, 0, 2, 2, 3, 3])),
-    "duplicate edges": (5, np.array([1, 3, 3, 1, 1, 3, 4, 4, 1, 3])),
-    "one vertex": (1, np.array([0, 0])),
-    "complete graph K6": (6, np.array([(a, b) for a in range(6) for b in range(a + 1, 6)]).ravel()),
-    "two components, larger ids first": (8, np.array([7, 6, 6, 5, 3, 2, 2, 1])),
-}
-
-
 def run_connectivity(protocol, config, data, seed=0):
     """A strict per-machine run (connectivity has no batch style) that respects every limit, the
     declared fan-out and round bound, leaves its output on the first machines and follows the
@@ -356,17 +284,15 @@ def connectivity_phases(protocol, config, run):
     return (run.trace.num_rounds - protocol.start_round(config)) // protocol.phase_length(config)
 
 
-@pytest.mark.parametrize("finish", [True, False])
-@pytest.mark.parametrize("kind", CONFIGS)
-@pytest.mark.parametrize("case", GRAPHS)
-def test_connectivity_matches_networkx_on_case_table(case, kind, finish):
-    vertices, data = GRAPHS[case]
-    protocol = Connectivity(vertices=vertices, finish=finish)
-    config = CONFIGS[kind](protocol, data.size)
-    run = run_connectivity(protocol, config, data)
-    expected = networkx_labels(data, vertices)
-    assert np.array_equal(run.output, expected)
-    assert np.array_equal(components_reference(data, vertices), expected)
+@pytest.mark.parametrize("case", select("connectivity"))
+def test_connectivity_follows_its_phase_schedule_and_matches_networkx_on_the_case_table(case):
+    protocol, config = case.build()
+    for data in case.data(protocol, config):
+        vertices = protocol.vertex_count(data.size)
+        run = run_connectivity(protocol, config, data, seed=case.seed)
+        expected = networkx_labels(data, vertices)
+        assert np.array_equal(run.output, expected)
+        assert np.array_equal(components_reference(data, vertices), expected)
 
 
 @pytest.mark.parametrize("finish", [True, False])
@@ -375,7 +301,7 @@ def test_connectivity_contracts_long_paths_in_logarithmically_many_phases(vertic
     """Random ids defeat plain label propagation (about D iterations); star contraction absorbs
     every star with a neighbour star with probability >= 1/4 per phase, so P(more than t phases)
     <= V (3/4)^t: these seeded runs stay below the t where that bound is 1e-3."""
-    data = _path(np.random.default_rng(vertices).permutation(vertices))
+    data = path_edges(np.random.default_rng(vertices).permutation(vertices))
     protocol = Connectivity(vertices=vertices, finish=finish)
     config = protocol.default_config(data.size, 0.5)
     run = run_connectivity(protocol, config, data)
@@ -400,7 +326,7 @@ def test_connectivity_star_hot_spot_stays_within_limits_at_the_smallest_config()
 def test_connectivity_hot_spot_with_large_ids_and_a_giant_star():
     """Centre V-1 of degree V-1 plus a second component: the records of one root span buckets."""
     vertices = 1200
-    data = np.r_[np.c_[np.full(999, 999), np.arange(999)].ravel(), _path(np.arange(1000, 1200))]
+    data = np.r_[np.c_[np.full(999, 999), np.arange(999)].ravel(), path_edges(np.arange(1000, 1200))]
     for finish in (True, False):
         protocol = Connectivity(vertices=vertices, finish=finish)
         config = protocol.default_config(data.size, 0.5)
@@ -520,7 +446,7 @@ def test_connectivity_states_its_round_formula():
 
 
 def test_graph_diameter_is_the_largest_component_diameter():
-    assert graph_diameter(np.r_[_path(np.arange(5)), 6, 7], 9) == 4
+    assert graph_diameter(np.r_[path_edges(np.arange(5)), 6, 7], 9) == 4
     assert graph_diameter(np.array([0, 0]), 3) == 0
 
 

@@ -152,6 +152,33 @@ def test_theorem42_holds_on_a_small_sweep_and_each_check_fails_on_violations():
     assert not any(verdicts.values()), verdicts
 
 
+def test_theorem42_reports_c_2_as_not_applicable_with_the_failing_hypothesis_and_numbers():
+    claim = Theorem42(eps=(0.25,), c=(2.0,), quick_exponents=(5, 6), quick_simulate={}, quick_baseline_exponents=(),
+                      rho_pairs=4000)
+    sweep = claim.sweep(quick=True)
+    assert [p.values["kind"] for p in sweep] == ["rho"]                 # nothing swept at c = 2
+    rows = claim.check(sweep)
+    assert [r.kind for r in rows] == ["not applicable"] * 2
+    assert all(not r.holds and not r.failed and r.measured >= 1 / 3 and r.predicted == pytest.approx(1 / 3)
+               for r in rows)
+    assert "ell is 366 at n = 16" in rows[0].detail and "3/c^2 = 0.750" in rows[0].detail
+    from rich.console import Console
+    console = Console(width=80, record=True)
+    console.print(results_table(rows))
+    assert "n/a" in console.export_text() and "NO" not in console.export_text()
+    assert claim.not_applicable("x", 0.2, 1 / 3).holds
+
+
+def test_theorem34_eta_row_says_why_its_range_is_short():
+    claim = Theorem34()
+    label = DEFAULT_SETTINGS[1].label
+    etas = [SweepPoint(2**e, {"part": "eta", "family": label, "seeds": 8, "failures": 0, "bound": 0.2,
+                              "work": 2**e * 100, "seconds": 3.0}) for e in (5, 6, 7, 8)]
+    assert "only (a factor 8)" in claim._eta_range_note(label, etas)
+    long = [SweepPoint(2**e, dict(etas[0].values)) for e in range(5, 13)]
+    assert claim._eta_range_note(label, long) == ""
+
+
 def test_theorem42_refuses_c_outside_the_theorem():
     with pytest.raises(ValueError, match="sqrt 3"):
         Theorem42(c=(1.5,))
@@ -195,10 +222,39 @@ def test_theorem54_fails_on_errors_and_growing_depth():
     assert not any(r.holds for r in Theorem54().check(bad))
 
 
+def _near_values(**changes):
+    values = {"near_runs": 8, "near_failed_runs": 0, "near_bad_runs": 0, "near_errors": 0, "near_queries": 5000,
+              "near_misses": 0, "near_far_hits": 0, "near_collided_tables": 95_000, "near_tried_tables": 100_000,
+              "near_miss_bound": 1e-20, "near_run_bound": 0.01, "near_p1z": 0.85, "near_z": 21, "near_ell": 25}
+    return values | changes
+
+
+def test_theorem54_near_key_checks_hold_on_clean_runs_and_fail_on_misses_far_hits_and_wrong_outputs():
+    good = [SweepPoint(2**e, {"ema_errors": 0, "depth": 3, "width": 6, "anna_errors": 0} | _near_values())
+            for e in (6, 8, 10)]
+    assert all(_verdicts(Theorem54().check(good)).values())
+    bad = [SweepPoint(p.n, {**p.values, **_near_values(near_failed_runs=4, near_bad_runs=1, near_misses=3,
+                                                       near_far_hits=7, near_collided_tables=60_000)})
+           for p in good]
+    verdicts = _verdicts(Theorem54().check(bad))
+    near = {q: v for q, v in verdicts.items() if "within r" in q or "miss" in q or "LSH failure" in q}
+    assert len(near) == 4 and not any(near.values()), verdicts
+
+
+def test_theorem54_exercises_the_ell_table_recall_with_near_keys_and_stays_exact():
+    claim = Theorem54(quick_exponents=(6, 8), near_seeds=2, quick_near_seeds=2)
+    sweep = claim.sweep(quick=True)
+    assert all(p.values["near_runs"] == 2 for p in sweep)
+    # near pairs are found through the tables: some (group, table) trials miss, but no query misses all
+    assert all(0 < p.values["near_collided_tables"] < p.values["near_tried_tables"] for p in sweep)
+    assert all(r.holds for r in claim.check(sweep)), claim.check(sweep)
+
+
 def test_theorem56_fails_on_linear_depth_errors_and_growing_compiled_depth():
     sweep = [SweepPoint(64, {"part": "by_k", "k": k, "depth": k + 2, "errors": 1}) for k in (1, 2, 4, 8, 16)]
     sweep += [SweepPoint(2**e, {"part": "by_n", "k": 16, "depth": e, "errors": 1}) for e in (6, 8)]
-    sweep += [SweepPoint(512, {"part": "anna", "k": 16, "errors": 2})]
+    sweep += [SweepPoint(512, {"part": "anna", "k": 16, "errors": 2} | _near_values(
+        near_failed_runs=4, near_bad_runs=1, near_misses=2, near_collided_tables=60_000))]
     sweep += [SweepPoint(64, {"part": "compiled_depth", "k": k, "depth": 10 * k}) for k in (1, 2, 4, 8)]
     sweep += [SweepPoint(16, {"part": "compiled", "k": 3, "depth": 20, "errors": 1})]
     verdicts = _verdicts(Theorem56().check(sweep))

@@ -24,18 +24,13 @@ def _simulate(protocol, config, data, seed=0):
     return Simulator(config, mode="machine").run(protocol, data, seed=seed)
 
 
-# ------------------------------------------------------------------------------ the shared case table
+# ------------------------------------------------------------------------------ the compiler's test protocols
 MIXING = [
     (MixingProtocol(rounds=2, fanout=1), MPCConfig(n=16, eps=0.5, memory_factor=2), {}),
     (MixingProtocol(rounds=3, fanout=2, salt=5), MPCConfig(n=36, eps=0.5, memory_factor=2), {}),
     (MixingProtocol(rounds=2, fanout=3, salt=9), MPCConfig(n=40, eps=0.6, memory_factor=3), {"alpha": 2}),
     (MixingProtocol(rounds=0, fanout=1), MPCConfig(n=9, eps=0.5, memory_factor=2), {}),
 ]
-LIBRARY = [("aggregate", {"op": "sum"}, 64), ("aggregate", {"op": "min"}, 100), ("prefix-sum", {}, 64),
-           ("sort", {}, 400), ("khop", {"k": 1}, 32), ("khop", {"k": 5}, 48), ("match2", {}, 40),
-           ("connectivity", {}, 16), ("broadcast", {}, 32), ("threesum", {}, 16)]
-
-
 def _library_case(name, params, n, seed=3):
     protocol = make_protocol(name, **params)
     config = protocol.default_config(n, 0.5)
@@ -65,12 +60,8 @@ def test_lean_engine_equals_the_dense_transformer_layer_by_layer_on_mixing_proto
     _assert_engines_agree(*_both_engines(protocol, config, data, layout=layout, **options))
 
 
-@pytest.mark.parametrize("name,params,n", LIBRARY, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in LIBRARY])
-def test_lean_engine_equals_the_dense_transformer_and_the_simulator_on_library_protocols(name, params, n):
-    protocol, config, data = _library_case(name, params, n)
-    sim, model, lean, dense = _both_engines(protocol, config, data, seed=3)
-    _assert_engines_agree(sim, model, lean, dense)
-    assert model.align(data, lean).all_match
+# the library protocols, lean against dense against the simulator: the compile stage of the shared
+# case table (tests/test_stages.py)
 
 
 @pytest.mark.parametrize("name,params,n", [("khop", {"k": 5}, 48), ("sort", {}, 400)])  # protocols with a batch step
@@ -143,6 +134,42 @@ def test_vectorised_encoding_and_averaging_match_the_dense_layout(make):
         assert [m.src for m in expected] == decoded.src[got].tolist()
         for m, j in zip(expected, got):
             assert np.array_equal(m.words, decoded.words[decoded.offsets[j]:decoded.offsets[j + 1]])
+
+
+@given(seed=st.integers(0, 2**32 - 1), groups=st.integers(1, 6), pairs=st.integers(1, 400),
+       span=st.sampled_from([8, 64, 4096]))
+@settings(max_examples=40)
+def test_group_sums_equal_a_numpy_reference_whether_cells_are_counted_or_sorted(seed, groups, pairs, span):
+    from reductions.compile.sparse import Items
+    rng = np.random.default_rng(seed)
+    n_items, per_item = 50, 3
+    cells = np.sort(rng.choice(span, size=(n_items, per_item)), axis=1)
+    items = Items(rng.integers(-1000, 1000, size=(n_items, 5)).astype(np.float64), np.arange(n_items), cells)
+    group = rng.integers(0, groups, size=pairs)
+    item = rng.integers(0, n_items, size=pairs)
+    weight = rng.integers(1, 4, size=pairs).astype(np.float64)
+    g, cell, sums = group_sums(group, item, weight, items, span)
+    keys = (group[:, None] * span + cells[item]).ravel()
+    unique, inverse = np.unique(keys, return_inverse=True)
+    expected = np.zeros((unique.shape[0], 5))
+    np.add.at(expected, inverse, np.repeat(weight[:, None] * items.items[item], per_item, axis=0))
+    assert np.array_equal(g * span + cell, unique) and np.array_equal(sums, expected)
+
+
+def test_decoding_many_groups_at_once_equals_decoding_each_group_alone():
+    layout = HashedLayout(capacity=12, max_senders=6, machines=50)
+    rng = np.random.default_rng(3)
+    messages = [m for dst, senders in enumerate((5, 1, 3, 6, 2))
+                for m in _random_messages(rng, layout, receivers=1, senders_per_receiver=senders)
+                for m in [Message(m.src, dst, m.words)]]
+    _, g, cell, average = _sparse_average(layout, messages)
+    together = decode_groups(layout, g, cell, average, 5)       # each group's cells overwrite the last's
+    for dst, senders in enumerate((5, 1, 3, 6, 2)):
+        alone = decode_groups(layout, np.zeros(int((g == dst).sum()), dtype=np.int64), cell[g == dst],
+                              average[g == dst], 1)
+        got = np.flatnonzero(together.group == dst)
+        assert together.src[got].tolist() == alone.src.tolist() and got.size == senders
+        assert np.array_equal(together.words[together.offsets[got[0]]:together.offsets[got[-1] + 1]], alone.words)
 
 
 @given(seed=st.integers(0, 2**32 - 1), senders=st.integers(1, 8), capacity=st.integers(1, 30))
@@ -351,18 +378,7 @@ def test_cli_compiles_runs_and_reports_the_estimate(capsys):
     assert code == 0 and "identical to" in out and "estimated memory" in out
 
 
-# ------------------------------------------------------------------------------ the scale targets
-SCALE = [("aggregate", {"op": "sum"}), ("prefix-sum", {}), ("sort", {}), ("khop", {"k": 8}), ("match2", {}),
-         ("connectivity", {})]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name,params", SCALE, ids=[c[0] for c in SCALE])
-def test_compiled_models_at_two_to_the_fourteen_reproduce_the_simulator(name, params):
-    protocol, config, data = _library_case(name, params, 2 ** 14, seed=0)
-    sim = _simulate(protocol, config, data)
-    model = compile_mpc(protocol, config, rounds=sim.trace.num_rounds)
-    assert _same_words(model.run(data).output, sim.output)
+# the scale targets (2**14 tokens, slow): cases of the shared table (tests/strategies/cases.py)
 
 
 def test_run_stats_measure_the_value_width_actually_used_within_the_head_width():

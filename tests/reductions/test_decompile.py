@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anna.lsh import E2LSH, CrossPolytope, Hyperplane, LSHConfig
+from anna.strategies import lsh_families
 from anna.tasks import generate_match2, match2_labels
 from anna.transformer import Head, Layer, Transformer, init_transformer
 from mpc_sim import ConfigError, InputError, MPCConfig, ReceiveLimitExceeded, Simulator
@@ -16,74 +17,37 @@ from reductions.decompile.examples import example_model
 from reductions.decompile.plan import make_anna_plan, overflow_bound, relay_depth
 from reductions.decompile.softmax_protocol import SoftmaxProtocol
 from reductions.decompile.tokens import HeadSpec, LayerSpec, ModelSpec
+from tests.strategies.cases import BY_NAME, anna_model, select, softmax_model
 
 
-def _anna(depth=1, heads=1, dim=4, ell=4, z=2, family=None, causal=False, seed=0, max_len=256, dtype=np.float64):
-    return init_transformer(vocab_size=9, dim=dim, n_outputs=3, depth=depth, heads=heads, max_len=max_len,
-                            kind="anna", lsh=LSHConfig(family or Hyperplane(), z=z, ell=ell), causal=causal,
-                            seed=seed, dtype=dtype)
-
-
-# one shared table of (model, n, protocol options), run at every stage
-CASES = {
-    "one layer, hyperplane": (lambda: _anna(), 40, {}),
-    "two layers, two heads, causal, deep trees": (lambda: _anna(depth=2, heads=2, dim=6, ell=5, causal=True, seed=3),
-                                                  50, {"tokens_per_machine": 4, "max_failure": 1e-6}),
-    "ema heads, causal": (lambda: init_transformer(vocab_size=5, dim=4, n_outputs=2, depth=2, max_len=64, kind="ema",
-                                                   causal=True, normalize=False, seed=1), 30,
-                          {"tokens_per_machine": 8, "max_failure": 1e-6}),
-    "float32, cross-polytope, E2LSH": (lambda: Transformer(
-        _anna(dtype=np.float32, family=CrossPolytope()).embedding,
-        (_anna(dtype=np.float32, family=CrossPolytope()).layers[0],
-         _anna(dtype=np.float32, family=E2LSH(2.0), seed=1).layers[0]),
-        _anna(dtype=np.float32).readout, seed=5), 33, {"tokens_per_machine": 4, "max_failure": 1e-6}),
-    "layers with different heads, widths and tables": (lambda: Transformer(
-        _anna(dim=6, heads=2, ell=3).embedding,
-        (_anna(dim=6, heads=2, ell=3).layers[0], _anna(dim=6, heads=1, ell=9, seed=2, causal=True).layers[0]),
-        _anna(dim=6).readout, seed=7), 60, {"tokens_per_machine": 8, "max_failure": 1e-6}),
-    "one machine holds every token": (lambda: _anna(depth=2), 5, {}),
-    "match2 task model": (lambda: example_model("match2", 48), 48, {}),
-}
+_anna = anna_model
 
 
 def _run(name, seed=0):
-    factory, n, options = CASES[name]
-    protocol = compile_anna(factory(), **options)
-    config = protocol.default_config(n, 0.5)
-    data = protocol.generate_input(config, seed=seed)
+    """A case of the shared table (tests/strategies/cases.py) run through the protocol; seed the
+    run's (and the generated input's) seed."""
+    case = BY_NAME[f"anna/{name}"]
+    protocol, config = case.build()
+    data = case.data(protocol, config)[0] if seed == case.seed else protocol.generate_input(config, seed=seed)
     if name == "match2 task model":
-        data = generate_match2(n, 37, seed=seed)[0].astype(float)
+        data = generate_match2(case.n, 37, seed=seed)[0].astype(float)
     return protocol, config, data, run_model_protocol(protocol, data, config, seed=seed)
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_protocol_output_agrees_with_the_models_forward_pass_within_tolerance(name):
-    _, _, _, run = _run(name)
-    assert run.output.shape == run.expected.shape
-    assert run.agrees, f"max scaled error {run.max_scaled_error:.3g} > tolerance {run.tolerance}"
-    assert run.trace.verified
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_trace_rounds_equal_the_stated_formula(name):
-    protocol, config, _, run = _run(name)
+# the output against the forward pass and every limit: the decompile stage of the shared case table
+# (tests/test_stages.py); here the round formula of Theorem 4.2's protocol on the same cases
+@pytest.mark.parametrize("case", select("anna-model"))
+def test_trace_rounds_equal_the_stated_formula(case):
+    protocol, config = case.build()
+    run = run_model_protocol(protocol, case.data(protocol, config)[0], config, seed=case.seed)
     plan = protocol.plan(config)
     per_layer = [2 * (layer.relay_depth + layer.tree_depth) for layer in plan.layers]
     assert [layer.rounds for layer in plan.layers] == per_layer
     assert run.trace.num_rounds == plan.rounds == 2 + sum(per_layer) == protocol.rounds_bound(config)
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_every_memory_send_and_receive_limit_holds_in_strict_mode(name):
-    _, config, _, run = _run(name)
-    trace = run.trace
-    assert trace.strict and not trace.violations
-    assert trace.check() == []
-    assert max(trace.max_memory, trace.max_sent, trace.max_received) <= config.s
-
-
 def test_deep_trees_are_exercised_by_the_case_table():
-    protocol, config, _, _ = _run("two layers, two heads, causal, deep trees")
+    protocol, config = BY_NAME["anna/two layers, two heads, causal, deep trees"].build()
     plan = protocol.plan(config)
     assert min(layer.tree_depth for layer in plan.layers) >= 2
     assert plan.token_machines > plan.layers[0].tree_degree
@@ -94,15 +58,12 @@ def test_match2_task_model_labels_every_token_through_the_protocol():
     assert np.array_equal(run.output[:, 0], match2_labels(data.astype(np.int64), 37))
 
 
-_FAMILIES = st.sampled_from([Hyperplane(), E2LSH(1.0), CrossPolytope()])
-
-
 @st.composite
 def anna_models(draw):
     depth, heads = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     m, ell, z = draw(st.integers(1, 4)), draw(st.integers(1, 6)), draw(st.integers(1, 3))
     model = init_transformer(vocab_size=6, dim=m * heads, n_outputs=2, depth=depth, heads=heads, max_len=64,
-                             kind="anna", lsh=LSHConfig(draw(_FAMILIES), z=z, ell=ell),
+                             kind="anna", lsh=LSHConfig(draw(lsh_families()), z=z, ell=ell),
                              causal=draw(st.booleans()), normalize=draw(st.booleans()), seed=draw(st.integers(0, 999)))
     return model, draw(st.integers(1, 40)), draw(st.sampled_from([None, 1, 2, 4])), draw(st.integers(0, 99))
 
@@ -238,19 +199,8 @@ def test_tokenwise_embedding_sees_positions():
     assert run.agrees
 
 
-# --- the softmax baseline -------------------------------------------------------------------
-def _softmax(causal=False, heads=2, depth=2, seed=2):
-    return init_transformer(vocab_size=7, dim=4, n_outputs=2, depth=depth, heads=heads, max_len=64, kind="softmax",
-                            causal=causal, temperature=1.5, seed=seed)
-
-
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("n", [1, 2, 9, 30])
-def test_softmax_baseline_agrees_with_the_forward_pass_within_limits(n, causal):
-    protocol = SoftmaxProtocol(_softmax(causal))
-    config = protocol.default_config(n, 0.5)
-    run = run_model_protocol(protocol, protocol.generate_input(config, seed=n), config)
-    assert run.agrees and run.trace.check() == []
+# --- the softmax baseline (its agreement with the forward pass: the shared table's decompile stage) ----------
+_softmax = softmax_model
 
 
 @pytest.mark.parametrize("n", [2, 9, 30])
