@@ -17,7 +17,8 @@ from .attention import AnnaStats, anna_attention, anna_weights, collision_counts
 from .check import AnnaCheck, FailureRate, anna_failure_rate, check_anna
 from .lsh import (CrossPolytope, E2LSH, Hyperplane, LSHConfig, MeasuredRho, TheoryParameters,
                   measure_collision_rates, theory_parameters)
-from .reference import elu_feature_map, ema_attention, lowrank_attention, normalize_rows, softmax_attention
+from .reference import (collision_attention, elu_feature_map, ema_attention, lowrank_attention, normalize_rows,
+                        softmax_attention)
 from .transformer import (MLP, ForwardTrace, Head, Layer, Linear, Placement, ResourceReport, TokenEmbedding,
                           Transformer, derive_head_seed, init_transformer, load_transformer, save_transformer)
 
@@ -26,7 +27,8 @@ __all__ = [
     "check_anna", "anna_failure_rate", "AnnaCheck", "FailureRate",
     "E2LSH", "Hyperplane", "CrossPolytope", "LSHConfig", "TheoryParameters", "MeasuredRho",
     "theory_parameters", "measure_collision_rates",
-    "ema_attention", "softmax_attention", "lowrank_attention", "normalize_rows", "elu_feature_map",
+    "ema_attention", "softmax_attention", "lowrank_attention", "collision_attention", "normalize_rows",
+    "elu_feature_map",
     "Transformer", "Head", "Layer", "Linear", "MLP", "Placement", "TokenEmbedding", "ResourceReport",
     "ForwardTrace", "init_transformer", "save_transformer", "load_transformer", "derive_head_seed",
 ]

@@ -1,4 +1,4 @@
-"""Exact attention references: exact-match, softmax and low-rank (kernel) attention.
+"""Exact attention references: exact-match, softmax, low-rank (kernel) and collision attention.
 
 Plain numpy, written to be obviously correct and to run in bounded memory; the fast kernels
 (:mod:`anna.attention`) and the transformer's heads are tested against these.
@@ -12,6 +12,9 @@ Conventions (docs/theory.md §2)
   caller can tell "no neighbour" from a real zero output.
 - Softmax: ``w_ij ∝ exp(β ⟨q_i, k_j⟩)`` with no ``1/√m``; ``β`` is the argument ``temperature``
   (the paper's name: a small β flattens the weights).
+- Collision attention: ``w_ij ∝ (1 − θ_ij/π)^z`` with ``θ_ij`` the angle between ``q_i`` and ``k_j``,
+  the probability that ``z`` random hyperplanes put both on the same side: what Algorithm 1 with
+  hyperplane tables computes in expectation (:func:`collision_attention`).
 - Causal variants (``causal=True``) let query ``i`` see keys ``j <= i`` only and need ``N_q == N_k``.
 """
 from __future__ import annotations
@@ -20,13 +23,17 @@ from typing import Callable
 
 import numpy as np
 
-from ._validate import check_bool, check_finite_output, check_float, check_float_matrix, check_same_rows
+from ._validate import (check_bool, check_finite_output, check_float, check_float_matrix, check_int,
+                        check_same_rows)
 from .errors import NonFiniteError, ParameterError, ShapeError
 
 __all__ = [
     "ema_attention",
     "softmax_attention",
     "lowrank_attention",
+    "collision_attention",
+    "collision_weights",
+    "COSINE_CLAMP",
     "normalize_rows",
     "elu_feature_map",
 ]
@@ -348,3 +355,86 @@ def lowrank_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, phi_q: Featur
         state_norm += block_k.sum(axis=0)
         state_abs += np.abs(block_k).sum(axis=0)
     return check_finite_output("lowrank_attention", out.astype(v.dtype))
+
+
+COSINE_CLAMP = 1e-6
+"""Cosines enter ``arccos`` clamped to ``[−1 + COSINE_CLAMP, 1 − COSINE_CLAMP]`` (finite gradient in
+training): a collision probability of 1 becomes ``1 − √(2·10⁻⁶)/π ≈ 1 − 4.5·10⁻⁴`` per hash function."""
+
+
+def collision_weights(q: np.ndarray, k: np.ndarray, z: int = 1, causal: bool = False) -> np.ndarray:
+    """Unnormalised collision weights ``p_ij = (1 − arccos(q̂_i · k̂_j)/π)^z`` (float64, ``(N_q, N_k)``).
+
+    ``p_ij`` is the probability that query ``i`` and key ``j`` share a code in one table of ``z``
+    random hyperplanes (:class:`anna.lsh.Hyperplane`); ``q̂, k̂`` are the rows scaled to unit norm
+    (:func:`normalize_rows`: a zero row stays zero, cosine 0, ``p = 2^-z``), and the cosine is
+    clamped by :data:`COSINE_CLAMP`. With ``causal``, entries ``j > i`` are 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0]])
+    >>> collision_weights(x[:1], x, z=1).round(3).tolist()   # same, orthogonal, opposite
+    [[1.0, 0.5, 0.0]]
+    >>> collision_weights(x[:1], x, z=2).round(3).tolist()
+    [[0.999, 0.25, 0.0]]
+    """
+    q = check_float_matrix("q", q)
+    k = check_float_matrix("k", k)
+    if q.shape[1] != k.shape[1]:
+        raise ShapeError(f"q and k must have the same number of columns, got q {q.shape} and k {k.shape}")
+    z = check_int("z", z, low=1)
+    if check_bool("causal", causal):
+        check_same_rows("q", q, "k", k)
+    cosines = normalize_rows(q).astype(np.float64) @ normalize_rows(k).astype(np.float64).T
+    np.clip(cosines, -1.0 + COSINE_CLAMP, 1.0 - COSINE_CLAMP, out=cosines)
+    weights = (1.0 - np.arccos(cosines) / np.pi) ** z
+    return np.tril(weights) if causal else weights
+
+
+def collision_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, z: int = 1, causal: bool = False,
+                        chunk: int = 1024) -> np.ndarray:
+    """Collision attention ``Σ_j p_ij v_j / Σ_j p_ij`` with ``p_ij = (1 − θ_ij/π)^z``, chunked over queries.
+
+    Algorithm 1 (:func:`anna.attention.anna_attention`) with ``ℓ`` hyperplane tables of ``z``
+    functions each returns ``Σ_j c_ij v_j / Σ_j c_ij``, where ``c_ij ~ Binomial(ℓ, p_ij)`` counts the
+    tables in which query ``i`` and key ``j`` collide (:func:`collision_weights`); as ``ℓ`` grows the
+    ratio converges to this one (tested by Monte Carlo). It is the differentiable surrogate the
+    ``collision`` heads of :mod:`anna.transformer` and :class:`anna.train.TorchSurrogate` train.
+    Every ``p_ij > 0`` (the cosine clamp), so no row is empty, unlike a finite set of tables.
+
+    Parameters
+    ----------
+    q, k, v : ndarray
+        Shapes ``(N_q, m)``, ``(N_k, m)``, ``(N_k, d_v)``; ``N_k >= 1``. Only the directions of
+        queries and keys matter.
+    z : int
+        Hash functions per table (the exponent), ``>= 1``.
+    causal, chunk
+        As in :func:`softmax_attention`; the result, of shape ``(N_q, d_v)`` and ``v``'s dtype,
+        does not depend on ``chunk``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> q = np.array([[1.0, 0.0]]); k = np.array([[1.0, 0.0], [0.0, 1.0]]); v = np.array([[3.0], [0.0]])
+    >>> collision_attention(q, k, v, z=1).round(3).tolist()          # weights 1 and 1/2
+    [[2.0]]
+    >>> collision_attention(q, k, v, z=3).round(2).tolist()          # weights 1 and 1/8
+    [[2.67]]
+    """
+    q, k, v = _check_qkv(q, k, v, causal)
+    chunk = _check_chunk(chunk)
+    z = check_int("z", z, low=1)
+    if k.shape[0] == 0:
+        raise ShapeError(f"collision attention needs at least one key, got k of shape {k.shape}")
+    v64 = v.astype(np.float64)
+    out = np.empty((q.shape[0], v.shape[1]), dtype=np.float64)
+    for start in range(0, q.shape[0], chunk):
+        stop = min(start + chunk, q.shape[0])
+        n_keys = stop if causal else k.shape[0]   # causal: query i < stop sees no key j >= stop
+        weights = collision_weights(q[start:stop], k[:n_keys], z)
+        if causal:
+            weights[np.arange(n_keys)[None, :] > np.arange(start, stop)[:, None]] = 0.0
+        out[start:stop] = (weights @ v64[:n_keys]) / weights.sum(axis=1, keepdims=True)
+    return check_finite_output("collision_attention", out.astype(v.dtype))

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 
-def _value(text: str):
-    if text == "none":
+def _value(text: str, key: str = ""):
+    if text == "none" and key != "decay":  # decay=none is the name of the constant schedule
         return None
     low, dash, high = text.partition("-")
     if dash and low.isdigit() and high.isdigit():  # a range of hop counts: 0-8
@@ -38,7 +38,7 @@ def parse_run(spec: str) -> tuple[str, str, dict]:
     overrides = {}
     for item in filter(None, fields.split(",")):
         key, _, value = item.partition("=")
-        overrides[key] = _value(value)
+        overrides[key] = _value(value, key)
     if not name or task not in ("match2", "induction"):
         raise SystemExit(f"bad run {spec!r}: expected NAME=match2|induction:KEY=VALUE,...")
     return name, task, overrides

@@ -386,6 +386,9 @@ def _api_cases() -> list[Case]:
     add(Case("head-kind-bogus", lambda f: head("bogus"), "ParameterError", ("kind",)))
     add(Case("head-anna-without-lsh", lambda f: head("anna"), "ModelError", ("lsh",)))
     add(Case("head-softmax-with-lsh", lambda f: head("softmax", lsh=_lsh()), "ModelError", ("lsh",)))
+    add(Case("head-softmax-with-z", lambda f: head("softmax", z=2), "ModelError", ("z",)))
+    add(Case("head-collision-z-0", lambda f: head("collision", z=0), "ParameterError", ("z",)))
+    add(Case("collision-z-float", lambda f: attention("collision", z=1.5), "ParameterError", ("z",)))
     add(Case("head-dims-disagree", lambda f: head("softmax", value=np.eye(2, 3)), "ModelError", ("value_dim",)))
     add(Case("linear-bias-length", lambda f: linear(eye, np.ones(3)), "ShapeError", ("bias",)))
     add(Case("model-readout-dim", lambda f: transformer(readout=np.ones((3, 2))), "ModelError", ("readout",)))
@@ -409,7 +412,7 @@ def _api_cases() -> list[Case]:
                                                             phi_q=lambda x: x - x, phi_k=lambda x: x),
              "NonFiniteError", ("normaliser",)))
     add(Case("reference-causal-str", lambda f: attention("softmax", causal="yes"), "ParameterError", ("causal",)))
-    for kind in ("softmax", "ema", "anna"):
+    for kind in ("softmax", "ema", "anna", "collision"):
         add(Case(f"{kind}-q-1d", lambda f, k=kind: attention(k, q=np.ones(3)), "ShapeError", ("q",)))
         add(Case(f"{kind}-q-int", lambda f, k=kind: attention(k, q=np.eye(3, dtype=np.int64)), "ShapeError", ("q",)))
         add(Case(f"{kind}-q-list", lambda f, k=kind: attention(k, q=[[1.0]]), "ShapeError", ("q",)))
@@ -552,7 +555,8 @@ def _cli_cases() -> list[Cli]:
     add("--example", "--n", "8", base=("decompile",), id="decompile nothing")
     add("--example", "junk.npz", "--n", "8", base=("decompile", "--example", "random"), id="decompile both")
     exp = ("experiment", "match2", "--quick")
-    for flag, value in (("--seeds", "0"), ("--seeds", "x"), ("--threads", "0"), ("--steps", "0"), ("--family", "x")):
+    for flag, value in (("--seeds", "0"), ("--seeds", "x"), ("--threads", "0"), ("--steps", "0"), ("--family", "x"),
+                        ("--z", "0")):
         add(flag, flag, value, base=exp)
     add("--json", "--json", "/proc/version/grid.json", base=exp)
     add("--plots", "--plots", "/proc/version", base=exp)

@@ -16,7 +16,7 @@ Examples
 >>> EXPERIMENTS["match2"].zs, EXPERIMENTS["induction"].ells[0][:3]
 ((1, 2, 3, 4, 5, 6), (32, 40, 48))
 """
-from .evaluate import FAMILIES, GridCell, GridResult, anna_logits, evaluate_grid, softmax_logits
+from .evaluate import FAMILIES, GridCell, GridResult, anna_logits, evaluate_grid, softmax_logits, surrogate_logits
 from .run import ExperimentRun, evaluate_experiment, load_record, load_weights, run_experiment
 from .specs import EXPERIMENTS, WEIGHTS_DIR, Experiment, compare_with_paper, grid_path
 from .training import TrainingRecord, record_path
@@ -40,4 +40,5 @@ __all__ = [
     "record_path",
     "run_experiment",
     "softmax_logits",
+    "surrogate_logits",
 ]

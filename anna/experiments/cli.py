@@ -71,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--family", choices=sorted(FAMILIES), default=None,
                    help="angular LSH family (default: the experiment's, hyperplane)")
     p.add_argument("--seeds", type=_count(1, 10_000), default=None, help="hashing seeds per cell (default 10)")
+    p.add_argument("--z", type=_count(1, 64), action="append", default=None, dest="zs", metavar="Z",
+                   help="evaluate only this z (repeatable; default: the grid's, e.g. the training z of "
+                        "collision heads)")
     p.add_argument("--quick", action="store_true", help="a small grid with fewer seeds")
     p.add_argument("--steps", type=_count(1, 10**9), default=None, help="training steps (with --train; default: the schedule)")
     p.add_argument("--threads", type=_count(1, 1024), default=1, help="torch threads for training (default 1)")
@@ -96,6 +99,8 @@ def cmd_experiment(args: argparse.Namespace, console: Console) -> int:
         changes["family"] = args.family
     if args.seeds is not None:
         changes["seeds"] = args.seeds
+    if args.zs:
+        changes["zs"] = tuple(sorted(set(args.zs)))
     if changes:
         experiment = replace(experiment, **changes)
 

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import ModelError, ParameterError, ShapeError
 from ..lsh import FAMILIES as LSH_FAMILIES
 from ..lsh import LSHConfig
+from ..reference import collision_attention
 from ..train.loop import token_errors
 from ..transformer import Head, Transformer, derive_head_seed
 from ..transformer.forward import embed_tokens, finish_layer, head_qkv, tokenwise
@@ -40,6 +41,7 @@ __all__ = [
     "anna_logits",
     "evaluate_grid",
     "softmax_logits",
+    "surrogate_logits",
 ]
 
 FAMILIES = {key: cls() for key, cls in LSH_FAMILIES.items() if cls.angular}
@@ -95,7 +97,10 @@ class GridCell:
 
 @dataclass(frozen=True)
 class GridResult:
-    """An evaluated grid: cells, the surrogate's softmax error, and the paper's numbers.
+    """An evaluated grid: cells, the surrogate's error, and the paper's numbers.
+
+    ``softmax_error`` is the error of the surrogate the weights were trained as: the model's own
+    heads when they are softmax or collision heads, else the model with softmax heads.
 
     Examples
     --------
@@ -185,6 +190,13 @@ def _softmax_average(head: Head, q: np.ndarray, k: np.ndarray, v: np.ndarray, ca
     return _weighted(weights, v)
 
 
+def _collision_average(head: Head, q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool) -> np.ndarray:
+    return np.stack([collision_attention(q[r], k[r], v[r], z=head.z, causal=causal) for r in range(q.shape[0])])
+
+
+_SURROGATE_AVERAGES = {"softmax": _softmax_average, "collision": _collision_average}
+
+
 def _readout(model: Transformer, x: np.ndarray) -> np.ndarray:
     return tokenwise("readout", model.readout, x, checked=False)
 
@@ -210,23 +222,34 @@ def _add_collisions(counts: np.ndarray, qc: np.ndarray, kc: np.ndarray, lo: int,
 
 
 # ------------------------------------------------------------------------------ public API
-def softmax_logits(model: Transformer, inputs: np.ndarray) -> np.ndarray:
-    """Logits ``(rows, N, outputs)`` of a trained-mode model whose heads are all softmax, batched.
-
-    Equals ``np.stack([model(row) for row in inputs])`` up to float rounding (tested).
-    """
+def _dense_logits(model: Transformer, inputs: np.ndarray, kinds: tuple[str, ...], caller: str) -> np.ndarray:
     _check_model(model)
     inputs = _check_rows(inputs)
     x = embed_tokens(model.embedding, inputs)
     for l, layer in enumerate(model.layers):
         attended = []
         for head in layer.heads:
-            if head.kind != "softmax":
-                raise ModelError(f"softmax_logits needs softmax heads, layer {l} has a {head.kind} head")
+            if head.kind not in kinds:
+                raise ModelError(f"{caller} needs {' or '.join(kinds)} heads, layer {l} has a {head.kind} head")
             q, k, v = head_qkv(head, x, checked=False)
-            attended.append(_softmax_average(head, q, k, v, layer.causal))
+            attended.append(_SURROGATE_AVERAGES[head.kind](head, q, k, v, layer.causal))
         x = finish_layer(model, l, x, attended, checked=False)
     return _readout(model, x)
+
+
+def softmax_logits(model: Transformer, inputs: np.ndarray) -> np.ndarray:
+    """Logits ``(rows, N, outputs)`` of a trained-mode model whose heads are all softmax, batched.
+
+    Equals ``np.stack([model(row) for row in inputs])`` up to float rounding (tested).
+    """
+    return _dense_logits(model, inputs, ("softmax",), "softmax_logits")
+
+
+def surrogate_logits(model: Transformer, inputs: np.ndarray) -> np.ndarray:
+    """Logits ``(rows, N, outputs)`` of a trained-mode model whose heads are softmax or collision
+    heads (a trained surrogate), batched; equals ``np.stack([model(row) for row in inputs])`` up to
+    float rounding (tested)."""
+    return _dense_logits(model, inputs, tuple(_SURROGATE_AVERAGES), "surrogate_logits")
 
 
 def anna_logits(model: Transformer, inputs: np.ndarray, lsh: Sequence[LSHConfig], seed: int) -> np.ndarray:
@@ -332,7 +355,9 @@ def evaluate_grid(model: Transformer, inputs: np.ndarray, targets: np.ndarray, e
                 per_seed.setdefault((key, int(z)), []).append(wrong / counted)
     cells = tuple(GridCell(key, z, float(np.mean(errors)), len(errors), float(np.std(errors)))
                   for (key, z), errors in sorted(per_seed.items(), key=lambda item: (item[0][1], item[0][0])))
-    softmax = np.concatenate([softmax_logits(model.with_attention("softmax"), inputs[a:b]) for a, b in batches])
-    wrong, counted = token_errors(softmax, targets)
+    trained_kinds = {head.kind for layer in model.layers for head in layer.heads}
+    surrogate = model if trained_kinds <= set(_SURROGATE_AVERAGES) else model.with_attention("softmax")
+    logits = np.concatenate([surrogate_logits(surrogate, inputs[a:b]) for a, b in batches])
+    wrong, counted = token_errors(logits, targets)
     return GridResult(task, family, cells, wrong / counted, int(inputs.shape[0]), dict(paper or {}),
                       time.perf_counter() - began, weights)

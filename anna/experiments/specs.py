@@ -115,7 +115,7 @@ def _fmt(x: float | None) -> str:
 
 def compare_with_paper(result: GridResult) -> list[tuple[str, str, str]]:
     """Rows ``(quantity, paper, ours)`` for the headline numbers of ``result``'s task."""
-    rows = [("surrogate (softmax) test error", "—", _fmt(result.softmax_error))]
+    rows = [("surrogate test error", "—", _fmt(result.softmax_error))]
     if result.task == "match2":
         z1 = sorted((c.ells[0], c.error) for c in result.cells if c.z == 1)
         zero_from = None

@@ -20,11 +20,13 @@ torch is imported when a surrogate is built, not when this module is imported.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, ModelError, ShapeError
+from ..reference import COSINE_CLAMP
 from ..transformer import MLP, Linear, TokenEmbedding, Transformer
 from ._torch import require_torch
 
@@ -71,6 +73,19 @@ _FEATURE_MAPS = {"elu+1": _elu_plus_one, "identity": lambda x: x}
 """Feature maps of lowrank heads, by the names :data:`anna.transformer.FEATURE_MAPS` uses."""
 
 
+def _collision(q, k, v, z: int, causal_mask):
+    """``Σ_j p_ij v_j / Σ_j p_ij`` with ``p_ij = (1 − arccos(q̂_i·k̂_j)/π)^z``
+    (:func:`anna.reference.collision_attention`, the same cosine clamp)."""
+    torch = require_torch()
+    functional = torch.nn.functional
+    cosines = functional.normalize(q, dim=-1, eps=1e-12) @ functional.normalize(k, dim=-1, eps=1e-12).transpose(-1, -2)
+    cosines = cosines.clamp(-1.0 + COSINE_CLAMP, 1.0 - COSINE_CLAMP)
+    weights = (1.0 - torch.arccos(cosines) / math.pi) ** z
+    if causal_mask is not None:
+        weights = weights.masked_fill(causal_mask, 0.0)
+    return (weights @ v) / weights.sum(dim=-1, keepdim=True)
+
+
 def _lowrank(fq, fk, v, causal_mask):
     """``φ(Q)(φ(K)ᵀ V) / φ(Q)(φ(K)ᵀ 1)`` (:func:`anna.reference.lowrank_attention`); causal as a
     masked ``N × N`` product, which for training lengths (``N ≈ 100``) is cheaper than a scan."""
@@ -81,13 +96,14 @@ def _lowrank(fq, fk, v, causal_mask):
 
 
 class TorchSurrogate:
-    """A trainable torch copy of a trained-mode :class:`Transformer` with softmax or lowrank heads.
+    """A trainable torch copy of a trained-mode :class:`Transformer` with softmax, lowrank or collision heads.
 
     Parameters
     ----------
     template : Transformer
         Trained mode, every head ``kind="softmax"`` (the surrogate's ``β`` and ``normalize`` are
-        the heads') or ``kind="lowrank"`` with feature map ``"elu+1"`` or ``"identity"``. Its
+        the heads'), ``kind="lowrank"`` with feature map ``"elu+1"`` or ``"identity"``, or
+        ``kind="collision"`` (``w_ij ∝ (1 − θ_ij/π)^z``, the head's ``z``). Its
         weights are the initial values.
     dtype : torch dtype, optional
         Default: the template's weight dtype.
@@ -104,8 +120,9 @@ class TorchSurrogate:
         torch = require_torch()
         arrays = weight_arrays(template)
         kinds = {head.kind for layer in template.layers for head in layer.heads}
-        if kinds - {"softmax", "lowrank"}:
-            raise ModelError(f"the surrogate trains softmax and lowrank heads only; the template has heads of kind "
+        if kinds - {"softmax", "lowrank", "collision"}:
+            raise ModelError(f"the surrogate trains softmax, lowrank and collision heads only; the template has "
+                             f"heads of kind "
                              f"{sorted(kinds)} (use template.with_attention('softmax') first)")
         maps = {head.feature_map for layer in template.layers for head in layer.heads if head.kind == "lowrank"}
         if maps - set(_FEATURE_MAPS):
@@ -173,7 +190,9 @@ class TorchSurrogate:
                 q, k, v = (self._linear(f"{prefix}.{name}", x) for name in ("query", "key", "value"))
                 if head.normalize:
                     q, k = functional.normalize(q, dim=-1, eps=1e-12), functional.normalize(k, dim=-1, eps=1e-12)
-                if head.kind == "lowrank":
+                if head.kind == "collision":
+                    attended = _collision(q, k, v, head.z, causal_mask if layer.causal else None)
+                elif head.kind == "lowrank":
                     if head.scale != 1.0:
                         q, k = head.scale * q, head.scale * k
                     attended = _lowrank(_FEATURE_MAPS[head.feature_map](q), _FEATURE_MAPS[head.feature_map](k), v,

@@ -178,13 +178,17 @@ class InductionSetup:
     log_every: int = 1000
     checkpoint_every: int = 5000
     kind: str = "softmax"
+    z: int = 1
 
     name = "induction"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("softmax", "lowrank"):
-            raise ParameterError(f"kind must be 'softmax' or 'lowrank', got {self.kind!r}")
-        _check_positive(self, "n", "alphabet_size", "test_size", "dim", "depth", "steps", "batch_size")
+        if self.kind not in ("softmax", "lowrank", "collision"):
+            raise ParameterError(f"kind must be 'softmax', 'lowrank' or 'collision', got {self.kind!r}")
+        _check_positive(self, "n", "alphabet_size", "test_size", "dim", "depth", "steps", "batch_size", "z")
+        if self.kind != "collision" and self.z != 1:
+            raise ParameterError(f"z is the exponent of collision heads; kind={self.kind!r} takes only z=1, "
+                                 f"got z={self.z!r}")
         object.__setattr__(self, "temperature", _check_beta(self.temperature))
         ks = tuple(sorted({int(k) for k in self.train_ks}))
         if not ks or ks[0] < 0 or not 0 <= self.test_k <= ks[-1]:
@@ -201,13 +205,15 @@ class InductionSetup:
         kernel heads ``φ(c q̂)(φ(c K̂)ᵀV) / ...`` with ``φ = elu + 1`` on unit-norm queries and keys
         scaled by ``c = √dim``: at initialisation their coordinates have the unit variance of raw
         ones, and ``φ ≥ exp(-√dim) > 0`` keeps the normaliser away from 0 (on raw queries and keys
-        ``elu + 1`` underflows to 0 and training hit 0/0 within 2,000-4,000 steps)."""
+        ``elu + 1`` underflows to 0 and training hit 0/0 within 2,000-4,000 steps); or with
+        ``kind="collision"`` heads ``w_ij ∝ (1 − θ_ij/π)^z``, the attention hyperplane ANNA with
+        ``z`` functions per table computes in expectation (β is not used)."""
         lowrank = self.kind == "lowrank"
         return init_transformer(vocab_size=self.vocab_size, dim=self.dim, n_outputs=self.alphabet_size + 1,
                                 depth=self.depth, max_len=self.n + 1, kind=self.kind,
                                 temperature=1.0 if lowrank else self.temperature, normalize=True,
                                 scale=float(np.sqrt(self.dim)) if lowrank else 1.0, causal=True, seed=seed,
-                                dtype=np.float32)
+                                dtype=np.float32, z=self.z)
 
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
         inputs, targets = generate_khop_batch(self.test_size, self.n, self.alphabet_size, self.test_k,

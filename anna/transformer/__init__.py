@@ -1,4 +1,4 @@
-"""The ANNA-transformer (docs/theory.md §2): heads of kind ``anna | ema | softmax | lowrank``.
+"""The ANNA-transformer (docs/theory.md §2): heads of kind ``anna | ema | softmax | lowrank | collision``.
 
 Forward pass, exactly
 ---------------------
@@ -16,8 +16,11 @@ For raw ``inputs``::
   matrix means ``b = 0``) or a callable ``f(x, positions)``; a trained MLP is
   ``GeLU(x W1 + b1) W2 + b2`` (exact erf GeLU, hidden ``4d`` by :func:`init_transformer`).
 - ``attn_h`` is the head's attention: ``softmax(β q kᵀ) v``, exact-match attention, Algorithm 1
-  (:func:`anna.attention.anna_attention` with the head's LSHConfig and seed), or low-rank
-  ``φ(q)(φ(k)ᵀ v) / φ(q)(φ(k)ᵀ 1)``; over ``j <= i`` only when the layer is causal. With
+  (:func:`anna.attention.anna_attention` with the head's LSHConfig and seed), low-rank
+  ``φ(q)(φ(k)ᵀ v) / φ(q)(φ(k)ᵀ 1)``, or collision attention ``Σ_j p_ij v_j / Σ_j p_ij`` with
+  ``p_ij = (1 − θ_ij/π)^z`` (what Algorithm 1 with hyperplane tables of ``z`` functions computes
+  in expectation, :func:`anna.reference.collision_attention`); over ``j <= i`` only when the layer
+  is causal. With
   ``normalize=True`` (the paper's surrogate) ``q`` and ``k`` are scaled to unit norm first; an
   ``anna`` head then hashes the unit vectors.
 - The heads of a layer all read ``X_{l-1}`` (parallel heads); the sum over heads is accumulated in

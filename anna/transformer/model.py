@@ -15,6 +15,7 @@ from ..errors import ModelError, ParameterError, ShapeError
 from ..attention import anna_attention
 from ..lsh import LSHConfig
 from ..reference import (
+    collision_attention,
     elu_feature_map,
     ema_attention,
     lowrank_attention,
@@ -82,7 +83,9 @@ class Head:
 
     Parameters
     ----------
-    kind : {"anna", "ema", "softmax", "lowrank"}
+    kind : {"anna", "ema", "softmax", "lowrank", "collision"}
+        ``collision``: the attention hyperplane ANNA computes in expectation,
+        ``w_ij ∝ (1 − θ_ij/π)^z`` (:func:`anna.reference.collision_attention`).
     query, key, value : Linear, weight matrix or callable ``f(x, positions)``
         ``Q, K : (N, d) → (N, m)``, ``V : (N, d) → (N, m_v)``.
     output : Linear, weight matrix or callable ``f(a, positions)``
@@ -104,6 +107,9 @@ class Head:
     scale : float
         A ``lowrank`` head's queries and keys are multiplied by ``scale`` (after ``normalize``)
         before ``φ``; other kinds take only ``scale = 1``.
+    z : int
+        The exponent of a ``collision`` head: the hash functions per table of the hyperplane
+        tables it stands for; other kinds take only ``z = 1`` (an ``anna`` head's ``z`` is its lsh's).
 
     Examples
     --------
@@ -126,6 +132,7 @@ class Head:
     normalize: bool = False
     feature_map: str | Callable[[np.ndarray], np.ndarray] = "elu+1"
     scale: float = 1.0
+    z: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in HEAD_KINDS:
@@ -154,6 +161,9 @@ class Head:
         object.__setattr__(self, "scale", check_float("scale", self.scale, low=0.0, low_open=True))
         if self.kind != "lowrank" and self.scale != 1.0:
             raise ModelError(f"only a lowrank head takes scale != 1; got scale={self.scale!r} for a {self.kind} head")
+        object.__setattr__(self, "z", check_int("z", self.z, low=1))
+        if self.kind != "collision" and self.z != 1:
+            raise ModelError(f"only a collision head takes z != 1; got z={self.z!r} for a {self.kind} head")
         if not callable(self.feature_map) and self.feature_map not in FEATURE_MAPS:
             raise ParameterError(f"feature_map must be one of {sorted(FEATURE_MAPS)} or a callable, "
                              f"got {self.feature_map!r}")
@@ -187,6 +197,8 @@ class Head:
             attended, counts = ema_attention(q, k, v, causal=causal)
         elif self.kind == "softmax":
             attended = softmax_attention(q, k, v, temperature=self.temperature, causal=causal)
+        elif self.kind == "collision":
+            attended = collision_attention(q, k, v, z=self.z, causal=causal)
         else:
             phi = self.feature_map if callable(self.feature_map) else FEATURE_MAPS[self.feature_map]
             attended = lowrank_attention(q, k, v, phi, phi, causal=causal)
@@ -200,6 +212,8 @@ class Head:
             details.append(f"seed={self.seed if seed is None else seed}")
         elif self.kind == "softmax":
             details.append(f"β={self.temperature:g}")
+        elif self.kind == "collision":
+            details.append(f"hyperplane z={self.z}")
         elif self.kind == "lowrank":
             details.append(f"φ={self.feature_map if isinstance(self.feature_map, str) else 'callable'}")
             if self.scale != 1.0:
@@ -436,18 +450,22 @@ class Transformer:
     def with_attention(self, kind: str, *, lsh: LSHConfig | Sequence[LSHConfig] | None = None,
                        seed: int | None = None, temperature: float | None = None,
                        normalize: bool | None = None,
-                       feature_map: str | Callable[[np.ndarray], np.ndarray] | None = None) -> Transformer:
+                       feature_map: str | Callable[[np.ndarray], np.ndarray] | None = None,
+                       z: int | None = None) -> Transformer:
         """A copy with every head's attention replaced by ``kind``; all maps and weights are kept.
 
         Parameters
         ----------
-        kind : {"anna", "ema", "softmax", "lowrank"}
+        kind : {"anna", "ema", "softmax", "lowrank", "collision"}
         lsh : LSHConfig or one LSHConfig per layer
             Required when switching to ``anna`` (unless every head already is one: then kept).
         seed : int, optional
             New model seed; every head seed is then re-derived from it (own head seeds dropped).
         temperature, normalize, feature_map : optional
             Override the heads' values; ``None`` keeps them.
+        z : int, optional
+            Only for ``collision``: its exponent; ``None`` keeps a collision head's and takes an
+            ``anna`` head's ``lsh.z`` (so ``anna → collision`` is the expectation of the tables).
 
         This is docs/theory.md §6: ``trained_softmax.with_attention("anna", lsh=LSHConfig(...), seed=s)``.
         """
@@ -455,6 +473,10 @@ class Transformer:
             raise ParameterError(f"kind must be one of {HEAD_KINDS}, got {kind!r}")
         if lsh is not None and kind != "anna":
             raise ParameterError(f"lsh is only for kind='anna', got kind={kind!r}")
+        if z is not None and kind != "collision":
+            raise ParameterError(f"z is only for kind='collision', got kind={kind!r}")
+        if z is not None:
+            z = check_int("z", z, low=1)
         if isinstance(lsh, LSHConfig) or lsh is None:
             per_layer = [lsh] * len(self.layers)
         else:
@@ -476,6 +498,10 @@ class Transformer:
                     changes["lsh"], changes["seed"] = None, None
                 if kind != "lowrank":
                     changes["scale"] = 1.0
+                if kind == "collision":
+                    changes["z"] = z if z is not None else head.lsh.z if head.kind == "anna" else head.z
+                else:
+                    changes["z"] = 1
                 for name, value in (("temperature", temperature), ("normalize", normalize),
                                     ("feature_map", feature_map)):
                     if value is not None:
@@ -551,12 +577,12 @@ def init_transformer(*, vocab_size: int, dim: int, n_outputs: int, depth: int, m
                      heads: int = 1, head_dim: int | None = None, kind: str = "softmax",
                      temperature: float = 1.0, normalize: bool = True, lsh: LSHConfig | None = None,
                      mlp: bool = True, mlp_ratio: int = 4, causal: bool = False, seed: int = 0,
-                     dtype: type = np.float64, scale: float = 1.0) -> Transformer:
+                     dtype: type = np.float64, scale: float = 1.0, z: int = 1) -> Transformer:
     """A trained-mode transformer with random weights (normal, variance ``1 / fan_in``).
 
     Q, K, V and W_h have no bias; the MLP (hidden ``mlp_ratio · dim``, GeLU) and the readout do.
     ``normalize=True`` is the paper's surrogate (unit-norm queries and keys); ``scale`` is a lowrank
-    head's (see :class:`Head`). ``head_dim``
+    head's and ``z`` a collision head's (see :class:`Head`). ``head_dim``
     defaults to ``dim // heads``. Weights come from ``np.random.default_rng(seed)``, which is also
     the model seed.
     """
@@ -584,7 +610,7 @@ def init_transformer(*, vocab_size: int, dim: int, n_outputs: int, depth: int, m
     for _ in range(depth):
         layer_heads = tuple(
             Head(kind, weight(dim, head_dim), weight(dim, head_dim), weight(dim, head_dim), weight(head_dim, dim),
-                 lsh=lsh, temperature=temperature, normalize=normalize, scale=scale)
+                 lsh=lsh, temperature=temperature, normalize=normalize, scale=scale, z=z)
             for _ in range(heads))
         block = MLP(Linear(weight(dim, mlp_ratio * dim), bias(mlp_ratio * dim)),
                     Linear(weight(mlp_ratio * dim, dim), bias(dim))) if mlp else None

@@ -9,7 +9,7 @@ from ..errors import ParameterError
 
 __all__ = ["ResourceReport", "HEAD_KINDS"]
 
-HEAD_KINDS = ("anna", "ema", "softmax", "lowrank")
+HEAD_KINDS = ("anna", "ema", "softmax", "lowrank", "collision")
 
 
 def _check_count(name: str, value: object) -> None:

@@ -2,7 +2,8 @@
 
 The ``.json`` file holds the format name and version, the mode, the model seed and dimension, and
 for every layer its causal flag and for every head its kind, dimensions, LSH parameters, own seed,
-temperature, normalize flag and feature-map name, plus the name, shape and dtype of every array.
+temperature, normalize flag, feature-map name, lowrank scale and collision exponent ``z``, plus
+the name, shape and dtype of every array.
 The ``.npz`` file holds the arrays, read back with ``np.load(..., allow_pickle=False)``, so loading
 cannot run code. Theory-mode models (callable maps) are refused both ways.
 """
@@ -113,7 +114,7 @@ def save_transformer(model: Transformer, path: str | Path) -> tuple[Path, Path]:
                 "kind": head.kind, "dim": head.dim, "value_dim": head.value_dim,
                 "lsh": None if head.lsh is None else _lsh_to_json(head.lsh), "seed": head.seed,
                 "temperature": head.temperature, "normalize": head.normalize,
-                "feature_map": head.feature_map, "scale": head.scale, "bias": biases,
+                "feature_map": head.feature_map, "scale": head.scale, "z": head.z, "bias": biases,
             })
         mlp = None
         if layer.mlp is not None:
@@ -214,7 +215,8 @@ def load_transformer(path: str | Path) -> Transformer:
                     seed=meta.integer(head, "seed", at, optional=True), temperature=meta.number(head, "temperature", at),
                     normalize=meta.get(head, "normalize", bool, at),
                     feature_map=meta.get(head, "feature_map", (str, type(None)), at),
-                    scale=meta.number(head, "scale", at) if "scale" in head else 1.0)))
+                    scale=meta.number(head, "scale", at) if "scale" in head else 1.0,
+                    z=meta.integer(head, "z", at) if "z" in head else 1)))
             mlp = None
             mlp_data = meta.get(layer, "mlp", (dict, type(None)), where)
             if mlp_data is not None:

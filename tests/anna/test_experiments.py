@@ -28,6 +28,7 @@ from anna.experiments import (
     load_record,
     load_weights,
     softmax_logits,
+    surrogate_logits,
 )
 from anna.lsh import LSHConfig
 from anna.train import InductionSetup, Match2Setup, token_errors
@@ -63,6 +64,15 @@ def test_softmax_logits_equal_the_transformer_forward(task):
     model = load_weights(task)
     inputs, _ = EXPERIMENTS[task].setup().test_set()
     _assert_same_predictions(softmax_logits(model, inputs[:3]), np.stack([model(r) for r in inputs[:3]]))
+
+
+@pytest.mark.parametrize("z", [1, 2])
+def test_surrogate_logits_of_collision_heads_equal_the_transformer_forward(z):
+    model = load_weights("induction").with_attention("collision", z=z)
+    inputs, _ = EXPERIMENTS["induction"].setup().test_set()
+    _assert_same_predictions(surrogate_logits(model, inputs[:2]), np.stack([model(r) for r in inputs[:2]]))
+    with pytest.raises(ValueError, match="softmax_logits needs softmax heads"):
+        softmax_logits(model, inputs[:1])
 
 
 @given(dim=st.sampled_from([2, 3, 8]), depth=st.integers(1, 2), heads=st.integers(1, 2), causal=st.booleans(),
@@ -216,6 +226,16 @@ def test_cli_quick_run_prints_the_tables_and_writes_the_json(tmp_path, capsys):
     quick = EXPERIMENTS["induction"].quick()
     assert data["task"] == "induction" and len(data["grid"]) == quick.cells
     assert {c["seeds"] for c in data["grid"]} == {1}
+
+
+def test_cli_z_option_evaluates_only_the_given_zs(tmp_path, capsys):
+    from reductions.cli import main
+
+    path = tmp_path / "grid.json"
+    assert main(["experiment", "match2", "--quick", "--seeds", "1", "--z", "4", "--z", "1", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert {c["z"] for c in data["grid"]} == {1, 4}
+    assert len(data["grid"]) == 2 * len(EXPERIMENTS["match2"].quick().ells[0])
 
 
 @pytest.mark.parametrize("task", TASKS)

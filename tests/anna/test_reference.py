@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from anna.attention import anna_attention
+from anna.lsh import Hyperplane, LSHConfig
 from anna.reference import (
+    COSINE_CLAMP,
+    collision_attention,
+    collision_weights,
     elu_feature_map,
     ema_attention,
     lowrank_attention,
@@ -40,6 +45,18 @@ def dense_lowrank(q, k, v, phi_q, phi_k, causal=False):
     if causal:
         scores = np.tril(scores)
     return (scores / scores.sum(axis=1, keepdims=True)) @ v.astype(np.float64)
+
+
+def dense_collision(q, k, v, z=1, causal=False):
+    """Weights from the hyperplane family's own collision probability ``1 − θ/π`` at the chord of
+    the unit rows (clipped to the probabilities of the clamped cosines), to the power z."""
+    chord = lambda a, b: float(np.linalg.norm(a / np.linalg.norm(a) - b / np.linalg.norm(b)))
+    low, high = (1.0 - np.arccos(c) / np.pi for c in (-1.0 + COSINE_CLAMP, 1.0 - COSINE_CLAMP))
+    p = np.array([[np.clip(Hyperplane().collision_probability(min(2.0, chord(a, b))), low, high) ** z
+                   for b in k.astype(np.float64)] for a in q.astype(np.float64)])
+    if causal:
+        p = np.tril(p)
+    return (p / p.sum(axis=1, keepdims=True)) @ v.astype(np.float64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,12 +289,55 @@ def test_lowrank_feature_map_shape_errors_name_the_map():
 
 
 # ---------------------------------------------------------------------------------------------
-# Boundary validation (shared by the three references)
+# Collision attention: the expectation of Algorithm 1 with hyperplane tables
+
+
+@given(st.integers(1, 10), st.integers(1, 10), st.integers(1, 4), st.integers(0, 2**31), st.integers(1, 4),
+       st.booleans())
+def test_collision_equals_the_hyperplane_collision_probability_oracle(n_q, n_k, m, seed, z, causal):
+    if causal:
+        n_k = n_q
+    q, k, v = random_qkv(n_q, n_k, m, 2, seed)
+    out = collision_attention(q, k, v, z=z, causal=causal, chunk=3)
+    # the oracle clamps probabilities (not cosines) below 1: equal up to the clamp's effect near θ = 0
+    np.testing.assert_allclose(out, dense_collision(q, k, v, z, causal), rtol=1e-6, atol=1e-6)
+
+
+def test_collision_weights_of_same_orthogonal_and_opposite_directions():
+    x = np.array([[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0], [1.0, 1.0]])
+    w = collision_weights(x[:1], x, z=1)[0]
+    np.testing.assert_allclose(w, [1.0, 0.5, 0.0, 0.75], atol=1e-3)
+    np.testing.assert_allclose(collision_weights(x[:1], x, z=3)[0], w ** 3, rtol=1e-12)
+    assert collision_weights(x, x, causal=True)[0, 1:].tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("z, causal", [(1, False), (1, True), (2, True)])
+def test_algorithm1_with_many_hyperplane_tables_converges_to_collision_attention(z, causal):
+    q, k, v = random_qkv(12, 12, 4, 3, seed=5)
+    exact = collision_attention(q, k, v, z=z, causal=causal)
+    errors = []
+    for ell in (8, 128, 2048):
+        outs = [anna_attention(q, k, v, LSHConfig(Hyperplane(), z, ell), seed=s, causal=causal)[0] for s in range(4)]
+        errors.append(float(np.mean([np.abs(out - exact).mean() for out in outs])))
+    assert errors[0] > errors[1] > errors[2], errors
+    assert errors[2] < 0.25 * errors[0] and errors[2] < 0.03, errors  # ~ 1/√ℓ: 16x fewer tables per step
+
+
+def test_collision_keeps_float32_and_never_leaves_a_row_empty():
+    q, k, v = random_qkv(5, 5, 3, 2, seed=1, dtype=np.float32)
+    out = collision_attention(-k, k, v, z=4, causal=True)  # every query opposite to its own key
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    np.testing.assert_allclose(out[0], v[0], rtol=1e-6)  # one visible key: its value, whatever the angle
+
+
+# ---------------------------------------------------------------------------------------------
+# Boundary validation (shared by the references)
 
 REFERENCES = {
     "ema": lambda q, k, v, **kw: ema_attention(q, k, v, **kw),
     "softmax": lambda q, k, v, **kw: softmax_attention(q, k, v, **kw),
     "lowrank": lambda q, k, v, **kw: lowrank_attention(q, k, v, **kw),
+    "collision": lambda q, k, v, **kw: collision_attention(q, k, v, **kw),
 }
 GOOD = random_qkv(3, 4, 2, 2, seed=7)
 BAD_INPUTS = [
@@ -316,3 +376,8 @@ def test_bad_scalar_arguments_raise_value_error():
         ema_attention(*GOOD, causal="yes")
     with pytest.raises(ValueError, match="at least one key"):
         softmax_attention(GOOD[0], np.zeros((0, 2)), np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="at least one key"):
+        collision_attention(GOOD[0], np.zeros((0, 2)), np.zeros((0, 2)))
+    for z in (0, 1.5, True):
+        with pytest.raises(ValueError, match="z must be"):
+            collision_attention(*GOOD, z=z)

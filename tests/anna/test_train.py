@@ -3,6 +3,7 @@
 Tests that need torch take the ``torch`` fixture, which skips them (with the reason) when the
 optional extra ``train`` is not installed; the rest run everywhere.
 """
+import dataclasses
 import json
 import sys
 
@@ -316,6 +317,56 @@ def test_lowrank_surrogate_equals_the_numpy_lowrank_transformer(torch, scaled):
     with torch.no_grad():
         logits = surrogate(inputs).numpy()
     np.testing.assert_allclose(np.stack([template(r) for r in inputs]), logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("z", [1, 3])
+def test_collision_surrogate_equals_the_numpy_collision_transformer(torch, z):
+    from anna.train import TorchSurrogate
+
+    template = init_transformer(vocab_size=6, dim=8, n_outputs=3, depth=2, max_len=12, kind="collision", z=z,
+                                causal=True, seed=3, dtype=np.float32)
+    surrogate = TorchSurrogate(template)
+    inputs = np.random.default_rng(0).integers(0, 6, size=(3, 12))
+    with torch.no_grad():
+        logits = surrogate(inputs).numpy()
+    np.testing.assert_allclose(np.stack([template(r) for r in inputs]), logits, rtol=1e-4, atol=1e-4)
+    assert surrogate.to_transformer().layers[1].heads[0].z == z
+
+
+def test_collision_surrogate_gradients_stay_finite_when_a_query_equals_a_key(torch):
+    from anna.train import TorchSurrogate
+
+    template = init_transformer(vocab_size=4, dim=4, n_outputs=2, depth=1, max_len=6, kind="collision",
+                                causal=True, seed=1, dtype=np.float64)
+    head = template.layers[0].heads[0]
+    shared = dataclasses.replace(head, key=head.query)  # q_i == k_i: cosine 1, arccos' infinite unclamped
+    template = dataclasses.replace(template, layers=(dataclasses.replace(template.layers[0], heads=(shared,)),))
+    surrogate = TorchSurrogate(template)
+    surrogate(np.array([[0, 1, 1, 2, 3, 0]])).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in surrogate.params.values() if p.grad is not None)
+
+
+def test_induction_setup_trains_collision_heads_with_its_z(torch, tmp_path):
+    from anna.experiments import evaluate_grid
+    from anna.experiments.training import train_to_file
+    from anna.transformer import Transformer
+
+    setup = InductionSetup(kind="collision", z=2, n=12, dim=8, steps=4, log_every=2, test_size=4,
+                           learning_rate=1e-3, warmup_steps=0, decay="none")
+    assert {h.kind for layer in setup.template(0).layers for h in layer.heads} == {"collision"}
+    record = train_to_file(setup, tmp_path / "m", on_log=lambda *args: None)
+    assert record.setup["kind"] == "collision" and record.setup["z"] == 2
+    model = Transformer.load(tmp_path / "m")
+    assert {(h.kind, h.z) for layer in model.layers for h in layer.heads} == {("collision", 2)}
+    inputs, targets = setup.test_set()
+    grid = evaluate_grid(model, inputs, targets, ((4,), (4,)), (2,), seeds=1)
+    assert grid.softmax_error == pytest.approx(record.softmax_test_error)  # the collision surrogate's own error
+
+
+@pytest.mark.parametrize("bad", [dict(kind="softmax", z=2), dict(kind="collision", z=0), dict(kind="cosine")])
+def test_induction_setup_rejects_z_without_collision_heads_and_unknown_kinds(bad):
+    with pytest.raises(ValueError, match="z|kind"):
+        InductionSetup(**bad)
 
 
 @pytest.mark.parametrize("bad", [dict(device="gpu"), dict(graph="yes"), dict(graph=True), dict(warmup_steps=-1)])

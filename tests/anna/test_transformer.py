@@ -14,7 +14,7 @@ from rich.console import Console
 
 from anna.attention import anna_attention
 from anna.lsh import CrossPolytope, Hyperplane, LSHConfig
-from anna.reference import ema_attention, lowrank_attention, normalize_rows, softmax_attention
+from anna.reference import collision_attention, ema_attention, lowrank_attention, normalize_rows, softmax_attention
 from anna.transformer import (
     MLP,
     Head,
@@ -197,7 +197,7 @@ def same_weights(a: Transformer, b: Transformer) -> bool:
     return True
 
 
-@pytest.mark.parametrize("kind", ["ema", "anna", "lowrank", "softmax"])
+@pytest.mark.parametrize("kind", ["ema", "anna", "lowrank", "softmax", "collision"])
 def test_swapping_attention_keeps_every_weight(kind):
     model = tiny_model()
     swapped = model.with_attention(kind, lsh=ANGULAR if kind == "anna" else None)
@@ -226,6 +226,7 @@ HEAD_REFERENCES = {
     "softmax": lambda q, k, v: softmax_attention(q, k, v, temperature=0.7),
     "ema": lambda q, k, v: ema_attention(q, k, v)[0],
     "lowrank": lambda q, k, v: lowrank_attention(q, k, v),  # elu + 1
+    "collision": lambda q, k, v: collision_attention(q, k, v, z=1),
     "lowrank-identity": lambda q, k, v: lowrank_attention(q, k, v, lambda x: x + 2.0, lambda x: x + 2.0),
 }
 
@@ -319,6 +320,7 @@ ROUND_TRIP_MODELS = {
                                                           seed=2),
     "ema_float32": lambda: tiny_model(dtype=np.float32).with_attention("ema"),
     "lowrank_no_mlp": lambda: tiny_model(mlp=False).with_attention("lowrank", feature_map="identity"),
+    "collision_z3_causal": lambda: tiny_model(causal=True).with_attention("collision", z=3),
     "no_positions": lambda: tiny_model(max_len=None, depth=1),
 }
 
@@ -334,8 +336,8 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, name):
     for la, lb in zip(model.layers, loaded.layers, strict=True):
         assert la.causal == lb.causal
         for ha, hb in zip(la.heads, lb.heads, strict=True):
-            assert (ha.kind, ha.lsh, ha.seed, ha.temperature, ha.normalize, ha.feature_map) == \
-                   (hb.kind, hb.lsh, hb.seed, hb.temperature, hb.normalize, hb.feature_map)
+            assert (ha.kind, ha.lsh, ha.seed, ha.temperature, ha.normalize, ha.feature_map, ha.scale, ha.z) == \
+                   (hb.kind, hb.lsh, hb.seed, hb.temperature, hb.normalize, hb.feature_map, hb.scale, hb.z)
             for map_name in ha.maps:
                 assert ha.maps[map_name].weight.dtype == hb.maps[map_name].weight.dtype
                 np.testing.assert_array_equal(ha.maps[map_name].weight, hb.maps[map_name].weight)
@@ -521,3 +523,31 @@ def test_a_lowrank_heads_scale_round_trips_and_other_kinds_refuse_it(tmp_path):
         init_transformer(vocab_size=5, dim=4, n_outputs=3, depth=1, max_len=10, scale=3.0)
     with pytest.raises(ValueError, match="scale"):
         init_transformer(vocab_size=5, dim=4, n_outputs=3, depth=1, max_len=10, kind="lowrank", scale=0.0)
+
+
+def test_a_collision_head_attends_with_its_z_and_swaps_to_and_from_anna_keeping_z():
+    model = tiny_model(depth=1, heads=1, mlp=False, causal=True)
+    x0 = model.embedding(TOKENS)
+    h = model.layers[0].heads[0]
+    q, k, v = normalize_rows(x0 @ h.query.weight), normalize_rows(x0 @ h.key.weight), x0 @ h.value.weight
+    collision = model.with_attention("collision", z=2)
+    expected = x0 + collision_attention(q, k, v, z=2, causal=True) @ h.output.weight
+    np.testing.assert_allclose(collision.run(TOKENS).states[1], expected, rtol=1e-13, atol=1e-13)
+    assert "hyperplane z=2" in collision.layers[0].heads[0].label()
+    # anna -> collision takes the tables' z (their expectation); a collision head keeps its own
+    anna = model.with_attention("anna", lsh=LSHConfig(Hyperplane(), 3, 8))
+    assert anna.with_attention("collision").layers[0].heads[0].z == 3
+    assert collision.with_attention("collision").layers[0].heads[0].z == 2
+    assert collision.with_attention("softmax").layers[0].heads[0].z == 1
+    assert collision.report().tables == ((0,),)
+
+
+def test_only_collision_heads_take_z():
+    with pytest.raises(ValueError, match="only a collision head takes z"):
+        init_transformer(vocab_size=5, dim=4, n_outputs=3, depth=1, max_len=10, z=2)
+    with pytest.raises(ValueError, match="z must be"):
+        init_transformer(vocab_size=5, dim=4, n_outputs=3, depth=1, max_len=10, kind="collision", z=0)
+    with pytest.raises(ValueError, match="z is only for kind='collision'"):
+        tiny_model().with_attention("softmax", z=2)
+    with pytest.raises(ValueError, match="z must be"):
+        tiny_model().with_attention("collision", z=1.5)
