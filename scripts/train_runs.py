@@ -21,6 +21,10 @@ from pathlib import Path
 def _value(text: str, key: str = ""):
     if text == "none" and key != "decay":  # decay=none is the name of the constant schedule
         return None
+    if "x" in text and all(part.isdigit() for part in text.split("x")):  # tables per layer: 32x4
+        return tuple(int(part) for part in text.split("x"))
+    if text in ("true", "false"):
+        return text == "true"
     low, dash, high = text.partition("-")
     if dash and low.isdigit() and high.isdigit():  # a range of hop counts: 0-8
         return tuple(range(int(low), int(high) + 1))

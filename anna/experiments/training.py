@@ -97,13 +97,25 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def surrogate_test_error(surrogate: TorchSurrogate, inputs: np.ndarray, targets: np.ndarray) -> float:
-    """The surrogate's token error on a test set (argmax, every non-ignored token)."""
+def surrogate_test_error(surrogate: TorchSurrogate, inputs: np.ndarray, targets: np.ndarray,
+                         draws: int = 4) -> float:
+    """The surrogate's token error on a test set (argmax, every non-ignored token).
+
+    A hashed surrogate (:mod:`anna.train.hashed`) is evaluated through ``draws`` draws of its
+    tables (hashing seeds ``0 .. draws-1``, noise step 0) and the errors averaged; its own
+    hyperplanes, not :mod:`anna.lsh`'s, so the number is a check of training, and the grid of the
+    transferred model is the result.
+    """
     torch = require_torch()
-    with torch.no_grad():
-        logits = np.concatenate([surrogate(inputs[i:i + 64]).cpu().numpy() for i in range(0, inputs.shape[0], 64)])
-    wrong, counted = token_errors(logits, targets)
-    return wrong / counted
+    errors = []
+    for draw in range(draws if surrogate.noise_size else 1):
+        surrogate.draw_noise(draw)
+        with torch.no_grad():
+            logits = np.concatenate([surrogate(inputs[i:i + 64]).cpu().numpy()
+                                     for i in range(0, inputs.shape[0], 64)])
+        wrong, counted = token_errors(logits, targets)
+        errors.append(wrong / counted)
+    return float(np.mean(errors))
 
 
 def train_to_file(setup: Setup, path: str | Path, *, seed: int = 0, threads: int = 1, device: str = "cpu",
@@ -123,9 +135,9 @@ def train_to_file(setup: Setup, path: str | Path, *, seed: int = 0, threads: int
     if on_log is None:
         def on_log(step: int, loss: float) -> None:
             print(f"[{setup.name}] step {step}/{setup.steps} loss {loss:.4f}", file=sys.stderr, flush=True)
-    surrogate = TorchSurrogate(setup.template(seed), device=device)
+    surrogate = TorchSurrogate(setup.template(seed), device=device, hashing=setup.hashing)
     log = train_surrogate(surrogate, setup.device_batches(seed, device), setup.train_config(threads, device),
-                          checkpoint=checkpoint, on_log=on_log, time_limit=time_limit)
+                          checkpoint=checkpoint, on_log=on_log, time_limit=time_limit, seed=seed)
     if log.steps < setup.steps and log.diverged_at is None:
         return None
     path = Path(path)

@@ -76,6 +76,8 @@ def resolve_device(device: object) -> "torch.device":
                           f"built with CUDA {torch.version.cuda}); use anna.anna_attention on the CPU")
     if device.type not in ("cuda", "cpu"):
         raise ParameterError(f"anna.gpu runs on 'cuda' (or 'cpu' for checks), got {str(device)!r}")
+    if device.type == "cuda" and device.index is None:  # 'cuda' is the current device: compare as cuda:N
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
@@ -183,14 +185,31 @@ def _run(q, k, v, lsh: LSHConfig, seed: int, causal: bool, path: str):
     if v.device.type == "cpu" and not triton_path.INTERPRET:
         raise DeviceError("the Triton kernels run on 'cuda' (or on the CPU under TRITON_INTERPRET=1); "
                           "use path='torch' or anna.anna_attention on the CPU")
-    params = lsh.family.sample(q.shape[1], lsh.z, lsh.ell, seed)
-    dense = triton_path.dense_eligible(lsh, params, q.shape[1])
+    params, dense = _sample(lsh, q.shape[1], seed)
     if path == "dense" and not dense:
         raise ParameterError(f"path='dense' needs hyperplanes with z <= {triton_path.MAX_DENSE_Z} and m <= "
                              f"{triton_path.MAX_DIM}, got {lsh} with m = {q.shape[1]}")
-    if path in ("auto", "dense") and dense:
+    if path == "dense" and causal and not triton_path.DENSE_CAUSAL:
+        raise ParameterError("the causal dense kernel is switched off (it faulted on an H200, "
+                             "docs/gpu-kernel-notes.md): use path='general' or 'auto' for causal attention")
+    if path in ("auto", "dense") and dense and (not causal or triton_path.DENSE_CAUSAL):
         return triton_path.dense_attention(q, k, v, lsh, params, causal)
     return general_attention(q, k, v, lsh, params, causal)
+
+
+_SAMPLES: dict = {}
+
+
+def _sample(lsh: LSHConfig, dim: int, seed: int):
+    """The hash parameters of ``(lsh, dim, seed)`` and whether the dense path applies, cached (a few
+    entries): drawing them on the host took about 1 ms per call, as long as the kernels at 2**20."""
+    key = (repr(lsh), dim, seed)
+    if key not in _SAMPLES:
+        if len(_SAMPLES) >= 8:
+            _SAMPLES.pop(next(iter(_SAMPLES)))
+        params = lsh.family.sample(dim, lsh.z, lsh.ell, seed)
+        _SAMPLES[key] = (params, load_triton().dense_eligible(lsh, params, dim))
+    return _SAMPLES[key]
 
 
 def general_attention(q, k, v, lsh: LSHConfig, params, causal: bool):

@@ -64,7 +64,8 @@ def tolerance(v: torch.Tensor) -> float:
 def _gpu_codes(q, k, v, lsh, params, causal, path):
     """(out, counts, query codes, key codes) of a Triton path, the codes (ell, N) int64 on the CPU."""
     triton_path = load_triton()
-    if path in ("auto", "dense") and triton_path.dense_eligible(lsh, params, q.shape[1]):
+    if path in ("auto", "dense") and triton_path.dense_eligible(lsh, params, q.shape[1]) and (
+            not causal or triton_path.DENSE_CAUSAL):
         out, counts, qid, kid = triton_path.dense_attention(q, k, v, lsh, params, causal, store_ids=True)
         table = torch.tensor(triton_path.pattern_codes(params))
         rows = torch.arange(lsh.ell)[:, None]

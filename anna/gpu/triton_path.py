@@ -50,7 +50,7 @@ from ..errors import ParameterError
 from ..lsh import CrossPolytope, E2LSH, Hyperplane, LSHConfig
 from .torch_path import code_multipliers, linear_projection, rotation_stack
 
-__all__ = ["INTERPRET", "MAX_DENSE_COLUMNS", "MAX_DENSE_Z", "MAX_DIM", "DensePlan", "dense_plan", "dense_eligible",
+__all__ = ["DENSE_CAUSAL", "INTERPRET", "MAX_DENSE_COLUMNS", "MAX_DENSE_Z", "MAX_DIM", "DensePlan", "dense_plan", "dense_eligible",
            "dense_attention", "triton_codes", "pattern_codes"]
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -62,6 +62,10 @@ MAX_DENSE_COLUMNS = 256
 """Width of the one-hot rows (tables per chunk times buckets per table)."""
 MAX_DIM = 256
 """Largest row length the Triton kernels hash (one register tile per block of rows)."""
+DENSE_CAUSAL = INTERPRET
+"""Whether causal attention may take the dense path. Off on GPUs: ``_dense_causal`` made an
+illegal memory access on an H200 (Triton 3.6; docs/gpu-kernel-notes.md), so causal attention goes
+through the general path there; the interpreter still checks the kernel."""
 
 _PIECE = tl.float16 if INTERPRET else tl.bfloat16
 _PIECE_TORCH = torch.float16 if INTERPRET else torch.bfloat16
@@ -89,6 +93,27 @@ def _dot_split(a, x, PIECES: tl.constexpr, PIECE: tl.constexpr):
         if PIECES > 2:
             rest = rest - mid.to(tl.float32)
             acc = tl.dot(a, rest.to(PIECE), acc)
+    return acc
+
+
+@triton.jit
+def _dot_split_left(x, b, PIECES: tl.constexpr, PIECE: tl.constexpr):
+    """``x @ b`` for a float32 ``x`` split into PIECES 16-bit pieces and a 16-bit ``b``.
+
+    The query kernel computes its products transposed with this (``s^T @ onehot^T``), so that
+    the one-hot rows, made from a dot's result, enter the second dot as its B operand (read
+    from shared memory): on an H200 (Triton 3.6) the one-hot as a register A operand with
+    K = 128 gave wrong sums (scripts/gpu_debug.py, docs/gpu-kernel-notes.md).
+    """
+    hi = x.to(PIECE)
+    acc = tl.dot(hi, b, out_dtype=tl.float32)
+    if PIECES > 1:
+        rest = x - hi.to(tl.float32)
+        mid = rest.to(PIECE)
+        acc = tl.dot(mid, b, acc)
+        if PIECES > 2:
+            rest = rest - mid.to(tl.float32)
+            acc = tl.dot(rest.to(PIECE), b, acc)
     return acc
 
 
@@ -181,8 +206,8 @@ def _dense_key_sums(k_ptr, v_ptr, a_ptr, g_ptr, part_ptr, pcnt_ptr, kid_ptr, n_k
     g = tl.load(g_ptr + fcols[:, None] * E_P + ecols[None, :])
     acc = tl.zeros((E_P, DV_P), dtype=tl.float32)
     cnt = tl.zeros((E_P,), dtype=tl.int32)
-    for b0 in range(start, stop, BLOCK):
-        rows = b0 + tl.arange(0, BLOCK)
+    for b0 in range(0, keys_per_prog, BLOCK):  # bounds from arguments only (older interpreters)
+        rows = start + b0 + tl.arange(0, BLOCK)
         ok = rows < stop
         x = _load_rows(k_ptr, rows, ok, stride_k, dim, M_P)
         ids, hot = _onehot(x, ok, a_ptr, g, M_P, F_P, E_P, NB, TCNB, X_PIECES, PIECE)
@@ -214,11 +239,11 @@ def _dense_query(q_ptr, a_ptr, g_ptr, s_ptr, sc_ptr, acc_ptr, cnt_ptr, out_ptr, 
     ids, hot = _onehot(x, ok, a_ptr, g, M_P, F_P, E_P, NB, TCNB, X_PIECES, PIECE)
     if STORE_IDS:
         _store_ids(ids, rows, ok, qid_ptr, n_q, E_P, NB, TC)
-    oh = hot.to(PIECE)
-    s = tl.load(s_ptr + ecols[:, None] * DV_P + vcols[None, :])
-    sums = _dot_split(oh, s, S_PIECES, PIECE)
-    sc = tl.load(sc_ptr + ecols[:, None] * 16 + dcols[None, :])
-    cnt = _undigit(_dot_split(oh, sc, 2, PIECE))
+    oh_t = tl.trans(hot.to(PIECE))  # (E_P, BLOCK): the B operand of both products
+    s_t = tl.load(s_ptr + ecols[None, :] * DV_P + vcols[:, None])  # (DV_P, E_P)
+    sums = tl.trans(_dot_split_left(s_t, oh_t, S_PIECES, PIECE))
+    sc_t = tl.load(sc_ptr + ecols[None, :] * 16 + dcols[:, None])  # (16, E_P)
+    cnt = _undigit(tl.trans(_dot_split_left(sc_t, oh_t, 2, PIECE)))
     _finish(sums, cnt, rows, ok, acc_ptr, cnt_ptr, out_ptr, dim_v, stride_o, DV_P, FIRST, LAST)
 
 
@@ -241,8 +266,8 @@ def _dense_causal(q_ptr, k_ptr, v_ptr, a_ptr, g_ptr, p_ptr, pc_ptr, acc_ptr, cnt
     prefix_digits = tl.load(pc_ptr + (base + ecols[:, None]) * 16 + dcols[None, :])
     within = tl.zeros((E_P, 16), dtype=tl.float32)  # column 0: keys of this segment so far, per bucket
     bcols = tl.arange(0, BLOCK)
-    for b0 in range(start, stop, BLOCK):
-        rows = b0 + bcols
+    for b0 in range(0, seg, BLOCK):
+        rows = start + b0 + bcols
         ok = rows < stop
         _, hot_q = _onehot(_load_rows(q_ptr, rows, ok, stride_q, dim, M_P), ok, a_ptr, g, M_P, F_P, E_P, NB, TCNB,
                            X_PIECES, PIECE)
@@ -291,7 +316,7 @@ def _linear_codes(x_ptr, a_ptr, off_ptr, mult_ptr, codes_ptr, n, dim, stride_x, 
     hm = h * mult[None, :]  # int64 products wrap: arithmetic mod 2**64
     table = fcols // z
     codes = tl.zeros((BLOCK, T_P), dtype=tl.int64)
-    for u in range(here):
+    for u in range(tables_per_chunk):  # tables u >= here have no live column: code 0, not stored
         code = tl.sum(tl.where(table[None, :] == u, hm, 0), axis=1)
         codes = tl.where(tcols[None, :] == u, code[:, None], codes)
     offs = (u0 + tcols).to(tl.int64)[None, :] * n + rows[:, None]
@@ -403,7 +428,22 @@ def pattern_codes(params) -> np.ndarray:
     return codes.view(np.int64)
 
 
+_OPERANDS: dict = {}
+
+
 def _chunk_operands(params, plan: DensePlan, u0: int, u1: int, dim: int, device) -> tuple:
+    """:func:`_make_chunk_operands`, cached per (parameters, chunk, device): built on the host and
+    copied over, they cost about 1 ms per call, as long as the kernels themselves at 2**20."""
+    key = (id(params), plan, u0, u1, dim, str(device))
+    hit = _OPERANDS.get(key)
+    if hit is None or hit[0] is not params:
+        if len(_OPERANDS) >= 64:
+            _OPERANDS.pop(next(iter(_OPERANDS)))
+        hit = _OPERANDS[key] = (params, _make_chunk_operands(params, plan, u0, u1, dim, device))
+    return hit[1]
+
+
+def _make_chunk_operands(params, plan: DensePlan, u0: int, u1: int, dim: int, device) -> tuple:
     """A pieces (3, M_P, F_P) and the expansion matrix G (F_P, E_P) of tables [u0, u1)."""
     tables, z, nb = u1 - u0, plan.z, plan.buckets
     f_p, e_p = _pow2(tables * z), _pow2(tables * nb)

@@ -248,7 +248,7 @@ def _set_lr(optimizer, value: float) -> None:
 def train_surrogate(surrogate: TorchSurrogate, batches: "Batches | BatchSource", config: TrainConfig, *,
                     checkpoint: str | Path | None = None,
                     on_log: Callable[[int, float], None] | None = None,
-                    time_limit: float | None = None) -> TrainLog:
+                    time_limit: float | None = None, seed: int = 0) -> TrainLog:
     """Train ``surrogate`` in place for ``config.steps`` steps in total.
 
     Parameters
@@ -271,6 +271,9 @@ def train_surrogate(surrogate: TorchSurrogate, batches: "Batches | BatchSource",
         Seconds of wall time for this call: at the first log line past it the run checkpoints and
         returns early (``TrainLog.steps < config.steps``); calling again resumes. For runs that must
         fit a time-limited machine.
+    seed : int
+        Seeds the hyperplanes of a hashed surrogate (:mod:`anna.train.hashed`), drawn afresh before
+        every step from ``(seed, step)``; unused otherwise.
 
     A mean loss that is not finite ends the run at that log line (``TrainLog.diverged_at``); the
     curve up to there is kept, and no checkpoint is written past the last finite one.
@@ -300,6 +303,7 @@ def train_surrogate(surrogate: TorchSurrogate, batches: "Batches | BatchSource",
     if graph:
         step_fn.capture()
     counted, diverged = 0, None
+    noise_generator = torch.Generator(device=surrogate.device) if surrogate.noise_size else None
     for step in range(start, config.steps):
         if step // source.chunk_size != chunk_index:
             chunk_index = step // source.chunk_size
@@ -309,6 +313,8 @@ def train_surrogate(surrogate: TorchSurrogate, batches: "Batches | BatchSource",
             step_fn.targets.copy_(chunk_targets[step % source.chunk_size])
         if step <= config.warmup_steps or config.decay != "none":
             _set_lr(optimizer, config.lr_at(step))
+        if noise_generator is not None:
+            surrogate.draw_noise(seed, step, noise_generator)
         step_fn()
         counted += 1
         done = step + 1

@@ -29,6 +29,7 @@ from ..errors import InputError, ModelError, ShapeError
 from ..reference import COSINE_CLAMP
 from ..transformer import MLP, Linear, TokenEmbedding, Transformer
 from ._torch import require_torch
+from .hashed import HashedTraining, hashed_attention, noise_seed
 
 __all__ = ["TorchSurrogate", "weight_arrays"]
 
@@ -109,6 +110,11 @@ class TorchSurrogate:
         Default: the template's weight dtype.
     device : str or torch.device
         Where the weights live and the forward pass runs (``"cpu"`` or ``"cuda"``).
+    hashing : HashedTraining, optional
+        Compute every head's attention through sampled hyperplane tables instead
+        (:mod:`anna.train.hashed`); the hyperplanes are read from :attr:`noise`, which
+        :meth:`draw_noise` (or the trainer, once per step) fills. The template's heads keep their
+        kind for the export.
 
     Attributes
     ----------
@@ -116,7 +122,8 @@ class TorchSurrogate:
         Leaf tensors with ``requires_grad=True``, keyed as :func:`weight_arrays`.
     """
 
-    def __init__(self, template: Transformer, dtype: Any = None, device: Any = "cpu") -> None:
+    def __init__(self, template: Transformer, dtype: Any = None, device: Any = "cpu",
+                 hashing: HashedTraining | None = None) -> None:
         torch = require_torch()
         arrays = weight_arrays(template)
         kinds = {head.kind for layer in template.layers for head in layer.heads}
@@ -136,6 +143,41 @@ class TorchSurrogate:
         self.params = {name: torch.tensor(np.array(a), dtype=dtype, device=self.device, requires_grad=True)
                        for name, a in arrays.items()}
         self._masks: dict[int, Any] = {}
+        self.hashing = hashing
+        self.noise = None
+        self._planes: dict[tuple[int, int], tuple[int, int]] = {}
+        if hashing is not None:
+            if not isinstance(hashing, HashedTraining):
+                raise ModelError(f"hashing must be a HashedTraining, got {type(hashing).__name__}")
+            if len(hashing.tables) != len(template.layers):
+                raise ModelError(f"hashing.tables gives {len(hashing.tables)} layers, the model has "
+                                 f"{len(template.layers)}")
+            offset = 0
+            for l, layer in enumerate(template.layers):
+                for h in range(len(layer.heads)):
+                    width = self.params[f"layers.{l}.heads.{h}.query.weight"].shape[1]
+                    self._planes[(l, h)] = (offset, width)
+                    offset += hashing.planes(l, width)
+            self.noise = torch.zeros(offset, dtype=dtype, device=self.device)
+
+    @property
+    def noise_size(self) -> int:
+        """Random numbers per step of a hashed surrogate (0 without ``hashing``)."""
+        return 0 if self.noise is None else int(self.noise.numel())
+
+    def draw_noise(self, seed: int, step: int = 0, generator: Any = None) -> None:
+        """Fill :attr:`noise` with the hyperplanes of ``(seed, step)`` (:func:`anna.train.hashed.noise_seed`)."""
+        torch = require_torch()
+        if self.noise is None:
+            return
+        generator = generator if generator is not None else torch.Generator(device=self.device)
+        generator.manual_seed(noise_seed(seed, step))
+        self.noise.normal_(generator=generator)
+
+    def _head_planes(self, l: int, h: int):
+        offset, width = self._planes[(l, h)]
+        ell = self.hashing.tables[l]
+        return self.noise[offset:offset + width * ell * self.hashing.z].view(width, ell * self.hashing.z)
 
     # -- forward ------------------------------------------------------------------------------
     def _linear(self, prefix: str, x):
@@ -190,7 +232,10 @@ class TorchSurrogate:
                 q, k, v = (self._linear(f"{prefix}.{name}", x) for name in ("query", "key", "value"))
                 if head.normalize:
                     q, k = functional.normalize(q, dim=-1, eps=1e-12), functional.normalize(k, dim=-1, eps=1e-12)
-                if head.kind == "collision":
+                if self.hashing is not None:
+                    attended = hashed_attention(q, k, v, self._head_planes(l, h), self.hashing.z, self.hashing.tau,
+                                                self.hashing.straight_through, causal_mask if layer.causal else None)
+                elif head.kind == "collision":
                     attended = _collision(q, k, v, head.z, causal_mask if layer.causal else None)
                 elif head.kind == "lowrank":
                     if head.scale != 1.0:

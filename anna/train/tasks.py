@@ -33,6 +33,7 @@ from ..errors import ParameterError, ShapeError
 from ..tasks import BOTTOM, generate_khop_batch, generate_khop_mixed, generate_match2_balanced, khop_vocab_size
 from ..transformer import Transformer, init_transformer
 from .data import KHopRows, Match2Rows
+from .hashed import HashedTraining
 from .loop import IGNORE, TrainConfig
 
 __all__ = ["Match2Setup", "InductionSetup", "encode_khop_targets"]
@@ -53,6 +54,47 @@ def _check_beta(beta: object) -> float:
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not np.isfinite(beta) or beta <= 0:
         raise ParameterError(f"temperature must be a positive finite number, got {beta!r}")
     return float(beta)
+
+
+KINDS = ("softmax", "lowrank", "collision", "hashed")
+"""Head kinds a setup trains; ``"hashed"`` trains through sampled tables (:mod:`anna.train.hashed`)."""
+
+
+def _check_kind(setup, kinds: tuple[str, ...], depth: int) -> None:
+    """Validate ``kind``, ``z``, ``tables``, ``tau``, ``straight_through`` and ``init`` of a setup."""
+    if setup.kind not in kinds:
+        raise ParameterError(f"kind must be one of {kinds}, got {setup.kind!r}")
+    _check_positive(setup, "z")
+    if setup.kind not in ("collision", "hashed") and setup.z != 1:
+        raise ParameterError(f"z is the exponent of collision heads and the hyperplanes per table of hashed "
+                             f"ones; kind={setup.kind!r} takes only z=1, got z={setup.z!r}")
+    if setup.kind == "hashed":
+        tables = setup.tables if isinstance(setup.tables, tuple) else (setup.tables,)
+        if setup.tables is None or len(tables) != depth:
+            raise ParameterError(f"kind='hashed' needs tables: the ℓ of each of the {depth} layers, "
+                                 f"got {setup.tables!r}")
+        HashedTraining(setup.z, tables, setup.tau, setup.straight_through)  # checks the values
+        object.__setattr__(setup, "tables", tuple(int(t) for t in tables))
+    elif setup.tables is not None:
+        raise ParameterError(f"tables is for kind='hashed', got kind={setup.kind!r} with tables={setup.tables!r}")
+    if setup.init is not None and not isinstance(setup.init, str):
+        raise ParameterError(f"init must be a weights path (str) or None, got {setup.init!r}")
+
+
+def _hashing(setup) -> HashedTraining | None:
+    return HashedTraining(setup.z, setup.tables, setup.tau, setup.straight_through) if setup.kind == "hashed" else None
+
+
+def _template(setup, seed: int, **kwargs) -> Transformer:
+    """``setup.init``'s weights, or a fresh :func:`init_transformer` (hashed setups: collision heads,
+    the attention their tables compute on average)."""
+    if setup.init is not None:
+        model = Transformer.load(setup.init)
+        if model.mode != "trained":
+            raise ParameterError(f"init {setup.init!r} is not a trained-mode model")
+        return model
+    kind = "collision" if setup.kind == "hashed" else setup.kind
+    return init_transformer(seed=seed, dtype=np.float32, kind=kind, z=setup.z, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -86,17 +128,28 @@ class Match2Setup:
     decay: str = "cosine"
     data_seed: int = 1
     test_seed: int = 2
+    kind: str = "softmax"
+    z: int = 1
+    tables: tuple[int, ...] | None = None
+    tau: float = 0.25
+    straight_through: bool = True
+    init: str | None = None
 
     name = "match2"
 
     def __post_init__(self) -> None:
         _check_positive(self, "n", "modulus", "train_size", "test_size", "dim", "steps", "batch_size")
         object.__setattr__(self, "temperature", _check_beta(self.temperature))
+        _check_kind(self, ("softmax", "collision", "hashed"), 1)
+
+    @property
+    def hashing(self) -> HashedTraining | None:
+        """The tables to train through (``kind="hashed"``), else ``None``."""
+        return _hashing(self)
 
     def template(self, seed: int) -> Transformer:
-        return init_transformer(vocab_size=self.modulus, dim=self.dim, n_outputs=2, depth=1, max_len=None,
-                                temperature=self.temperature, normalize=True, causal=False, seed=seed,
-                                dtype=np.float32)
+        return _template(self, seed, vocab_size=self.modulus, dim=self.dim, n_outputs=2, depth=1, max_len=None,
+                         temperature=self.temperature, normalize=True, causal=False)
 
     def training_set(self) -> tuple[np.ndarray, np.ndarray]:
         return generate_match2_balanced(self.train_size, self.n, self.modulus, seed=self.data_seed)
@@ -179,16 +232,16 @@ class InductionSetup:
     checkpoint_every: int = 5000
     kind: str = "softmax"
     z: int = 1
+    tables: tuple[int, ...] | None = None
+    tau: float = 0.25
+    straight_through: bool = True
+    init: str | None = None
 
     name = "induction"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("softmax", "lowrank", "collision"):
-            raise ParameterError(f"kind must be 'softmax', 'lowrank' or 'collision', got {self.kind!r}")
-        _check_positive(self, "n", "alphabet_size", "test_size", "dim", "depth", "steps", "batch_size", "z")
-        if self.kind != "collision" and self.z != 1:
-            raise ParameterError(f"z is the exponent of collision heads; kind={self.kind!r} takes only z=1, "
-                                 f"got z={self.z!r}")
+        _check_positive(self, "n", "alphabet_size", "test_size", "dim", "depth", "steps", "batch_size")
+        _check_kind(self, KINDS, self.depth)
         object.__setattr__(self, "temperature", _check_beta(self.temperature))
         ks = tuple(sorted({int(k) for k in self.train_ks}))
         if not ks or ks[0] < 0 or not 0 <= self.test_k <= ks[-1]:
@@ -207,13 +260,17 @@ class InductionSetup:
         ones, and ``φ ≥ exp(-√dim) > 0`` keeps the normaliser away from 0 (on raw queries and keys
         ``elu + 1`` underflows to 0 and training hit 0/0 within 2,000-4,000 steps); or with
         ``kind="collision"`` heads ``w_ij ∝ (1 − θ_ij/π)^z``, the attention hyperplane ANNA with
-        ``z`` functions per table computes in expectation (β is not used)."""
+        ``z`` functions per table computes in expectation (β is not used); ``kind="hashed"``: collision
+        heads trained through sampled tables (:attr:`hashing`). With ``init``, that model's weights."""
         lowrank = self.kind == "lowrank"
-        return init_transformer(vocab_size=self.vocab_size, dim=self.dim, n_outputs=self.alphabet_size + 1,
-                                depth=self.depth, max_len=self.n + 1, kind=self.kind,
-                                temperature=1.0 if lowrank else self.temperature, normalize=True,
-                                scale=float(np.sqrt(self.dim)) if lowrank else 1.0, causal=True, seed=seed,
-                                dtype=np.float32, z=self.z)
+        return _template(self, seed, vocab_size=self.vocab_size, dim=self.dim, n_outputs=self.alphabet_size + 1,
+                         depth=self.depth, max_len=self.n + 1, temperature=1.0 if lowrank else self.temperature,
+                         normalize=True, scale=float(np.sqrt(self.dim)) if lowrank else 1.0, causal=True)
+
+    @property
+    def hashing(self) -> HashedTraining | None:
+        """The tables to train through (``kind="hashed"``), else ``None``."""
+        return _hashing(self)
 
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
         inputs, targets = generate_khop_batch(self.test_size, self.n, self.alphabet_size, self.test_k,
