@@ -67,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="seconds for the whole run (default 330, quick 120)")
     parser.add_argument("--point-cap", type=float, default=None,
                         help="largest predicted seconds per call of a timed point (default 2, quick 0.5)")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated variant names to time (default: all)")
     parser.add_argument("--min-exp", type=int, default=12)
     parser.add_argument("--max-exp", type=int, default=None, help="default 24 (quick: 16)")
     args = parser.parse_args(argv)
@@ -139,6 +141,7 @@ def variants(device) -> dict:
 
     from anna import E2LSH, Hyperplane, LSHConfig, theory_parameters
     from anna.gpu import anna_attention_gpu, torch_algorithm1
+    from anna.gpu.attention import load_triton
 
     hyper = LSHConfig(Hyperplane(), Z, ELL)
 
@@ -178,6 +181,8 @@ def variants(device) -> dict:
             "anna_dense_bf16": (anna(torch.bfloat16), 2.0, 2, ell_of),
             "anna_dense_fp32": (anna(torch.float32), 2.0, 4, ell_of),
             "anna_auto_bf16_causal": (anna(torch.bfloat16, causal=True, path="auto"), 2.0, 2, ell_of),
+            **({"anna_dense_bf16_causal": (anna(torch.bfloat16, causal=True), 2.0, 2, ell_of)}
+               if load_triton().DENSE_CAUSAL else {}),
             "anna_general_bf16": (anna(torch.bfloat16, path="general"), 2.0, 2, ell_of),
             "anna_theorem_bf16": (anna(torch.bfloat16, path="general", lsh_of=theorem_lsh), 2.0, 2,
                                   lambda n: theorem(n).ell),
@@ -243,6 +248,7 @@ def untimed_variants(checks: list[dict]) -> dict:
 
     reasons = {"anna_dense_bf16": failed("dense", False), "anna_dense_fp32": failed("dense", False),
                "anna_auto_bf16_causal": failed("general", True) + failed("auto", True),
+               "anna_dense_bf16_causal": failed("dense", True),
                "anna_general_bf16": failed("general"),
                "anna_theorem_bf16": failed("general"), "torch_algorithm1_fp32": failed("torch")}
     return {name: f"failed checks: {labels}" for name, labels in reasons.items() if labels}
@@ -251,7 +257,8 @@ def untimed_variants(checks: list[dict]) -> dict:
 def run_timings(device, args, bandwidth: float, started: float, untimed: dict | None = None) -> dict:
     import torch
 
-    table = {name: spec for name, spec in variants(device).items() if name not in (untimed or {})}
+    table = {name: spec for name, spec in variants(device).items() if name not in (untimed or {})
+             and (args.variants is None or name in args.variants.split(","))}
     exps = list(range(args.min_exp, args.max_exp + 1))
     timings = {name: {} for name in table}
     stopped = {}

@@ -44,6 +44,10 @@ def record_path(path: str | Path) -> Path:
 class TrainingRecord:
     """How shipped weights were made: the setup, seed, steps, time and the surrogate's test error.
 
+    ``softmax_test_error`` is the trained surrogate's own token error on the setup's test set
+    (for ``kind="hashed"``: through its tables, 4 CPU-drawn sets); ``note`` says anything added
+    after training (e.g. a recomputed error).
+
     Examples
     --------
     >>> r = TrainingRecord("match2", {"steps": 10}, 0, 10, 1.5, ((10, 0.3),), 0.25, 1, "2.13.0")
@@ -63,6 +67,7 @@ class TrainingRecord:
     device: str = "cpu"
     device_name: str = ""
     diverged_at: int | None = None
+    note: str = ""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.seconds < 0 or not 0.0 <= self.softmax_test_error <= 1.0:

@@ -190,8 +190,8 @@ def _run(q, k, v, lsh: LSHConfig, seed: int, causal: bool, path: str):
         raise ParameterError(f"path='dense' needs hyperplanes with z <= {triton_path.MAX_DENSE_Z} and m <= "
                              f"{triton_path.MAX_DIM}, got {lsh} with m = {q.shape[1]}")
     if path == "dense" and causal and not triton_path.DENSE_CAUSAL:
-        raise ParameterError("the causal dense kernel is switched off (it faulted on an H200, "
-                             "docs/gpu-kernel-notes.md): use path='general' or 'auto' for causal attention")
+        raise ParameterError("the causal dense kernel is switched off (ANNA_DENSE_CAUSAL=0): use "
+                             "path='general' or 'auto' for causal attention")
     if path in ("auto", "dense") and dense and (not causal or triton_path.DENSE_CAUSAL):
         return triton_path.dense_attention(q, k, v, lsh, params, causal)
     return general_attention(q, k, v, lsh, params, causal)

@@ -14,9 +14,10 @@ and never stored:
    stay exact), then divide; running sums across table chunks (Algorithm 2) in fp32 / int64.
 3. causal: ``_dense_key_sums`` over fixed segments of keys, an exclusive prefix over segments
    (host, float64), then ``_dense_causal`` walks its segment block by block: the block's queries
-   read the prefix plus the segment's running sums (registers) and, inside the block, the
-   lower-triangular collision counts ``onehot_q @ onehot_k^T`` times ``v``; then the block's keys
-   join the running sums. Linear in N, the same memory as the non-causal path.
+   read the running sums (the prefix plus this segment's earlier blocks, kept transposed in a
+   per-segment buffer) and, inside the block, the lower-triangular collision counts (bucket ids
+   compared table by table) times ``v``; then the block's keys join the running sums. Linear in
+   N, the same memory as the non-causal path plus ``E x d_v`` floats per segment.
 
 Dots take 16-bit operands (bf16 on the GPU; fp16 under ``TRITON_INTERPRET=1``, whose bf16 dot
 is broken). One-hot and count matrices are exact in 16 bits; a float32 operand is split into
@@ -62,10 +63,10 @@ MAX_DENSE_COLUMNS = 256
 """Width of the one-hot rows (tables per chunk times buckets per table)."""
 MAX_DIM = 256
 """Largest row length the Triton kernels hash (one register tile per block of rows)."""
-DENSE_CAUSAL = INTERPRET
-"""Whether causal attention may take the dense path. Off on GPUs: ``_dense_causal`` made an
-illegal memory access on an H200 (Triton 3.6; docs/gpu-kernel-notes.md), so causal attention goes
-through the general path there; the interpreter still checks the kernel."""
+DENSE_CAUSAL = os.environ.get("ANNA_DENSE_CAUSAL", "1") != "0"
+"""Whether causal attention may take the dense path (``ANNA_DENSE_CAUSAL=0`` sends it to the general
+path). Version 1 of ``_dense_causal`` made an illegal memory access on an H200; version 2 passes
+the checks there (docs/gpu-kernel-notes.md)."""
 
 _PIECE = tl.float16 if INTERPRET else tl.bfloat16
 _PIECE_TORCH = torch.float16 if INTERPRET else torch.bfloat16
@@ -248,11 +249,21 @@ def _dense_query(q_ptr, a_ptr, g_ptr, s_ptr, sc_ptr, acc_ptr, cnt_ptr, out_ptr, 
 
 
 @triton.jit
-def _dense_causal(q_ptr, k_ptr, v_ptr, a_ptr, g_ptr, p_ptr, pc_ptr, acc_ptr, cnt_ptr, out_ptr, n, dim, dim_v,
+def _table_id(ids, ecols, u, NB: tl.constexpr):
+    """Bucket of table ``u`` per row, from the per-column ids of :func:`_onehot`."""
+    return tl.sum(tl.where(ecols[None, :] == u * NB, ids, 0.0), axis=1)
+
+
+@triton.jit
+def _dense_causal(q_ptr, k_ptr, v_ptr, a_ptr, g_ptr, run_ptr, pc_ptr, acc_ptr, cnt_ptr, out_ptr, n, dim, dim_v,
                   stride_q, stride_k, stride_v, stride_o, seg, BLOCK: tl.constexpr, M_P: tl.constexpr,
                   F_P: tl.constexpr, E_P: tl.constexpr, NB: tl.constexpr, TCNB: tl.constexpr, DV_P: tl.constexpr,
-                  X_PIECES: tl.constexpr, V_PIECES: tl.constexpr, S_PIECES: tl.constexpr, PIECE: tl.constexpr,
-                  FIRST: tl.constexpr, LAST: tl.constexpr):
+                  TC: tl.constexpr, X_PIECES: tl.constexpr, V_PIECES: tl.constexpr, S_PIECES: tl.constexpr,
+                  PIECE: tl.constexpr, FIRST: tl.constexpr, LAST: tl.constexpr):
+    """Version 2 (see docs/gpu-kernel-notes.md): the running bucket sums live transposed in
+    ``run_ptr`` (this segment's slice, updated in place, re-read every block), every product takes a
+    loaded tensor as its A operand and a one-hot as its B operand, and the in-block collision counts
+    come from comparing bucket ids (no dot)."""
     s = tl.program_id(0)
     start = s * seg
     stop = tl.minimum(start + seg, n)
@@ -260,34 +271,36 @@ def _dense_causal(q_ptr, k_ptr, v_ptr, a_ptr, g_ptr, p_ptr, pc_ptr, acc_ptr, cnt
     ecols = tl.arange(0, E_P)
     vcols = tl.arange(0, DV_P)
     dcols = tl.arange(0, 16)
-    g = tl.load(g_ptr + fcols[:, None] * E_P + ecols[None, :])
-    base = s.to(tl.int64) * E_P
-    running = tl.load(p_ptr + (base + ecols[:, None]) * DV_P + vcols[None, :])  # keys of earlier segments
-    prefix_digits = tl.load(pc_ptr + (base + ecols[:, None]) * 16 + dcols[None, :])
-    within = tl.zeros((E_P, 16), dtype=tl.float32)  # column 0: keys of this segment so far, per bucket
     bcols = tl.arange(0, BLOCK)
+    g = tl.load(g_ptr + fcols[:, None] * E_P + ecols[None, :])
+    run_offs = s.to(tl.int64) * DV_P * E_P + vcols[:, None] * E_P + ecols[None, :]  # (DV_P, E_P)
+    prefix_t = tl.load(pc_ptr + (s.to(tl.int64) * E_P + ecols[None, :]) * 16 + dcols[:, None])  # (16, E_P)
+    within = tl.zeros((E_P,), dtype=tl.int64)  # keys of this segment so far, per bucket
     for b0 in range(0, seg, BLOCK):
         rows = start + b0 + bcols
         ok = rows < stop
-        _, hot_q = _onehot(_load_rows(q_ptr, rows, ok, stride_q, dim, M_P), ok, a_ptr, g, M_P, F_P, E_P, NB, TCNB,
-                           X_PIECES, PIECE)
-        _, hot_k = _onehot(_load_rows(k_ptr, rows, ok, stride_k, dim, M_P), ok, a_ptr, g, M_P, F_P, E_P, NB, TCNB,
-                           X_PIECES, PIECE)
-        vv = _load_rows(v_ptr, rows, ok, stride_v, dim_v, DV_P)
-        oq = hot_q.to(PIECE)
-        ok_t = tl.trans(hot_k.to(PIECE))
-        sums = _dot_split(oq, running, S_PIECES, PIECE)
-        cnt = _undigit(_dot_split(oq, prefix_digits, 2, PIECE))
-        seen = _dot_split(oq, within, 2, PIECE)
-        cnt += tl.sum(tl.where(dcols[None, :] == 0, seen, 0.0), axis=1).to(tl.int64)
-        c = tl.dot(oq, ok_t, out_dtype=tl.float32)  # (query, key) collisions inside the block
-        c = tl.where(bcols[None, :] <= bcols[:, None], c, 0.0)  # key j <= query i
-        sums += _dot_split(c.to(PIECE), vv, V_PIECES, PIECE)
+        ids_q, hot_q = _onehot(_load_rows(q_ptr, rows, ok, stride_q, dim, M_P), ok, a_ptr, g, M_P, F_P, E_P, NB,
+                               TCNB, X_PIECES, PIECE)
+        ids_k, hot_k = _onehot(_load_rows(k_ptr, rows, ok, stride_k, dim, M_P), ok, a_ptr, g, M_P, F_P, E_P, NB,
+                               TCNB, X_PIECES, PIECE)
+        oq_t = tl.trans(hot_q.to(PIECE))  # (E_P, BLOCK)
+        run_t = tl.load(run_ptr + run_offs)  # (DV_P, E_P): earlier segments plus earlier blocks
+        sums_t = _dot_split_left(run_t, oq_t, S_PIECES, PIECE)  # (DV_P, BLOCK)
+        cnt = _undigit(tl.trans(_dot_split_left(prefix_t, oq_t, 2, PIECE)))
+        cnt += tl.sum(tl.where(hot_q, within[None, :], 0), axis=1)
+        c = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)  # (query, key) collisions inside the block
+        for u in tl.static_range(TC):
+            same = _table_id(ids_q, ecols, u, NB)[:, None] == _table_id(ids_k, ecols, u, NB)[None, :]
+            c += tl.where(same, 1.0, 0.0)
+        c = tl.where((bcols[None, :] <= bcols[:, None]) & ok[None, :], c, 0.0)  # valid keys j <= query i
+        v_offs = rows.to(tl.int64)[None, :] * stride_v + vcols[:, None]
+        v_t = tl.load(v_ptr + v_offs, mask=ok[None, :] & (vcols[:, None] < dim_v), other=0.0).to(tl.float32)
+        sums_t += _dot_split_left(v_t, tl.trans(c.to(PIECE)), V_PIECES, PIECE)
         cnt += tl.sum(c, axis=1).to(tl.int64)
-        _finish(sums, cnt, rows, ok, acc_ptr, cnt_ptr, out_ptr, dim_v, stride_o, DV_P, FIRST, LAST)
-        running += _dot_split(ok_t, vv, V_PIECES, PIECE)
-        ones = tl.where(ok[:, None] & (dcols[None, :] == 0), 1.0, 0.0).to(PIECE)
-        within += tl.dot(ok_t, ones, out_dtype=tl.float32)
+        _finish(tl.trans(sums_t), cnt, rows, ok, acc_ptr, cnt_ptr, out_ptr, dim_v, stride_o, DV_P, FIRST, LAST)
+        tl.store(run_ptr + run_offs, run_t + _dot_split_left(v_t, hot_k.to(PIECE), V_PIECES, PIECE))
+        tl.debug_barrier()  # the next block re-reads the running sums other threads wrote
+        within += tl.sum(hot_k.to(tl.int64), axis=0)
 
 
 @triton.jit
@@ -497,12 +510,12 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lsh: LSHC
                                    STORE_IDS=store_ids, num_warps=4, **common)
         if causal:
             part64 = part.to(torch.float64)
-            prefix = (torch.cumsum(part64, 0) - part64).to(torch.float32).contiguous()
+            running = (torch.cumsum(part64, 0) - part64).to(torch.float32).transpose(1, 2).contiguous()
             pc = pcnt.to(torch.int64)
             prefix_digits = _digits(torch.cumsum(pc, 0) - pc).contiguous()
-            _dense_causal[(n_prog,)](q, k, v, a, g, prefix, prefix_digits, acc, counts, out, n_q, dim, dim_v,
+            _dense_causal[(n_prog,)](q, k, v, a, g, running, prefix_digits, acc, counts, out, n_q, dim, dim_v,
                                      q.stride(0), k.stride(0), v.stride(0), out.stride(0), segment, BLOCK=_BLOCK,
-                                     V_PIECES=vp, S_PIECES=sp, FIRST=first, LAST=last, num_warps=8, **common)
+                                     TC=tc, V_PIECES=vp, S_PIECES=sp, FIRST=first, LAST=last, num_warps=8, **common)
             if store_ids:  # the causal kernel hashes queries itself; ids for a check come from the key kernel
                 _dense_query_ids(q, a, g, qid[u0:], n_q, dim, tc, **common)
         else:

@@ -166,11 +166,18 @@ class TorchSurrogate:
         return 0 if self.noise is None else int(self.noise.numel())
 
     def draw_noise(self, seed: int, step: int = 0, generator: Any = None) -> None:
-        """Fill :attr:`noise` with the hyperplanes of ``(seed, step)`` (:func:`anna.train.hashed.noise_seed`)."""
+        """Fill :attr:`noise` with the hyperplanes of ``(seed, step)`` (:func:`anna.train.hashed.noise_seed`).
+
+        Without ``generator`` they are drawn on the CPU and copied, so an evaluation draws the same
+        tables on every device; the trainer passes a generator on its device (no copy per step).
+        """
         torch = require_torch()
         if self.noise is None:
             return
-        generator = generator if generator is not None else torch.Generator(device=self.device)
+        if generator is None:
+            cpu = torch.Generator().manual_seed(noise_seed(seed, step))
+            self.noise.copy_(torch.randn(self.noise.shape, generator=cpu, dtype=self.noise.dtype))
+            return
         generator.manual_seed(noise_seed(seed, step))
         self.noise.normal_(generator=generator)
 

@@ -175,8 +175,16 @@ def test_shipped_weights_are_small_and_match_their_training_records():
         assert model.dim == record.setup["dim"] and record.steps == record.setup["steps"]
         setup = (Match2Setup if task == "match2" else InductionSetup)(**record.setup)
         inputs, targets = setup.test_set()
-        wrong, counted = token_errors(softmax_logits(model, inputs), targets)
-        assert record.softmax_test_error == pytest.approx(wrong / counted, abs=2 / counted)
+        if setup.kind == "hashed":  # trained through sampled tables: its error is the tables' (4 CPU draws)
+            pytest.importorskip("torch", reason="a hashed record's error is recomputed with torch (train extra)")
+            from anna.experiments.training import surrogate_test_error
+            from anna.train import TorchSurrogate
+            error = surrogate_test_error(TorchSurrogate(model, hashing=setup.hashing), inputs, targets)
+            counted = int((targets != -100).sum())
+        else:
+            wrong, counted = token_errors(softmax_logits(model, inputs), targets)
+            error = wrong / counted
+        assert record.softmax_test_error == pytest.approx(error, abs=2 / counted)
 
 
 def test_load_weights_names_the_missing_file(tmp_path):
