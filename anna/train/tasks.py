@@ -69,7 +69,7 @@ def _check_kind(setup, kinds: tuple[str, ...], depth: int) -> None:
         raise ParameterError(f"z is the exponent of collision heads and the hyperplanes per table of hashed "
                              f"ones; kind={setup.kind!r} takes only z=1, got z={setup.z!r}")
     if setup.kind == "hashed":
-        tables = setup.tables if isinstance(setup.tables, tuple) else (setup.tables,)
+        tables = tuple(setup.tables) if isinstance(setup.tables, (tuple, list)) else (setup.tables,)
         if setup.tables is None or len(tables) != depth:
             raise ParameterError(f"kind='hashed' needs tables: the ℓ of each of the {depth} layers, "
                                  f"got {setup.tables!r}")
