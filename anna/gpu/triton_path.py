@@ -39,6 +39,7 @@ Examples
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -51,7 +52,7 @@ from ..errors import ParameterError
 from ..lsh import CrossPolytope, E2LSH, Hyperplane, LSHConfig
 from .torch_path import code_multipliers, linear_projection, rotation_stack
 
-__all__ = ["DENSE_CAUSAL", "INTERPRET", "MAX_DENSE_COLUMNS", "MAX_DENSE_Z", "MAX_DIM", "DensePlan", "dense_plan", "dense_eligible",
+__all__ = ["DENSE_CAUSAL", "INTERPRET", "TUNING", "DenseTuning", "MAX_DENSE_COLUMNS", "MAX_DENSE_Z", "MAX_DIM", "DensePlan", "dense_plan", "dense_eligible",
            "dense_attention", "triton_codes", "pattern_codes"]
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -74,7 +75,60 @@ _DIGIT_BITS = 11
 _DIGITS = 3  # counts below 2**33
 _DCOLS = 16
 _BLOCK = 64
-_SEGMENT = 4096  # causal: keys per segment (a multiple of _BLOCK)
+_SEGMENT = 4096  # causal: largest keys per segment (a multiple of the block)
+
+
+@dataclass(frozen=True)
+class DenseTuning:
+    """Launch parameters of the dense kernels (rows per block, warps, key-pass programs per SM, and
+    the causal segment: ``None`` picks about 4 programs per SM, between one block and 4,096 keys).
+
+    ``scripts/gpu_tune.py`` times the choices on a GPU; :data:`TUNING` holds the one in use. The
+    defaults are the fastest of its H200 run (``benchmarks/results/gpu_tune.json``): 128-query
+    blocks (2^24: 7.8 ms against 8.8 ms with 64) and 4 warps for the causal kernel (2^24: 37 ms
+    against 51 ms with 8).
+
+    Examples
+    --------
+    >>> DenseTuning(query_block=64).query_block
+    64
+    >>> DenseTuning(key_block=48)
+    Traceback (most recent call last):
+    ...
+    anna.errors.ParameterError: blocks must be powers of two in [16, 256], got key_block=48
+    """
+
+    key_block: int = 64
+    query_block: int = 128
+    causal_block: int = 64
+    key_warps: int = 4
+    query_warps: int = 4
+    causal_warps: int = 4
+    key_programs_per_sm: int = 4
+    segment: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("key_block", "query_block", "causal_block"):
+            value = getattr(self, name)
+            if not (16 <= value <= 256 and value & (value - 1) == 0):
+                raise ParameterError(f"blocks must be powers of two in [16, 256], got {name}={value}")
+        for name in ("key_warps", "query_warps", "causal_warps"):
+            if getattr(self, name) not in (1, 2, 4, 8, 16):
+                raise ParameterError(f"{name} must be 1, 2, 4, 8 or 16, got {getattr(self, name)}")
+        if self.key_programs_per_sm < 1 or (self.segment is not None and self.segment < self.causal_block):
+            raise ParameterError(f"need key_programs_per_sm >= 1 and segment >= causal_block, got {self}")
+
+    def causal_segment(self, n: int, device) -> int:
+        """Keys per causal segment for ``n`` tokens (a multiple of ``causal_block``)."""
+        block = self.causal_block
+        if self.segment is not None:
+            return max(block, self.segment // block * block)
+        want = triton.cdiv(max(n, 1), _programs(device, n, 4))
+        return max(block, min(_SEGMENT, triton.cdiv(want, block) * block))
+
+
+TUNING = DenseTuning()
+"""The launch parameters :func:`dense_attention` uses by default."""
 
 
 def _pow2(n: int, low: int = 16) -> int:
@@ -470,14 +524,14 @@ def _make_chunk_operands(params, plan: DensePlan, u0: int, u1: int, dim: int, de
     return (_pieces(a.to(device)), g.to(_PIECE_TORCH).to(device), f_p, e_p, tables * nb, tables)
 
 
-def _programs(device, n: int) -> int:
+def _programs(device, n: int, per_sm: int = 4) -> int:
     if INTERPRET or device.type != "cuda":
         return max(1, min(4, triton.cdiv(n, _BLOCK)))
-    return 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    return per_sm * torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lsh: LSHConfig, params, causal: bool,
-                    store_ids: bool = False, segment: int = _SEGMENT):
+                    store_ids: bool = False, segment: int | None = None, tuning: DenseTuning | None = None):
     """Algorithm 2 on the dense path: ``(out, counts[, query_ids, key_ids])`` as torch tensors.
 
     ``q``, ``k``, ``v`` are contiguous (float32 or bfloat16) on one device; ``out`` has ``v``'s
@@ -494,37 +548,44 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lsh: LSHC
     qid = torch.empty((lsh.ell, n_q), dtype=torch.int32, device=device) if store_ids else counts
     kid = torch.empty((lsh.ell, n_k), dtype=torch.int32, device=device) if store_ids else counts
     xp, vp, sp = _x_pieces(q.dtype), _value_pieces(v.dtype), _sum_pieces(v.dtype)
+    tuning = TUNING if tuning is None else tuning
+    if segment is not None:
+        tuning = dataclasses.replace(tuning, segment=segment)
+    kb, qb = (tuning.causal_block, tuning.causal_block) if causal else (tuning.key_block, tuning.query_block)
     if causal:
-        segment = max(_BLOCK, segment // _BLOCK * _BLOCK)
+        segment = tuning.causal_segment(n_k, device)
     for index, (u0, u1) in enumerate(plan.chunks):
         first, last = index == 0, index == len(plan.chunks) - 1
         a, g, f_p, e_p, tcnb, tc = _chunk_operands(params, plan, u0, u1, dim, device)
-        per = segment if causal else triton.cdiv(triton.cdiv(max(n_k, 1), _programs(device, n_k)), _BLOCK) * _BLOCK
+        per = segment if causal else triton.cdiv(triton.cdiv(max(n_k, 1), _programs(
+            device, n_k, tuning.key_programs_per_sm)), kb) * kb
         n_prog = max(1, triton.cdiv(n_k, per))
         part = torch.empty((n_prog, e_p, plan.dim_v_p), dtype=torch.float32, device=device)
         pcnt = torch.empty((n_prog, e_p), dtype=torch.int32, device=device)
         common = dict(M_P=plan.dim_p, F_P=f_p, E_P=e_p, NB=plan.buckets, TCNB=tcnb, DV_P=plan.dim_v_p,
                       X_PIECES=xp, PIECE=_PIECE)
         _dense_key_sums[(n_prog,)](k, v, a, g, part, pcnt, kid[u0:] if store_ids else kid, n_k, dim, dim_v,
-                                   k.stride(0), v.stride(0), per, BLOCK=_BLOCK, TC=tc, V_PIECES=vp,
-                                   STORE_IDS=store_ids, num_warps=4, **common)
+                                   k.stride(0), v.stride(0), per, BLOCK=kb, TC=tc, V_PIECES=vp,
+                                   STORE_IDS=store_ids, num_warps=tuning.key_warps, **common)
         if causal:
             part64 = part.to(torch.float64)
             running = (torch.cumsum(part64, 0) - part64).to(torch.float32).transpose(1, 2).contiguous()
             pc = pcnt.to(torch.int64)
             prefix_digits = _digits(torch.cumsum(pc, 0) - pc).contiguous()
             _dense_causal[(n_prog,)](q, k, v, a, g, running, prefix_digits, acc, counts, out, n_q, dim, dim_v,
-                                     q.stride(0), k.stride(0), v.stride(0), out.stride(0), segment, BLOCK=_BLOCK,
-                                     TC=tc, V_PIECES=vp, S_PIECES=sp, FIRST=first, LAST=last, num_warps=8, **common)
+                                     q.stride(0), k.stride(0), v.stride(0), out.stride(0), segment, BLOCK=kb,
+                                     TC=tc, V_PIECES=vp, S_PIECES=sp, FIRST=first, LAST=last,
+                                     num_warps=tuning.causal_warps, **common)
             if store_ids:  # the causal kernel hashes queries itself; ids for a check come from the key kernel
                 _dense_query_ids(q, a, g, qid[u0:], n_q, dim, tc, **common)
         else:
             sums = part.to(torch.float64).sum(0).to(torch.float32).contiguous()
             count_digits = _digits(pcnt.to(torch.int64).sum(0)).contiguous()
-            _dense_query[(triton.cdiv(n_q, _BLOCK),)](q, a, g, sums, count_digits, acc, counts, out,
+            _dense_query[(triton.cdiv(n_q, qb),)](q, a, g, sums, count_digits, acc, counts, out,
                                                       qid[u0:] if store_ids else qid, n_q, dim, dim_v, q.stride(0),
-                                                      out.stride(0), BLOCK=_BLOCK, TC=tc, S_PIECES=sp, FIRST=first,
-                                                      LAST=last, STORE_IDS=store_ids, num_warps=4, **common)
+                                                      out.stride(0), BLOCK=qb, TC=tc, S_PIECES=sp, FIRST=first,
+                                                      LAST=last, STORE_IDS=store_ids, num_warps=tuning.query_warps,
+                                                      **common)
     if store_ids:
         return out, counts, qid, kid
     return out, counts
