@@ -34,7 +34,7 @@ IGNORE = -100
 here, where batches are made, and re-exported by :mod:`anna.train.loop`."""
 
 
-def chunk_seed(seed: int, index: int) -> int:
+def chunk_seed(seed: int, index: int, salt: int = 0x616E6E61) -> int:
     """The generator seed of chunk ``index`` of a run seeded ``seed`` (a 63-bit integer).
 
     Examples
@@ -42,7 +42,7 @@ def chunk_seed(seed: int, index: int) -> int:
     >>> chunk_seed(0, 1) == chunk_seed(0, 1) != chunk_seed(0, 2)
     True
     """
-    state = np.random.SeedSequence([int(seed), int(index), 0x616E6E61]).generate_state(2, dtype=np.uint32)
+    state = np.random.SeedSequence([int(seed), int(index), int(salt)]).generate_state(2, dtype=np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ._torch import require_torch
+from .data import chunk_seed
 
 __all__ = ["HashedTraining", "hashed_attention", "noise_seed", "soft_buckets"]
 
@@ -99,8 +100,7 @@ def noise_seed(seed: int, step: int) -> int:
     >>> noise_seed(0, 5) == noise_seed(0, 5) != noise_seed(0, 6)
     True
     """
-    state = np.random.SeedSequence([int(seed), int(step), 0x68617368]).generate_state(2, dtype=np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1]))
+    return chunk_seed(seed, step, salt=0x68617368)
 
 
 def soft_buckets(projections, z: int, tau: float, straight_through: bool):

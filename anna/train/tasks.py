@@ -81,6 +81,24 @@ def _check_kind(setup, kinds: tuple[str, ...], depth: int) -> None:
         raise ParameterError(f"init must be a weights path (str) or None, got {setup.init!r}")
 
 
+@dataclass(frozen=True)
+class _HeadFields:
+    """Fields both setups share: the head kind and, for ``kind="hashed"``, the tables trained
+    through (:mod:`anna.train.hashed`); ``init`` starts from saved weights."""
+
+    kind: str = "softmax"
+    z: int = 1
+    tables: tuple[int, ...] | None = None
+    tau: float = 0.25
+    straight_through: bool = True
+    init: str | None = None
+
+    @property
+    def hashing(self) -> HashedTraining | None:
+        """The tables to train through (``kind="hashed"``), else ``None``."""
+        return _hashing(self)
+
+
 def _hashing(setup) -> HashedTraining | None:
     return HashedTraining(setup.z, setup.tables, setup.tau, setup.straight_through) if setup.kind == "hashed" else None
 
@@ -98,7 +116,7 @@ def _template(setup, seed: int, **kwargs) -> Transformer:
 
 
 @dataclass(frozen=True)
-class Match2Setup:
+class Match2Setup(_HeadFields):
     """Match2 as in the paper: N = 32, M = 37, 10,000 balanced training rows, 256 test rows,
     1 layer, 1 head, m = 64, Adam lr 0.01, batch 32, 20,000 steps.
 
@@ -128,12 +146,6 @@ class Match2Setup:
     decay: str = "cosine"
     data_seed: int = 1
     test_seed: int = 2
-    kind: str = "softmax"
-    z: int = 1
-    tables: tuple[int, ...] | None = None
-    tau: float = 0.25
-    straight_through: bool = True
-    init: str | None = None
 
     name = "match2"
 
@@ -141,11 +153,6 @@ class Match2Setup:
         _check_positive(self, "n", "modulus", "train_size", "test_size", "dim", "steps", "batch_size")
         object.__setattr__(self, "temperature", _check_beta(self.temperature))
         _check_kind(self, ("softmax", "collision", "hashed"), 1)
-
-    @property
-    def hashing(self) -> HashedTraining | None:
-        """The tables to train through (``kind="hashed"``), else ``None``."""
-        return _hashing(self)
 
     def template(self, seed: int) -> Transformer:
         return _template(self, seed, vocab_size=self.modulus, dim=self.dim, n_outputs=2, depth=1, max_len=None,
@@ -195,7 +202,7 @@ def encode_khop_targets(targets: np.ndarray, alphabet_size: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class InductionSetup:
+class InductionSetup(_HeadFields):
     """Induction heads (1-hop) as in the paper: N = 100, |Σ| = 4, no immediate repeats, fresh
     samples with k ∈ {0, 1}, tested on k = 1; 2 causal layers, 1 head, m = 128, β = 1, Adam, batch 32.
 
@@ -230,12 +237,6 @@ class InductionSetup:
     test_seed: int = 2
     log_every: int = 1000
     checkpoint_every: int = 5000
-    kind: str = "softmax"
-    z: int = 1
-    tables: tuple[int, ...] | None = None
-    tau: float = 0.25
-    straight_through: bool = True
-    init: str | None = None
 
     name = "induction"
 
@@ -266,11 +267,6 @@ class InductionSetup:
         return _template(self, seed, vocab_size=self.vocab_size, dim=self.dim, n_outputs=self.alphabet_size + 1,
                          depth=self.depth, max_len=self.n + 1, temperature=1.0 if lowrank else self.temperature,
                          normalize=True, scale=float(np.sqrt(self.dim)) if lowrank else 1.0, causal=True)
-
-    @property
-    def hashing(self) -> HashedTraining | None:
-        """The tables to train through (``kind="hashed"``), else ``None``."""
-        return _hashing(self)
 
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
         inputs, targets = generate_khop_batch(self.test_size, self.n, self.alphabet_size, self.test_k,
