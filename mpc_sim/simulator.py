@@ -102,10 +102,11 @@ class Simulator:
         :class:`~mpc_sim.backends.Backend`. ``local`` (default) runs in this process. ``dask``
         runs the rounds on a Dask cluster, machines partitioned into blocks, one task per block
         per round (:mod:`mpc_sim.backends.dask`): same protocol and seed, same output and trace
-        counts. Under ``dask``, ``auto`` runs the per-machine step unless the protocol's batch
-        step is block-local (:attr:`Protocol.block_batch`); ``batch`` on a protocol whose batch
-        step is not block-local runs it as one task over the whole cluster. A round's wall time
-        there includes scheduling and moving messages between workers. The trace records in
+        (counts, per-round peaks, violations, recorded messages) and the same limit errors.
+        Under ``dask``, ``auto`` runs the per-machine step unless the protocol's batch step is
+        block-local (:attr:`Protocol.block_batch`); ``batch`` on a protocol whose batch step is
+        not block-local runs it as one task over the whole cluster. A round's wall time there
+        includes scheduling and moving messages between workers. The trace records in
         ``retries`` the rounds run again after a worker was lost.
     dask : DaskOptions, optional
         ``dask`` only: the cluster (``client``), its size, blocks, timeouts, retry budget,
