@@ -102,10 +102,11 @@ class Simulator:
         :class:`~mpc_sim.backends.Backend`. ``local`` (default) runs in this process. ``dask``
         runs the rounds on a Dask cluster, machines partitioned into blocks, one task per block
         per round (:mod:`mpc_sim.backends.dask`): same protocol and seed, same output and trace
-        counts. Under ``dask``, ``auto`` runs the per-machine step unless the protocol's batch
-        step is block-local (:attr:`Protocol.block_batch`); ``batch`` on a protocol whose batch
-        step is not block-local runs it as one task over the whole cluster. A round's wall time
-        there includes scheduling and moving messages between workers. The trace records in
+        (counts, per-round peaks, violations, recorded messages) and the same limit errors.
+        Under ``dask``, ``auto`` runs the per-machine step unless the protocol's batch step is
+        block-local (:attr:`Protocol.block_batch`); ``batch`` on a protocol whose batch step is
+        not block-local runs it as one task over the whole cluster. A round's wall time there
+        includes scheduling and moving messages between workers. The trace records in
         ``retries`` the rounds run again after a worker was lost.
     dask : DaskOptions, optional
         ``dask`` only: the cluster (``client``), its size, blocks, timeouts, retry budget,
@@ -170,7 +171,7 @@ class Simulator:
         ``record_states`` also keeps the cluster's memories after every local computation.
         ``record_messages`` keeps every round's messages as arrays (source, destination, words;
         :attr:`Trace.messages`, :meth:`Trace.to_networkx`; backends that record messages only,
-        such as ``local``): refused with :class:`~mpc_sim.errors.RecordingTooLarge` before any
+        such as ``local`` and ``dask``): refused with :class:`~mpc_sim.errors.RecordingTooLarge` before any
         work when the recording could take more than ``record_limit`` bytes (the estimate:
         ``rounds_bound`` rounds of at most ``machines * min(fanout_bound, s)`` messages of 16
         bytes each).
@@ -241,7 +242,7 @@ class Simulator:
         backend, config, seed = self.backend, self.config, normalize_seed(seed)
         mode = self.resolve_mode(protocol)
         if record_messages and not backend.records_messages:
-            raise ValueError(f"record_messages needs a backend that records messages, such as 'local' "
+            raise ValueError(f"record_messages needs a backend that records messages, such as 'local' or 'dask' "
                              f"(the {backend.name} backend does not)")
         protocol.check_config(config)
         bound = None            # read when first needed: a run ended by a step's error never asks for it
@@ -257,11 +258,12 @@ class Simulator:
         messages: list[RoundMessages] | None = [] if record_messages else None
         recorded_bytes = 0
         id_dtype = np.int32 if config.machines <= np.iinfo(np.int32).max else np.int64
-        with backend.open(Job(protocol, config, seed, mode, self.strict)) as run:
+        with backend.open(Job(protocol, config, seed, mode, self.strict, record_messages)) as run:
             history = run.start(words)
             del words           # the state holds the input now: do not keep a second copy alive
             rounds.extend(history.rounds)
             violations.extend(history.violations)
+            peaks.extend(history.peaks)
             r = announced = len(rounds)
             r += 1
             while True:
@@ -301,9 +303,12 @@ class Simulator:
                         rounds.append(stats)
                         _record(limits, computed, routed.peaks, violations, kept, peaks)
                         if messages is not None:
-                            delivered = routed.delivery.messages
-                            recorded = RoundMessages(r, delivered.src.astype(id_dtype), delivered.dst.astype(id_dtype),
-                                                     delivered.lengths())
+                            if routed.recorded is not None:
+                                src, dst, lengths = routed.recorded
+                            else:
+                                delivered = routed.delivery.messages
+                                src, dst, lengths = delivered.src, delivered.dst, delivered.lengths()
+                            recorded = RoundMessages(r, src.astype(id_dtype), dst.astype(id_dtype), lengths)
                             recorded_bytes += recorded.nbytes
                             if recorded_bytes > record_limit:   # only a run past its bound or its limits
                                 raise RecordingTooLarge(

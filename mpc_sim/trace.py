@@ -15,7 +15,7 @@ from .errors import LoadError, NotRecorded
 from .render import compact_table, format_seconds, html_table
 
 __all__ = ["RoundStats", "OutputStats", "Violation", "Retry", "RoundPeaks", "RoundMessages", "Trace", "TRACE_FORMAT",
-           "PEAK_MACHINES", "top_machines"]
+           "PEAK_MACHINES", "top_machines", "merge_top"]
 
 TRACE_FORMAT = "anna-mpc/trace/1"
 _VIOLATION_KINDS = ("memory", "send", "receive")
@@ -116,14 +116,17 @@ PEAK_MACHINES = 8
 """Machines kept per round and quantity in :class:`RoundPeaks` (the largest amounts)."""
 
 
-def top_machines(amounts: np.ndarray, k: int = PEAK_MACHINES) -> tuple[tuple[int, int], ...]:
+def top_machines(amounts: np.ndarray, k: int = PEAK_MACHINES, *, first: int = 0) -> tuple[tuple[int, int], ...]:
     """The ``k`` machines with the largest positive amounts, as ``(machine, amount)`` pairs sorted
-    by amount (largest first), ties by machine id.
+    by amount (largest first), ties by machine id; machine ``i`` of ``amounts`` is ``first + i``
+    (a block of the cluster starting at machine ``first``).
 
     Examples
     --------
     >>> top_machines(np.array([3, 0, 7, 3, 1]), k=3)
     ((2, 7), (0, 3), (3, 3))
+    >>> top_machines(np.array([3, 0, 7]), k=2, first=10)
+    ((12, 7), (10, 3))
     """
     amounts = np.asarray(amounts)
     positive = int(np.count_nonzero(amounts > 0))
@@ -134,7 +137,24 @@ def top_machines(amounts: np.ndarray, k: int = PEAK_MACHINES) -> tuple[tuple[int
     above = np.flatnonzero(amounts > threshold)
     above = above[np.lexsort((above, -amounts[above]))]
     tied = np.flatnonzero(amounts == threshold)[:k - above.shape[0]]
-    return tuple((int(m), int(amounts[m])) for m in np.concatenate([above, tied]))
+    return tuple((int(m) + first, int(amounts[m])) for m in np.concatenate([above, tied]))
+
+
+def merge_top(parts, k: int = PEAK_MACHINES) -> tuple[tuple[int, int], ...]:
+    """The ``k`` largest of the :func:`top_machines` of disjoint sets of machines (blocks of a
+    cluster): exactly :func:`top_machines` of the whole cluster, since each of the cluster's ``k``
+    largest is among the ``k`` largest of its own block. What a distributed backend gathers is
+    ``k`` pairs per block, never per-machine arrays.
+
+    Examples
+    --------
+    >>> amounts = np.array([3, 0, 7, 3, 1, 7, 2])
+    >>> blocks = [top_machines(amounts[lo:hi], 3, first=lo) for lo, hi in [(0, 2), (2, 5), (5, 7)]]
+    >>> merge_top(blocks, 3) == top_machines(amounts, 3)
+    True
+    """
+    pairs = sorted((pair for part in parts for pair in part), key=lambda pair: (-pair[1], pair[0]))
+    return tuple(pairs[:k])
 
 
 def _mean(value: float) -> str:
@@ -213,7 +233,8 @@ class Trace:
     :meth:`counts`.
 
     ``peaks`` names the machines with the largest memory and traffic in every round (see
-    :class:`RoundPeaks`; empty when the backend did not record them). ``mode`` is the style of
+    :class:`RoundPeaks`; the ``local`` and ``dask`` backends record the same ones, empty when a
+    backend does not record them). ``mode`` is the style of
     the protocol that ran (``"batch"`` or ``"machine"``: under ``mode="auto"`` a protocol's
     per-machine ``step`` is not called when it has a batch step). ``messages`` holds every
     round's messages when the run was asked to record them (not saved in JSON).

@@ -145,15 +145,51 @@ def client():
 
 
 @pytest.mark.parametrize("case", cases("dask"))
-def test_the_dask_backend_gives_the_local_output_and_trace_counts(client, case):
+def test_the_dask_backend_gives_the_local_output_and_report_round_by_round(client, case):
     from mpc_sim.backends.dask import DaskOptions
+    from tests.strategies.backends import assert_same_report
     protocol, config = case.build()
     data = case.data(protocol, config)[0]
-    local = Simulator(config).run(protocol, data, seed=case.seed)          # the fast batch style
-    dask = Simulator(config, backend="dask", dask=DaskOptions(client=client)).run(protocol, data, seed=case.seed)
-    assert dask.trace.counts() == local.trace.counts()
+    local = Simulator(config).run(protocol, data, seed=case.seed, record_messages=True)   # the fast batch style
+    dask = Simulator(config, backend="dask", dask=DaskOptions(client=client)).run(protocol, data, seed=case.seed,
+                                                                                  record_messages=True)
+    assert_same_report(dask.trace, local.trace)
     assert same_words(dask.output, local.output) and dask.state.equals(local.state)
     assert protocol.verify(data, dask.output)
+
+
+@pytest.mark.parametrize("case", cases("dask"))
+def test_a_memory_limit_exceeded_on_dask_is_the_local_error_and_the_local_report(client, case):
+    """One machine of the last block keeps s + 1 extra words after round 1 (tests.strategies.backends.Ballast):
+    strict runs raise the same typed error naming the machine, round 2 and the amount; non-strict runs record the
+    same violations and peaks, and assert_within names the same machine."""
+    from mpc_sim import MemoryLimitExceeded
+    from mpc_sim.backends.dask import DaskOptions
+    from mpc_sim.testing import BudgetExceeded, assert_within
+    from tests.strategies.backends import Ballast, assert_same_report
+    inner, config = case.build()
+    data = case.data(inner, config)[0]
+    machine = config.machines - 1
+    protocol = Ballast(inner, round=1, machine=machine, extra=config.s + 1)
+    errors = []
+    for backend in ({}, {"backend": "dask", "dask": DaskOptions(client=client, blocks=3)}):
+        with pytest.raises(MemoryLimitExceeded) as info:
+            Simulator(config, **backend).run(protocol, data, seed=case.seed)
+        errors.append((type(info.value), info.value.round, info.value.machine, info.value.observed, str(info.value)))
+    assert errors[0] == errors[1]
+    assert errors[0][1:3] == (2, machine) and errors[0][3] > config.s
+    local, dask = (Simulator(config, strict=False, **backend).run(protocol, data, seed=case.seed)
+                   for backend in ({}, {"backend": "dask", "dask": DaskOptions(client=client, blocks=3)}))
+    assert_same_report(dask.trace, local.trace)
+    assert ("memory", 2, machine) in {(v.kind, v.round, v.machine) for v in dask.trace.violations}
+    assert protocol.verify(data, dask.output) and same_words(dask.output, local.output)
+    messages = []
+    for trace in (local.trace, dask.trace):
+        with pytest.raises(BudgetExceeded, match=f"first in round 2.*machines? ([0-9]+ \\([0-9]+\\), )*{machine} ") \
+                as info:
+            assert_within(trace, memory=config.s)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
 
 
 # --- compile: lean engine against the simulator, dense engine against the lean one, layer by layer ---------------

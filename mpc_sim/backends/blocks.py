@@ -5,11 +5,11 @@ functions, each a task of the distributed backend:
 
 * :func:`compute_block` takes the block's kept memories and its delivered inbox, runs the
   protocol's computation on its machines, checks the result, measures it (holding, sent, kept,
-  machines over the limit) and splits the outgoing messages by destination block
+  machines over the limit, the block's peaks) and splits the outgoing messages by destination block
   (:func:`split_by_block`, a stable counting sort): one message batch per destination block.
 * :func:`deliver_block` takes the pieces addressed to its block, one from every source block in
   block order, concatenates them and delivers them with the numba route kernel, then measures
-  what each machine received. It also takes the block's own :func:`compute_block` result, for
+  what each machine received (the most, those over the limit, the block's peaks). It also takes the block's own :func:`compute_block` result, for
   the block's piece and its kept memories, which it passes on with the inbox: the next round's
   input, on the worker that computed the block.
 
@@ -53,11 +53,12 @@ from ..errors import LimitExceeded, ProtocolError, UnknownDestination
 from ..protocol import Protocol, RoundContext
 from ..routing import route
 from ..state import ClusterState, Delivery, MessageBatch
+from ..trace import top_machines
 from .base import (Traffic, assemble_batch, assemble_state, check_destinations, check_lengths, check_message_dtype,
                    call_batch_step, check_sources, check_state, concat_batches, over_limit, run_steps, step_result)
 
 __all__ = ["PHASES", "COMPUTE_PHASES", "STYLES", "BlockPlan", "BlockError", "ComputeReport", "ReceiveReport",
-           "partition", "block_state", "compute_block", "deliver_block", "split_by_block"]
+           "partition", "block_state", "compute_block", "deliver_block", "delivered_messages", "split_by_block"]
 
 # A round's phases in the order the local engine meets them; every error is tagged with one.
 PHASES = ("step", "state", "messages", "state check", "message dtype", "sources", "destinations", "lengths",
@@ -182,7 +183,12 @@ class BlockError:
 @dataclass(frozen=True, eq=False)
 class ComputeReport:
     """What :func:`compute_block` measured: the block's traffic, the machines over the limit
-    (memory when the round started, kept memory when it ended, words sent) and any error."""
+    (memory when the round started, kept memory when it ended, words sent) and any error.
+
+    The block's peaks (:func:`~mpc_sim.trace.top_machines`, global ids; merged over blocks with
+    :func:`~mpc_sim.trace.merge_top`): ``memory_top`` of the words held when the round started,
+    ``sent_top`` of the words sent, and, when the block sent nothing, ``final_top`` of the larger of
+    what each machine held and kept (the final computation's memory, if no block sent anything)."""
 
     block: int
     messages: int
@@ -192,16 +198,21 @@ class ComputeReport:
     max_kept: int
     send_over: tuple[np.ndarray, np.ndarray]
     error: BlockError | None
+    memory_top: tuple[tuple[int, int], ...] = ()
+    sent_top: tuple[tuple[int, int], ...] = ()
+    final_top: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
 class ReceiveReport:
     """What :func:`deliver_block` measured: the most words a machine of the block received,
-    and the machines that received more than ``s``."""
+    the machines that received more than ``s``, and the block's peaks of words received
+    (``received_top``, global ids)."""
 
     block: int
     max_received: int
     receive_over: tuple[np.ndarray, np.ndarray]
+    received_top: tuple[tuple[int, int], ...] = ()
 
 
 _NONE_OVER = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
@@ -220,16 +231,17 @@ def compute_block(plan: BlockPlan, b: int, r: int,
     count = hi - lo
     no_pieces = tuple(MessageBatch.empty(dtype) for _ in range(plan.blocks))
     # phase: an index into PHASES, where an error would be reported (8: the block machinery itself)
-    phase, messages, memory_over, kept_over, max_kept = 8, 0, _NONE_OVER, _NONE_OVER, 0
+    phase, messages, memory_over, kept_over, max_kept, memory_top = 8, 0, _NONE_OVER, _NONE_OVER, 0, ()
 
-    def report(traffic=None, send_over=_NONE_OVER, error=None) -> ComputeReport:
-        return ComputeReport(b, messages, traffic, memory_over, kept_over, max_kept, send_over, error)
+    def report(traffic=None, send_over=_NONE_OVER, error=None, sent_top=(), final_top=()) -> ComputeReport:
+        return ComputeReport(b, messages, traffic, memory_over, kept_over, max_kept, send_over, error,
+                             memory_top, sent_top, final_top)
 
     try:
         if delivery is None:
             delivery = Delivery.empty(count, dtype)
         holding = state.sizes() + delivery.words_per_machine()
-        memory_over = over_limit(holding, config.s, lo)
+        memory_over, memory_top = over_limit(holding, config.s, lo), top_machines(holding, first=lo)
         ctx = RoundContext(r, config, plan.seed, lo)
         if plan.style == "machine":
             phase = 0
@@ -247,7 +259,8 @@ def compute_block(plan: BlockPlan, b: int, r: int,
         kept_over, max_kept = over_limit(kept, config.s, lo), int(kept.max(initial=0))
         messages = batch.num_messages
         if messages == 0:
-            return new_state, no_pieces, report(Traffic.measure(holding, np.zeros_like(holding), words=0, messages=0))
+            return new_state, no_pieces, report(Traffic.measure(holding, np.zeros_like(holding), words=0, messages=0),
+                                                final_top=top_machines(np.maximum(holding, kept), first=lo))
         phase = 4
         check_message_dtype(batch, protocol, round=r)
         phase = 5
@@ -262,7 +275,8 @@ def compute_block(plan: BlockPlan, b: int, r: int,
         phase = 8
         sent = np.bincount(batch.src - lo, weights=lengths, minlength=count).astype(np.int64)
         traffic = Traffic.measure(holding, sent, words=batch.num_words, messages=messages)
-        return new_state, split_by_block(batch, plan.bounds), report(traffic, over_limit(sent, config.s, lo))
+        return new_state, split_by_block(batch, plan.bounds), report(traffic, over_limit(sent, config.s, lo),
+                                                                     sent_top=top_machines(sent, first=lo))
     except Exception as exc:        # returned, not raised: the driver raises what the local engine would
         return state, no_pieces, report(error=BlockError.capture(phase, b, exc))
 
@@ -282,7 +296,17 @@ def deliver_block(plan: BlockPlan, d: int, computed: tuple,
     delivery = Delivery(MessageBatch(messages.src, messages.dst + lo, messages.offsets, messages.words),
                         routed.machine_offsets)
     received = delivery.words_per_machine()
-    return (state, delivery), ReceiveReport(d, int(received.max(initial=0)), over_limit(received, plan.config.s, lo))
+    return (state, delivery), ReceiveReport(d, int(received.max(initial=0)), over_limit(received, plan.config.s, lo),
+                                            top_machines(received, first=lo))
+
+
+def delivered_messages(delivered: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The messages :func:`deliver_block` delivered to its block, in delivery order: sources,
+    destinations (global ids) and words carried. Concatenated over the blocks in block order,
+    they are the whole round's messages in the local engine's delivery order."""
+    (_, delivery), _ = delivered
+    messages = delivery.messages
+    return messages.src, messages.dst, messages.lengths()
 
 
 def split_by_block(batch: MessageBatch, bounds: tuple[int, ...]) -> tuple[MessageBatch, ...]:

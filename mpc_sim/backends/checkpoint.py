@@ -4,8 +4,8 @@ Layout of a checkpoint directory::
 
     checkpoint.json              the manifest: format, run identity, last complete round, block
                                  bounds, the block files of that round with their sizes and
-                                 sha256 digests, the trace so far with its sha256, and the
-                                 sha256 of the whole manifest
+                                 sha256 digests, the trace so far (rounds, violations, retries,
+                                 peaks) with its sha256, and the sha256 of the whole manifest
     round-000003/block-0000.npz  block 0 after round 3: kept memories (state_words,
                                  state_offsets) and the inbox delivered for round 4 (inbox_src,
                                  inbox_dst, inbox_offsets, inbox_words, inbox_machine_offsets)
@@ -243,5 +243,7 @@ def _check_fields(where: Path, data: dict) -> None:
         for key in ("rounds", "violations", "retries"):
             if not isinstance(data["trace"].get(key), list):
                 bad(f"trace.{key}", "must be a list")
+        if not isinstance(data["trace"].get("peaks", []), list):     # optional: older checkpoints have none
+            bad("trace.peaks", "must be a list")
         if len(data["trace"]["rounds"]) != r:
             bad("trace.rounds", f"holds {len(data['trace']['rounds'])} rounds, the checkpoint is of round {r}")

@@ -19,12 +19,17 @@ round is a small task graph, submitted at once (``B**2 + 4 B`` tasks for ``B`` b
   all-to-all of array batches moved by Dask between workers) concatenated in source order and
   delivered with the numba route kernel, and what each machine received;
 
-then the driver gathers only the reports (sums, maxima, the machines over a limit, the errors met)
-and hands them to the engine, which raises the error the local backend would have raised first,
-reduces them into the round's :class:`~mpc_sim.trace.RoundStats` and goes on. Only the final state travels back (for the
-protocol's output). See :mod:`mpc_sim.backends.blocks` for the block functions. Tasks carry no
-worker restrictions: a block's round runs where its memories are because that is where its
-largest input is, and a task whose preferred worker died never waits for it.
+then the driver gathers only the reports (sums, maxima, the machines over a limit, each block's
+:data:`~mpc_sim.trace.PEAK_MACHINES` largest amounts held, sent and received, the errors met) and
+hands them to the engine, which raises the error the local backend would have raised first,
+reduces them into the round's :class:`~mpc_sim.trace.RoundStats` and
+:class:`~mpc_sim.trace.RoundPeaks` (:func:`~mpc_sim.trace.merge_top`: the same machines as the
+local backend's) and goes on. Only the final state travels back (for the protocol's output), and,
+when the run records its messages (``record_messages=True``), every block's delivered sources,
+destinations and lengths, in the local engine's delivery order. See
+:mod:`mpc_sim.backends.blocks` for the block functions. Tasks carry no worker restrictions: a
+block's round runs where its memories are because that is where its largest input is, and a task
+whose preferred worker died never waits for it.
 
 Faults. A lost worker loses the blocks it held. Results Dask can recompute from their lineage it
 recomputes by itself (the round goes on; the trace records a ``dask`` retry). When it cannot
@@ -76,10 +81,10 @@ from ..config import MPCConfig
 from ..errors import ParameterError
 from ..protocol import Protocol
 from ..state import ClusterState
-from ..trace import Retry, RoundStats, Violation
+from ..trace import Retry, RoundPeaks, RoundStats, Violation, merge_top
 from .base import BackendError, CheckpointError, Traffic, initial_state
 from .blocks import (COMPUTE_PHASES, BlockPlan, ComputeReport, block_state, compute_block,
-                     deliver_block, partition)
+                     deliver_block, delivered_messages, partition)
 from .checkpoint import CheckpointStore, load_block, save_block
 from .interface import Backend, BackendRun, Computed, History, Job, Lost, Routed, take_input
 
@@ -302,9 +307,18 @@ class DaskBackend(Backend):
     Under ``mode="auto"`` it runs the per-machine step unless the protocol's batch step is
     block-local (:attr:`Protocol.block_batch`): a batch step that is not block-local runs as one
     task over the whole cluster. ``data`` may be ``None`` when resuming a checkpoint.
+
+    The trace is the local backend's: the same :class:`~mpc_sim.trace.RoundStats` (words and
+    messages), violations and output stats, the same per-round :class:`~mpc_sim.trace.RoundPeaks`
+    (measured per block on the workers and merged exactly) and, with ``record_messages``, the same
+    messages; strict limits raise the same typed error naming the same machine, round and amount.
+    Only wall times differ, and ``mode`` where the local backend prefers the batch style; a run
+    resumed from a checkpoint written before peaks were checkpointed lacks the earlier rounds'
+    peaks. :meth:`Simulator.steps` needs the local backend (the state stays on the workers).
     """
 
     name = "dask"
+    records_messages = True
 
     def __init__(self, options: DaskOptions | None = None):
         if options is None:
@@ -362,6 +376,7 @@ class _DaskRun(BackendRun):
         self.current = 0                             # the round being run (for error messages)
         self.deadline: float | None = None           # when the current round passes its round_timeout
         self.pending: tuple | None = None            # the round computed: its reports and next blocks
+        self.peaks: dict[int, RoundPeaks] = {}       # every communication round's peaks (checkpointed)
         writing = options.checkpoint if options.checkpoint is not None else options.resume
         self.store = CheckpointStore(writing) if writing is not None else None
 
@@ -391,10 +406,12 @@ class _DaskRun(BackendRun):
                      for d in range(blocks)]
         held = [submit(_item, out, 0) for out in delivered]
         receipts = [submit(_item, out, 1) for out in delivered]
+        recordings = [submit(delivered_messages, out) for out in delivered] if self.job.record_messages else []
         self._remember(r, outputs + reports + [p for row in pieces for p in row if p is not None] + delivered
-                       + held + receipts)
-        gathered = self._gather(reports + receipts)
-        compute_reports, receive_reports = gathered[:blocks], gathered[blocks:]
+                       + held + receipts + recordings)
+        gathered = self._gather(reports + receipts + recordings)
+        compute_reports, receive_reports = gathered[:blocks], gathered[blocks:2 * blocks]
+        recorded = tuple(np.concatenate(parts) for parts in zip(*gathered[2 * blocks:])) or None
         messages = sum(rep.messages for rep in compute_reports)
         errors = [rep.error for rep in compute_reports if rep.error is not None]
         final = messages == 0 and not errors
@@ -404,22 +421,28 @@ class _DaskRun(BackendRun):
         _raise_first([e for e in errors if e.phase == _INTERNAL_PHASE])
         holding_over = _joined([rep.memory_over for rep in compute_reports])
         if not final:
-            self.pending = (compute_reports, receive_reports, held)
+            self.pending = (compute_reports, receive_reports, held, recorded)
             return Computed(holding_over, error=_first([e for e in errors if e.phase in COMPUTE_PHASES]),
                             messages=messages, state=state)
         return Computed(holding_over, state=state, kept_over=_joined([rep.kept_over for rep in compute_reports]),
-                        max_kept=max(rep.max_kept for rep in compute_reports), traffic=_total(compute_reports))
+                        max_kept=max(rep.max_kept for rep in compute_reports), traffic=_total(compute_reports),
+                        peaks=RoundPeaks(r, merge_top(rep.final_top for rep in compute_reports)))
 
     def route(self, r: int) -> Routed:
         """The messages were delivered by the graph :meth:`compute` submitted: report it."""
-        compute_reports, receive_reports, held = self.pending
+        compute_reports, receive_reports, held, recorded = self.pending
         self.pending = None
         _raise_first([rep.error for rep in compute_reports if rep.error is not None])
         self.held = held
         self._note_removals()
+        peaks = RoundPeaks(r, merge_top(rep.memory_top for rep in compute_reports),
+                           merge_top(rep.sent_top for rep in compute_reports),
+                           merge_top(rep.received_top for rep in receive_reports))
+        self.peaks[r] = peaks           # for the checkpoints
         return Routed(_joined([rep.send_over for rep in compute_reports]),
                       _joined([rep.receive_over for rep in receive_reports]),
-                      max(rep.max_received for rep in receive_reports), _total(compute_reports))
+                      max(rep.max_received for rep in receive_reports), _total(compute_reports), peaks,
+                      recorded=recorded)
 
     def commit(self, r: int, rounds: Sequence[RoundStats], violations: Sequence[Violation]) -> None:
         if self.store is not None:
@@ -500,13 +523,16 @@ class _DaskRun(BackendRun):
             rounds = tuple(RoundStats(**r) for r in trace["rounds"])
             violations = tuple(Violation(**v) for v in trace["violations"])
             self.retries = [Retry(**r) for r in trace["retries"]]
-        except (TypeError, ValueError) as exc:
+            # checkpoints written before the peaks were recorded have none: the trace then has the later rounds'
+            peaks = tuple(RoundPeaks.from_dict(p) for p in trace.get("peaks", ()))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise CheckpointError(f"{CheckpointStore(resume).manifest_path}: field 'trace' is malformed: "
                                   f"{exc}") from exc
+        self.peaks = {p.round: p for p in peaks}
         self._load(CheckpointStore(resume), manifest)
         if self.store is not None and self.store.root != CheckpointStore(resume).root:
             self._checkpoint(int(manifest["round"]), rounds, violations)          # a copy in the new directory
-        return History(rounds, violations)
+        return History(rounds, violations, peaks)
 
     # --- data placement, gathering, checkpoints -----------------------------------------------------
     @property
@@ -601,7 +627,8 @@ class _DaskRun(BackendRun):
             "sha256": [digest for _, digest in written],
             "trace": {"rounds": [asdict(s) for s in rounds[:r]],
                       "violations": [asdict(v) for v in violations if v.round <= r],
-                      "retries": [asdict(x) for x in self.retries]},
+                      "retries": [asdict(x) for x in self.retries],
+                      "peaks": [self.peaks[k].to_dict() for k in sorted(self.peaks) if k <= r]},
         })
         self.words = None        # from now on a restart reloads the checkpoint
 

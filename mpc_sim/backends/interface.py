@@ -38,11 +38,14 @@ from ..state import ClusterState, Delivery
 from ..trace import Retry, RoundPeaks, RoundStats, Violation
 from .base import Traffic
 
-__all__ = ["Over", "NO_MACHINES", "Job", "History", "Computed", "Routed", "Lost", "Backend", "BackendRun",
+__all__ = ["Over", "Recorded", "NO_MACHINES", "Job", "History", "Computed", "Routed", "Lost", "Backend", "BackendRun",
            "take_input"]
 
 Over = tuple[np.ndarray, np.ndarray]
 """Machines over a limit, in increasing id order, and their amounts (two int64 arrays)."""
+
+Recorded = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""A round's messages in delivery order: sources, destinations, words carried (three int64 arrays)."""
 
 NO_MACHINES: Over = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 """No machine over the limit."""
@@ -51,21 +54,25 @@ NO_MACHINES: Over = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 @dataclass(frozen=True)
 class Job:
     """One run a backend is asked for: the protocol, the cluster, the seed (normalised), the style
-    that runs (``"batch"`` or ``"machine"``, already resolved) and whether limits are strict."""
+    that runs (``"batch"`` or ``"machine"``, already resolved), whether limits are strict, and
+    whether the run records its messages (:attr:`Backend.records_messages`)."""
 
     protocol: Protocol
     config: MPCConfig
     seed: int
     mode: str
     strict: bool
+    record_messages: bool = False
 
 
 @dataclass(frozen=True)
 class History:
-    """The rounds a run starts after: none for a fresh run, those of the checkpoint it resumes."""
+    """The rounds a run starts after: none for a fresh run, those of the checkpoint it resumes
+    (their stats, violations and, where the checkpoint has them, peaks)."""
 
     rounds: tuple[RoundStats, ...] = ()
     violations: tuple[Violation, ...] = ()
+    peaks: tuple[RoundPeaks, ...] = ()
 
 
 class Computed(NamedTuple):
@@ -99,7 +106,9 @@ class Routed(NamedTuple):
     ``send_over``/``receive_over``: machines that sent / were sent more than ``s`` words;
     ``max_received``: the most words a machine was sent; ``traffic``: the round's accounting;
     ``peaks``: optional per-machine peaks; ``delivery``: the inboxes of the next round, for backends
-    that hand them to this process (:attr:`Backend.runs_steps`, :attr:`Backend.records_messages`).
+    that hand them to this process (:attr:`Backend.runs_steps`, :attr:`Backend.records_messages`);
+    ``recorded``: the messages in delivery order, for backends that record them without handing
+    the inboxes over (read instead of ``delivery`` when the job records messages).
     When strict limits will raise on ``send_over``, nothing else is read (``Routed(over)``).
     """
 
@@ -109,6 +118,7 @@ class Routed(NamedTuple):
     traffic: Traffic | None = None
     peaks: RoundPeaks | None = None
     delivery: Delivery | None = None
+    recorded: Recorded | None = None
 
 
 class Lost(Exception):
@@ -175,7 +185,8 @@ class Backend(ABC):
     runs_steps : bool
         Every round's state and inboxes are in this process (:meth:`Simulator.steps` runs here).
     records_messages : bool
-        :class:`Routed` carries the delivery, so the engine can record the messages.
+        :class:`Routed` carries the delivery or, when the job records messages, ``recorded``, so
+        the engine can record the messages.
     """
 
     name: str = ""

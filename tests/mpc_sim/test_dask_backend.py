@@ -20,11 +20,13 @@ from mpc_sim.backends import BackendError, CheckpointError  # noqa: E402
 from mpc_sim.backends.blocks import partition  # noqa: E402
 from mpc_sim.backends.dask import DaskOptions, connect  # noqa: E402
 from mpc_sim.errors import StepError  # noqa: E402
+from mpc_sim.testing import budget_problems  # noqa: E402
 from mpc_sim.trace import Retry, Trace  # noqa: E402
 from reductions.cli import main as cli_main  # noqa: E402
 from tests.strategies.engine import (BATCH_MALFORMED, LIMIT_ERRORS, MACHINE_MALFORMED, Returns,  # noqa: E402
                                      Rounds, SendTo)
-from tests.strategies.backends import BlockDigesting, Digesting, in_process_client  # noqa: E402
+from tests.strategies.backends import (BlockDigesting, Digesting, assert_same_report,  # noqa: E402
+                                       in_process_client)
 from mpc_sim.strategies import ScriptedProtocol, make_schedule, schedules  # noqa: E402
 
 
@@ -40,7 +42,7 @@ def bits(a):
 
 
 def assert_identical(local, dask):
-    assert dask.trace.counts() == local.trace.counts()
+    assert_same_report(dask.trace, local.trace)                 # counts, peaks, messages when recorded
     assert dask.output.dtype == local.output.dtype and np.array_equal(bits(dask.output), bits(local.output))
     assert dask.state.equals(local.state)
     assert len(dask.states) == len(local.states)
@@ -51,11 +53,13 @@ def assert_identical(local, dask):
 # --- equivalence ---------------------------------------------------------------------------------------------
 @settings(max_examples=12)
 @given(schedule=schedules(), seed=st.integers(0, 2**32 - 1), blocks=st.integers(1, 4))
-def test_per_machine_runs_on_blocks_equal_local_runs_state_by_state(client, schedule, seed, blocks):
+def test_per_machine_runs_on_blocks_equal_local_runs_state_by_state_peaks_and_messages_included(client, schedule,
+                                                                                                seed, blocks):
     local = Simulator(schedule.config, mode="machine").run(Digesting(schedule), schedule.input_data(), seed=seed,
-                                                          record_states=True)
+                                                          record_states=True, record_messages=True)
     dask = on_dask(schedule.config, client, blocks).run(Digesting(schedule), schedule.input_data(), seed=seed,
-                                                        record_states=True)
+                                                        record_states=True, record_messages=True)
+    assert dask.trace.messages is not None
     assert_identical(local, dask)
     assert dask.trace.retries == () and dask.trace.check() == []
 
@@ -76,6 +80,11 @@ def test_violations_are_recorded_identically_and_strict_runs_raise_the_same_firs
     local = Simulator(schedule.config, strict=False, mode="machine").run(Digesting(schedule), schedule.input_data())
     dask = on_dask(schedule.config, client, blocks, strict=False).run(Digesting(schedule), schedule.input_data())
     assert dask.trace.counts() == local.trace.counts()          # includes the violations, in order
+    assert dask.trace.peaks == local.trace.peaks                # the machines over a budget, as assert_within names them
+    assert budget_problems(dask.trace, memory=schedule.config.s, sent=schedule.config.s,
+                           received=schedule.config.s) == budget_problems(local.trace, memory=schedule.config.s,
+                                                                          sent=schedule.config.s,
+                                                                          received=schedule.config.s)
     assert np.array_equal(bits(dask.output), bits(local.output))
     if not local.trace.violations:
         return
@@ -380,12 +389,32 @@ def test_resume_continues_from_the_last_complete_round_to_the_identical_result(c
     (tmp_path / f"round-{stop + 1:06d}" / "block-0000.npz").write_bytes(b"torn")
     resumed = on_dask(config, client, resume=tmp_path).run(protocol, data, seed=2)
     assert resumed.trace.counts() == local.trace.counts()
+    assert resumed.trace.peaks == local.trace.peaks             # the checkpointed rounds' peaks come back too
     assert np.array_equal(resumed.output, local.output) and resumed.state.equals(local.state)
     # rounds up to the checkpoint come back from it losslessly, wall times included
     assert resumed.trace.rounds[:stop] == tuple(seen)
     assert [r.wall_time for r in resumed.trace.rounds[:stop]] == [r.wall_time for r in seen]
     again = on_dask(config, client, resume=tmp_path).run(protocol, None, seed=2)   # the input is not needed
     assert np.array_equal(again.output, local.output)
+
+
+def test_a_checkpoint_without_peaks_resumes_with_the_peaks_of_the_rounds_run_after_it(client, tmp_path):
+    """Checkpoints written before peaks were checkpointed hold none: the resumed run has the later rounds'."""
+    from mpc_sim.backends.checkpoint import CheckpointStore
+    protocol = make_protocol("prefix-sum")
+    config = protocol.default_config(300, 0.5)
+    data = protocol.generate_input(config, seed=1)
+    local = Simulator(config).run(protocol, data, seed=2)
+    with pytest.raises(Stop):
+        on_dask(config, client, checkpoint=tmp_path, on_round=stop_after(1, [])).run(protocol, data, seed=2)
+    store = CheckpointStore(tmp_path)
+    manifest = store.manifest()
+    assert [p["round"] for p in manifest["trace"]["peaks"]] == [1]
+    del manifest["trace"]["peaks"]
+    store.commit({k: v for k, v in manifest.items() if k not in ("format", "trace_sha256", "manifest_sha256")})
+    resumed = on_dask(config, client, resume=tmp_path).run(protocol, data, seed=2)
+    assert resumed.trace.counts() == local.trace.counts()
+    assert resumed.trace.peaks == local.trace.peaks[1:]
 
 
 def test_resume_refuses_another_run_a_missing_checkpoint_and_a_used_directory(client, tmp_path):

@@ -86,6 +86,7 @@ def test_a_worker_killed_mid_round_does_not_change_any_round_of_a_run_without_ch
                                                                           record_states=True)
     assert os.path.exists(tmp_path / "killed")
     assert result.trace.counts() == local.trace.counts()
+    assert result.trace.peaks == local.trace.peaks          # measured in the worker processes, also when rerun
     assert len(result.states) == len(local.states) and all(a.equals(b) for a, b in zip(local.states, result.states))
     assert retries(result) in ([(3, 0, "input")], [(3, 2, "dask")], [(2, 1, "dask")]), result.trace.retries
 
@@ -110,6 +111,7 @@ def test_a_worker_killed_after_a_resume_is_recomputed_by_dask_itself_from_the_ch
     result = Simulator(config, backend="dask", client=cluster, resume=tmp_path / "ckpt").run(protocol, data, seed=1)
     assert os.path.exists(tmp_path / "killed")
     assert result.trace.counts() == local.trace.counts() and np.array_equal(result.output, local.output)
+    assert result.trace.peaks == local.trace.peaks          # rounds 1-2 from the checkpoint, 3 on from the workers
     assert retries(result) == [(3, 2, "dask")]
     assert "recomputed from their lineage" in result.trace.retries[0].error
 
@@ -120,7 +122,7 @@ def test_when_nothing_survives_the_round_restarts_from_the_last_checkpointed_rou
     local = Simulator(schedule.config, mode="machine").run(Digesting(schedule), schedule.input_data())
     result = Simulator(schedule.config, backend="dask", client=cluster, checkpoint=tmp_path,
                        on_round=restart_workers_after(cluster, 2)).run(Digesting(schedule), schedule.input_data())
-    assert result.trace.counts() == local.trace.counts()
+    assert result.trace.counts() == local.trace.counts() and result.trace.peaks == local.trace.peaks
     assert np.array_equal(result.output.view(np.int64), local.output.view(np.int64))
     assert retries(result) == [(3, 2, "checkpoint")]
 
@@ -138,7 +140,7 @@ def test_without_a_checkpoint_the_run_restarts_from_its_input_and_checks_the_rep
 
     result = Simulator(schedule.config, backend="dask", client=cluster, on_round=on_round).run(
         Digesting(schedule), schedule.input_data(), record_states=True)
-    assert result.trace.counts() == local.trace.counts()
+    assert result.trace.counts() == local.trace.counts() and result.trace.peaks == local.trace.peaks
     assert len(result.states) == len(local.states) and all(a.equals(b) for a, b in zip(local.states, result.states))
     assert retries(result) == [(3, 0, "input")]
     assert seen == [1, 2, 3, 4]          # replayed rounds 1 and 2 are checked, not reported again

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from mpc_sim import (MPCConfig, NotRecorded, Protocol, RecordingTooLarge, RoundBoundExceeded, Simulator, Trace,
                      make_protocol)
 from mpc_sim.strategies import ScriptedProtocol, make_schedule, schedules
-from mpc_sim.trace import PEAK_MACHINES, top_machines
+from mpc_sim.trace import PEAK_MACHINES, merge_top, top_machines
 from tests.strategies.engine import reference_rounds
 
 
@@ -52,6 +52,16 @@ def test_machine_and_batch_styles_record_identical_messages(schedule):
 @given(st.lists(st.integers(0, 6), max_size=30), st.integers(1, 5))
 def test_top_machines_matches_sorting_everything(amounts, k):
     assert top_machines(np.array(amounts, dtype=np.int64), k) == plain_top(amounts, k)
+
+
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=30), st.integers(1, 5), st.data())
+def test_merging_the_top_machines_of_blocks_gives_those_of_the_whole_cluster(amounts, k, data):
+    """What the Dask backend gathers per block (top_machines with global ids) merges into the cluster's."""
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(amounts) - 1), max_size=5)) if len(amounts) > 1 else [])
+    bounds = [0, *cuts, len(amounts)]
+    words = np.array(amounts, dtype=np.int64)
+    blocks = [top_machines(words[lo:hi], k, first=lo) for lo, hi in zip(bounds, bounds[1:])]
+    assert merge_top(blocks, k) == plain_top(amounts, k)
 
 
 def test_library_protocol_styles_record_the_same_messages():

@@ -7,7 +7,8 @@ counts are the schedule's): comparing the states of every round compares every d
 word and in order. :class:`BlockDigesting` does the same in a block-local batch step.
 :class:`KillOnce` kills the worker process running one machine in one round (in either style), once
 per marker file;
-:class:`Sleeping` makes one round slow.
+:class:`Sleeping` makes one round slow. :class:`Ballast` makes any protocol exceed its memory limit on one
+machine in one round, and go on as it would.
 """
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mpc_sim.protocol import Protocol
 from mpc_sim.protocols.sample_sort import SampleSort
-from mpc_sim.state import ClusterState, MessageBatch
+from mpc_sim.state import ClusterState, MessageBatch, ragged_offsets
 
 from mpc_sim.strategies import ScriptedProtocol
 
-__all__ = ["Digesting", "BlockDigesting", "KillOnce", "KillingSort", "KillingDigesting", "Sleeping", "stamp"]
+__all__ = ["Digesting", "BlockDigesting", "KillOnce", "KillingSort", "KillingDigesting", "Sleeping", "Ballast", "stamp",
+           "assert_same_report"]
 
 
 def stamp(memory: np.ndarray, round: int, machine: int, sources: np.ndarray, words: np.ndarray) -> np.ndarray:
@@ -138,3 +141,89 @@ def in_process_client():
     yield client
     client.close()
     cluster.close()
+
+
+def _resized(state: ClusterState, i: int, delta: int) -> ClusterState:
+    """``state`` with machine ``i``'s memory ``delta`` words longer (zeros appended) or shorter (its last words
+    dropped)."""
+    end = int(state.offsets[i + 1])
+    if delta >= 0:
+        words = np.concatenate([state.words[:end], np.zeros(delta, dtype=state.dtype), state.words[end:]])
+    else:
+        words = np.concatenate([state.words[:end + delta], state.words[end:]])
+    sizes = state.sizes().copy()
+    sizes[i] += delta
+    return ClusterState(words, ragged_offsets(sizes))
+
+
+class Ballast(Protocol):
+    """``inner`` as it is, except that machine ``machine`` keeps ``extra`` more words (zeros) after the local
+    computation of round ``round``: it holds them when round ``round + 1`` starts (over ``s`` when ``extra`` is
+    large enough: a memory limit exceeded on any backend, in either style) and drops them before computing, so
+    the protocol goes on as it would (its output is unchanged, also in non-strict runs). ``round`` must be a
+    communication round of the run."""
+
+    def __init__(self, inner: Protocol, round: int, machine: int, extra: int):
+        self.inner, self.round, self.machine, self.extra = inner, round, machine, extra
+        self.name, self.word_dtype, self.block_batch = inner.name, inner.word_dtype, inner.block_batch
+
+    def has_step(self):
+        return self.inner.has_step()
+
+    def has_batch_step(self):
+        return self.inner.has_batch_step()
+
+    def step(self, ctx, machine, memory, inbox):
+        if ctx.round == self.round + 1 and machine == self.machine:
+            memory = memory[:memory.shape[0] - self.extra]
+        kept, outgoing = self.inner.step(ctx, machine, memory, inbox)
+        if ctx.round == self.round and machine == self.machine:
+            kept = np.concatenate([np.asarray(kept, dtype=self.word_dtype), np.zeros(self.extra, self.word_dtype)])
+        return kept, outgoing
+
+    def batch_step(self, ctx, state, delivery):
+        i = self.machine - ctx.first_machine
+        inside = 0 <= i < state.machines
+        if ctx.round == self.round + 1 and inside:
+            state = _resized(state, i, -self.extra)
+        kept, batch = self.inner.batch_step(ctx, state, delivery)
+        if ctx.round == self.round and inside:
+            kept = _resized(kept, i, self.extra)
+        return kept, batch
+
+    def rounds_bound(self, config):
+        return self.inner.rounds_bound(config)
+
+    def check_config(self, config):
+        return self.inner.check_config(config)
+
+    def fanout_bound(self, config):
+        return self.inner.fanout_bound(config)
+
+    def params(self):
+        return self.inner.params()
+
+    def validate_input(self, config, data):
+        return self.inner.validate_input(config, data)
+
+    def initial_state(self, config, data):
+        return self.inner.initial_state(config, data)
+
+    def output(self, config, state):
+        return self.inner.output(config, state)
+
+    def verify(self, data, output):
+        return self.inner.verify(data, output)
+
+
+def assert_same_report(dask, local) -> None:
+    """A distributed run's trace is the local run's, round by round: stats, violations, output stats, peaks
+    and (when recorded) every message; only wall times, retries and the style that ran may differ."""
+    assert dask.counts() == local.counts()
+    assert dask.rounds == local.rounds and dask.output == local.output and dask.violations == local.violations
+    assert dask.peaks == local.peaks and len(local.peaks) == local.num_rounds + 1
+    assert (dask.messages is None) == (local.messages is None)
+    for theirs, ours in zip(dask.messages or (), local.messages or ()):
+        assert theirs.round == ours.round
+        for name in ("src", "dst", "words"):
+            assert np.array_equal(getattr(theirs, name), getattr(ours, name)), (ours.round, name)
