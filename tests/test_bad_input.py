@@ -562,6 +562,24 @@ def _cli_cases() -> list[Cli]:
     add("--plots", "--plots", "/proc/version", base=exp)
     add("--steps", "--steps", "5", base=exp)
     add("--weights", "--weights", "no-such-weights", base=exp)
+    for flag, value in (("--kind", "hashed"), ("--tables", "8"), ("--tau", "0.5"), ("--init", "x")):
+        add(flag, flag, value, base=exp, id=f"experiment {flag} without --train")
+    train = exp + ("--train",)
+    hashed = train + ("--kind", "hashed")
+    add("--kind", "--kind", "bogus", base=train)
+    add("--kind", "--kind", "lowrank", base=train, id="experiment match2 --kind lowrank")
+    add("--tables", base=hashed, id="experiment --kind hashed without --tables")
+    for value in ("32x4", "0", "x", "8x"):
+        add("--tables", "--tables", value, base=hashed, id=f"experiment --tables {value}")
+    add("--tables", "--tables", "8", base=train, id="experiment --tables with softmax")
+    for value in ("0", "-1", "nan", "x"):
+        add("--tau", "--tables", "8", "--tau", value, base=hashed, id=f"experiment --tau {value}")
+    add("--tau", "--tau", "0.5", base=train, id="experiment --tau with softmax")
+    add("--z", "--tables", "8", "--z", "30", base=hashed, id="experiment hashed --z 30")
+    add("--z", "--tables", "8", "--z", "1", "--z", "2", base=hashed, id="experiment hashed two --z")
+    add("--init", "--init", "no-such-model", base=train, id="experiment --init missing")
+    induction = str(Path(__file__).resolve().parents[1] / "anna" / "experiments" / "weights" / "induction")
+    add("--init", "--init", induction, base=train, id="experiment --init wrong model")
     add("task", base=("experiment", "bogus"), id="experiment bogus")
     add("COMMAND", base=("frobnicate",), id="unknown command")
     return cases

@@ -6,7 +6,8 @@ error over a grid of (ℓ per layer, z), averaged over 10 hashing seeds.
 
 - :mod:`.specs`: the two experiments (Match2; 1-hop induction heads), grids and paper numbers;
 - :mod:`.evaluate`: the batched grid evaluation and its result dataclasses (no torch needed);
-- :mod:`.run`: load the shipped weights (or retrain) and evaluate; :mod:`.training` writes weights;
+- :mod:`.run`: load the shipped weights (or retrain: softmax surrogates, or through hash tables as the
+  shipped ones were) and evaluate; :mod:`.training` writes weights;
 - :mod:`.report`, :mod:`.plots`: rich tables and the two PNG figures (matplotlib, extra ``plot``);
 - :mod:`.cli`: ``anna-mpc experiment match2|induction``.
 

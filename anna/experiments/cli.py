@@ -1,24 +1,30 @@
 """``anna-mpc experiment match2|induction``: the paper's experiments (docs/theory.md §6).
 
-Without ``--train`` the shipped weights are evaluated (minutes); ``--train`` retrains with torch
-first. Prints the error grid and the paper's numbers beside ours; ``--json`` writes the grid,
-``--plots`` the figure.
+Without ``--train`` the shipped weights (or ``--weights DIR``'s) are evaluated (minutes);
+``--train`` trains with torch first: softmax surrogates by default, or with ``--kind hashed
+--tables 32x4 --z 2 [--tau T] [--init PATH]`` through sampled hash tables (:mod:`anna.train.hashed`,
+how the shipped weights were made). Prints the error grid and the paper's numbers beside ours;
+``--json`` writes the grid, ``--plots`` the figure.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..errors import AnnaError
+from ..train import weight_arrays
+from ..train.tasks import KINDS
 from .evaluate import FAMILIES
 from .report import grid_tables, paper_table
 from .run import run_experiment
-from .specs import EXPERIMENTS
+from .specs import EXPERIMENTS, WEIGHTS_DIR
 
 __all__ = ["register", "cmd_experiment", "UsageError"]
 
@@ -41,6 +47,14 @@ def _count(low: int, high: int):
     return parse
 
 
+def _tables(text: str) -> tuple[int, ...]:
+    """``--tables``: ℓ per layer, ``8`` or ``32x4`` (positivity is the setup's check)."""
+    try:
+        return tuple(int(part) for part in text.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be the tables of each layer, e.g. 8 or 32x4, got {text!r}") from None
+
+
 def _device(text: str) -> str:
     """``--device``: ``cpu``, ``cuda`` or ``cuda:N``."""
     if text in ("cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
@@ -61,10 +75,39 @@ def _check_writable(flag: str, path: str | None, directory: bool) -> None:
         raise UsageError(f"{flag}: {target} cannot be written ({existing} is not a writable directory)")
 
 
+def _source(args: argparse.Namespace) -> str:
+    """The header line naming the weights: the shipped ones, the directory read, or the one trained into."""
+    if args.train:
+        heads = {"hashed": "through hash tables", "softmax": "softmax surrogates"}.get(args.kind, f"{args.kind} heads")
+        return f"weights: training {heads} into {args.weights or 'experiment-weights'}"
+    if args.weights is not None:
+        return f"weights: read from {args.weights}"
+    return f"weights: shipped weights ({WEIGHTS_DIR})"
+
+
+def _trained_heads(setup: dict) -> str:
+    """What a training record's setup trained: softmax β, or the kind with its z (and tables).
+
+    Examples
+    --------
+    >>> _trained_heads({"kind": "hashed", "z": 2, "tables": [32, 4], "temperature": 1.0})
+    'hashed heads through tables ℓ = 32x4 of z = 2'
+    >>> _trained_heads({"temperature": 0.1})
+    'softmax heads, β = 0.1'
+    """
+    kind = setup.get("kind", "softmax")
+    if kind == "hashed":
+        return f"hashed heads through tables ℓ = {'x'.join(map(str, setup['tables']))} of z = {setup['z']}"
+    if kind == "collision":
+        return f"collision heads, z = {setup['z']}"
+    return f"{kind} heads, β = {setup.get('temperature')}"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="the paper's experiments: trained surrogate, then ANNA with LSH over a grid")
     p.add_argument("task", choices=sorted(EXPERIMENTS), help="match2 or induction (1-hop induction heads)")
-    p.add_argument("--train", action="store_true", help="retrain the surrogate with torch first (optional extra 'train')")
+    p.add_argument("--train", action="store_true",
+                   help="train the model with torch first (optional extra 'train'; heads: --kind)")
     p.add_argument("--weights", metavar="DIR", default=None,
                    help="weights directory to read (default: shipped) or, with --train, to write "
                         "(default: ./experiment-weights)")
@@ -72,16 +115,81 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="angular LSH family (default: the experiment's, hyperplane)")
     p.add_argument("--seeds", type=_count(1, 10_000), default=None, help="hashing seeds per cell (default 10)")
     p.add_argument("--z", type=_count(1, 64), action="append", default=None, dest="zs", metavar="Z",
-                   help="evaluate only this z (repeatable; default: the grid's, e.g. the training z of "
-                        "collision heads)")
+                   help="evaluate only this z (repeatable; default: the grid's); with --train --kind "
+                        "hashed|collision also the z trained with (give it once; default 1; to see other z "
+                        "values, evaluate the written weights again with --weights DIR and no --train)")
     p.add_argument("--quick", action="store_true", help="a small grid with fewer seeds")
     p.add_argument("--steps", type=_count(1, 10**9), default=None, help="training steps (with --train; default: the schedule)")
     p.add_argument("--threads", type=_count(1, 1024), default=1, help="torch threads for training (default 1)")
     p.add_argument("--device", type=_device, default="cpu",
                    help="training device: cpu (default), cuda or cuda:N (batches made there, steps in a CUDA graph)")
+    p.add_argument("--kind", choices=KINDS, default="softmax",
+                   help="with --train, the heads trained: softmax (default; Match2 trains β = 0.1, 1, 10 and "
+                        "keeps the best), hashed (through sampled hash tables: --tables, --z, --tau; how the "
+                        "shipped weights were made), collision, or lowrank (induction only)")
+    p.add_argument("--tables", type=_tables, default=None, metavar="L[xL2]",
+                   help="with --kind hashed: the hash tables ℓ of each layer, e.g. 8 (Match2) or 32x4 (induction)")
+    p.add_argument("--tau", type=float, default=None,
+                   help="with --kind hashed: temperature of the soft bits of the gradient (default 0.25)")
+    p.add_argument("--init", metavar="PATH", default=None,
+                   help="with --train: start from these weights (a saved model, .npz/.json) instead of a fresh "
+                        "initialisation")
     p.add_argument("--json", metavar="PATH", default=None, help="write the grid as JSON")
     p.add_argument("--plots", metavar="DIR", default=None, help="write the figure (PNG) into DIR")
     p.set_defaults(func=cmd_experiment)
+
+
+_SETUP_FLAGS = (("tables", "--tables"), ("tau", "--tau"), ("init", "--init"), ("z", "--z"), ("kind", "--kind"))
+"""Setup fields and their flags, in the order a setup's error message is searched for the field it names."""
+
+
+def _setup_fields(args: argparse.Namespace, experiment) -> dict:
+    """The training setup's fields from ``--kind``, ``--z``, ``--tables``, ``--tau``, ``--init``.
+
+    The setup checks them (:mod:`anna.train.tasks`); its error becomes a :class:`UsageError` that
+    names the flag of the field the message is about.
+    """
+    given = [flag for flag, set_ in (("--kind", args.kind != "softmax"), ("--tables", args.tables is not None),
+                                     ("--tau", args.tau is not None), ("--init", args.init is not None)) if set_]
+    if not args.train:
+        if given:
+            raise UsageError(f"{given[0]} needs --train (the weights read are evaluated as they are)")
+        return {}
+    fields: dict = {"kind": args.kind}
+    if args.tables is not None:
+        fields["tables"] = args.tables
+    if args.tau is not None:
+        if args.kind != "hashed":
+            raise UsageError(f"--tau is the soft-bit temperature of --kind hashed, not of --kind {args.kind}")
+        fields["tau"] = args.tau
+    if args.init is not None:
+        fields["init"] = args.init
+    if args.kind in ("collision", "hashed") and args.zs:
+        if len(set(args.zs)) > 1:
+            raise UsageError(f"--z: --kind {args.kind} trains with one z, got {sorted(set(args.zs))}; evaluate "
+                             f"other z values by reading the written weights (--weights DIR, no --train)")
+        fields["z"] = args.zs[0]
+    try:
+        setup = experiment.setup(**fields)
+    except AnnaError as error:
+        flag = next((flag for field, flag in _SETUP_FLAGS if re.search(rf"\b{field}\b", str(error))), "--kind")
+        raise UsageError(f"{flag}: {error}") from None
+    if args.init is not None:
+        _check_init(setup, args.init)
+    return fields
+
+
+def _check_init(setup, path: str) -> None:
+    """``--init``: a readable trained-mode model with the weight shapes of ``setup``'s own template."""
+    try:
+        shapes = {name: a.shape for name, a in weight_arrays(setup.template(0)).items()}
+    except AnnaError as error:  # LoadError (no such file, bad format), ModelError (theory mode)
+        raise UsageError(f"--init: {error}") from None
+    expected = {name: a.shape for name, a in weight_arrays(replace(setup, init=None).template(0)).items()}
+    if shapes != expected:
+        name = min(set(shapes) ^ set(expected) or {n for n in shapes if shapes[n] != expected[n]})
+        raise UsageError(f"--init: {path} is not a model of the {setup.name} setup: weight {name!r} is "
+                         f"{shapes.get(name, 'missing')}, the setup's is {expected.get(name, 'missing')}")
 
 
 def cmd_experiment(args: argparse.Namespace, console: Console) -> int:
@@ -103,6 +211,7 @@ def cmd_experiment(args: argparse.Namespace, console: Console) -> int:
         changes["zs"] = tuple(sorted(set(args.zs)))
     if changes:
         experiment = replace(experiment, **changes)
+    fields = _setup_fields(args, experiment)
 
     def on_log(step: int, loss: float) -> None:
         console.print(f"  step {step}: loss {loss:.4f}")
@@ -114,7 +223,8 @@ def cmd_experiment(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[yellow]{steps:,} training steps on the CPU take about {steps * per_step / 3600:.1f} h "
                           f"(one thread); --device cuda or --steps N for less[/]")
     console.rule(f"experiment {experiment.task}: {experiment.cells} cells x {experiment.seeds} seeds, "
-                 f"{experiment.family} LSH{', retraining' if args.train else ', shipped weights'}")
+                 f"{experiment.family} LSH")
+    console.print(_source(args), soft_wrap=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("evaluating the grid", total=None)
@@ -123,17 +233,18 @@ def cmd_experiment(args: argparse.Namespace, console: Console) -> int:
             bar.update(task, completed=done, total=total)
 
         run = run_experiment(experiment, train=args.train, weights_dir=args.weights, steps=args.steps,
-                             threads=args.threads, device=args.device, on_log=on_log, progress=progress)
+                             threads=args.threads, device=args.device, setup=fields, on_log=on_log,
+                             progress=progress)
     result = run.result
     if run.record is not None:
         r = run.record
         where = r.device_name or r.device if r.device != "cpu" else f"{r.threads} CPU thread(s)"
         console.print(f"weights {result.weights}: trained {r.steps} steps in {r.seconds / 60:.1f} min "
-                      f"({where}, torch {r.torch_version}), β = {r.setup.get('temperature')}, "
+                      f"({where}, torch {r.torch_version}), {_trained_heads(r.setup)}, "
                       f"final loss {r.losses[-1][1] if r.losses else float('nan'):.4f}")
     for beta, beta_result in run.betas:
         mean = sum(c.error for c in beta_result.cells) / len(beta_result.cells)
-        console.print(f"  β = {beta:g}: softmax error {beta_result.softmax_error:.3f}, mean ANNA error over the "
+        console.print(f"  β = {beta:g}: surrogate error {beta_result.surrogate_error:.3f}, mean ANNA error over the "
                       f"grid {mean:.3f}")
     for table in grid_tables(result):
         console.print(table)

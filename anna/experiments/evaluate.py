@@ -99,20 +99,23 @@ class GridCell:
 class GridResult:
     """An evaluated grid: cells, the surrogate's error, and the paper's numbers.
 
-    ``softmax_error`` is the error of the surrogate the weights were trained as: the model's own
-    heads when they are softmax or collision heads, else the model with softmax heads.
+    ``surrogate_error`` is the test error of the model with its own attention, the surrogate the
+    weights were trained as: its softmax or collision heads as they are (a model trained through
+    hash tables has collision heads), other heads replaced by softmax. It is written to and read
+    from JSON under the key ``"softmax_error"`` (the recorded grids' format);
+    :attr:`softmax_error` is a read-only alias of the old attribute name.
 
     Examples
     --------
     >>> r = GridResult("match2", "hyperplane", (GridCell((8,), 1, 0.0, 10),), 0.01, 256, {"zero_from_ell": 8})
-    >>> r.error((8,), 1), GridResult.from_json(r.to_json()) == r
-    (0.0, True)
+    >>> r.error((8,), 1), GridResult.from_json(r.to_json()) == r, r.to_json()["softmax_error"]
+    (0.0, True, 0.01)
     """
 
     task: str
     family: str
     cells: tuple[GridCell, ...]
-    softmax_error: float
+    surrogate_error: float
     test_rows: int
     paper: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -123,9 +126,14 @@ class GridResult:
         keys = [(c.ells, c.z) for c in self.cells]
         if len(set(keys)) != len(keys):
             raise ParameterError("grid cells must be distinct (ells, z) pairs")
-        if not 0.0 <= self.softmax_error <= 1.0 or self.test_rows < 1:
-            raise ParameterError(f"softmax_error must be in [0, 1] and test_rows >= 1, got {self.softmax_error}, "
-                             f"{self.test_rows}")
+        if not 0.0 <= self.surrogate_error <= 1.0 or self.test_rows < 1:
+            raise ParameterError(f"surrogate_error must be in [0, 1] and test_rows >= 1, got "
+                                 f"{self.surrogate_error}, {self.test_rows}")
+
+    @property
+    def softmax_error(self) -> float:
+        """The old name of :attr:`surrogate_error` (read-only; kept for compatibility)."""
+        return self.surrogate_error
 
     def error(self, ells: Sequence[int], z: int) -> float:
         """The error of cell ``(ells, z)``; KeyError if it is not in the grid."""
@@ -144,7 +152,7 @@ class GridResult:
 
     def to_json(self) -> dict:
         return {"task": self.task, "family": self.family, "grid": [c.to_json() for c in self.cells],
-                "paper": self.paper, "softmax_error": self.softmax_error, "test_rows": self.test_rows,
+                "paper": self.paper, "softmax_error": self.surrogate_error, "test_rows": self.test_rows,
                 "seconds": self.seconds, "weights": self.weights}
 
     @classmethod

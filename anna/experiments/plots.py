@@ -11,14 +11,19 @@ import numpy as np
 
 from .evaluate import GridResult
 
-__all__ = ["PlotMissing", "plot_grid"]
+__all__ = ["PlotMissing", "plot_grid", "require_pyplot"]
 
 
 class PlotMissing(ImportError):
     """matplotlib is not installed."""
 
 
-def _pyplot():
+def require_pyplot():
+    """``matplotlib.pyplot`` with the non-interactive Agg backend; :class:`PlotMissing` without matplotlib.
+
+    The one place figures of :mod:`anna.experiments` get matplotlib from (like
+    :func:`anna.train.require_torch` for torch).
+    """
     try:
         import matplotlib
     except ImportError as error:
@@ -30,6 +35,9 @@ def _pyplot():
     return plt
 
 
+_pyplot = require_pyplot  # the old private name, kept importable
+
+
 def _plot_match2(result: GridResult, plt):
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ells = result.layer_ells(0)
@@ -37,7 +45,7 @@ def _plot_match2(result: GridResult, plt):
         cells = sorted((c for c in result.cells if c.z == z), key=lambda c: c.ells)
         ax.errorbar([c.ells[0] for c in cells], [c.error for c in cells], yerr=[c.error_std for c in cells],
                     marker="o", ms=3, capsize=2, label=f"z = {z}")
-    ax.axhline(result.softmax_error, color="black", ls="--", lw=1, label="softmax surrogate")
+    ax.axhline(result.surrogate_error, color="black", ls="--", lw=1, label="surrogate (its own attention)")
     ax.set_xticks(ells)
     ax.set_xlabel("ℓ (hash tables)")
     ax.set_ylabel("test error (all tokens)")
@@ -70,13 +78,13 @@ def _plot_induction(result: GridResult, plt):
     fig.colorbar(image, ax=axes[0].tolist(), label="test error (all tokens, ⊥ included)")
     seeds = max(c.seeds for c in result.cells)
     fig.suptitle(f"Induction heads (1-hop) with ANNA ({result.family} LSH), mean of {seeds} seeds; "
-                 f"softmax surrogate {result.softmax_error:.3f}; paper ≈ 0.2 at (32, 4)", fontsize=9)
+                 f"surrogate (its own attention) {result.surrogate_error:.3f}; paper ≈ 0.2 at (32, 4)", fontsize=9)
     return fig
 
 
 def plot_grid(result: GridResult, path: str | Path) -> Path:
     """Draw ``result``'s figure into the PNG ``path`` (directories are created); returns the path."""
-    plt = _pyplot()
+    plt = require_pyplot()
     fig = _plot_match2(result, plt) if result.task == "match2" else _plot_induction(result, plt)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

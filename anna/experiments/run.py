@@ -1,9 +1,11 @@
 """Run an experiment end to end: (re)train or load the weights, evaluate the grid.
 
 Without training the shipped weights (:data:`~anna.experiments.specs.WEIGHTS_DIR`) are evaluated;
-training needs torch (:mod:`anna.train`). Match2 trains one surrogate per ``β ∈ {0.1, 1, 10}``,
-evaluates each, and keeps as ``match2`` the one whose best grid cell has the lowest error (ties:
-lowest mean over the grid); the paper reports β = 0.1 as best.
+training needs torch (:mod:`anna.train`). Match2 with softmax heads trains one surrogate per
+``β ∈ {0.1, 1, 10}``, evaluates each, and keeps as ``match2`` the one whose best grid cell has the
+lowest error (ties: lowest mean over the grid); the paper reports β = 0.1 as best. Other head kinds
+(``setup={"kind": "hashed", ...}``: trained through hash tables, :mod:`anna.train.hashed`) do not
+use β: one run.
 """
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import json
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
+from ..errors import ParameterError
 from ..transformer import Transformer
 from .evaluate import GridResult, Progress, evaluate_grid
 from .specs import MATCH2_BETAS, WEIGHTS_DIR, Experiment
@@ -55,20 +58,21 @@ def evaluate_experiment(experiment: Experiment, model: Transformer, *, weights: 
                          progress=progress)
 
 
-def _train(experiment: Experiment, directory: Path, steps: int | None, threads: int, device: str,
+def _train(experiment: Experiment, directory: Path, fields: dict, threads: int, device: str,
            on_log: Callable[[int, float], None] | None,
            progress: Progress | None) -> tuple[tuple[float, GridResult], ...]:
-    """Train into ``directory``; Match2 returns every β's grid (induction: none)."""
+    """Train into ``directory``; Match2 with softmax heads returns every β's grid (else none)."""
     from .training import train_to_file  # needs torch only here
 
-    if experiment.task == "induction":
-        setup = experiment.setup(**({} if steps is None else {"steps": steps}))
-        train_to_file(setup, directory / "induction", threads=threads, device=device,
-                      checkpoint=directory / "induction.ckpt", on_log=on_log)
+    setup = experiment.setup(**fields)
+    if experiment.task == "induction" or setup.kind != "softmax":
+        task = experiment.task
+        train_to_file(setup, directory / task, threads=threads, device=device,
+                      checkpoint=directory / f"{task}.ckpt", on_log=on_log)
         return ()
     results = []
     for beta in MATCH2_BETAS:
-        setup = experiment.setup(temperature=beta, **({} if steps is None else {"steps": steps}))
+        setup = experiment.setup(**{**fields, "temperature": beta})
         stem = directory / f"match2_beta{beta:g}"
         train_to_file(setup, stem, threads=threads, device=device, checkpoint=stem.with_name(stem.name + ".ckpt"),
                       on_log=on_log)
@@ -83,6 +87,7 @@ def _train(experiment: Experiment, directory: Path, steps: int | None, threads: 
 
 def run_experiment(experiment: Experiment, *, train: bool = False, weights_dir: str | Path | None = None,
                    steps: int | None = None, threads: int = 1, device: str = "cpu",
+                   setup: Mapping[str, object] | None = None,
                    on_log: Callable[[int, float], None] | None = None,
                    progress: Progress | None = None) -> ExperimentRun:
     """Evaluate ``experiment`` on the shipped weights, or retrain first (``train=True``).
@@ -98,12 +103,20 @@ def run_experiment(experiment: Experiment, *, train: bool = False, weights_dir: 
         torch threads for training.
     device : str
         Training device (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
+    setup : mapping, optional
+        Fields of the training setup (:meth:`Experiment.setup`), e.g. ``{"kind": "hashed", "z": 2,
+        "tables": (32, 4)}`` to train through hash tables; checked before anything is trained.
     """
     betas: tuple[tuple[float, GridResult], ...] = ()
+    if setup and not train:
+        raise ParameterError(f"setup fields {sorted(setup)} are for training (train=True); the weights read are "
+                             f"evaluated as they are")
     if train:
+        fields = {**(setup or {}), **({} if steps is None else {"steps": steps})}
+        experiment.setup(**fields)  # a bad field fails here, before a directory is made
         directory = Path(weights_dir if weights_dir is not None else "experiment-weights")
         directory.mkdir(parents=True, exist_ok=True)
-        betas = _train(experiment, directory, steps, threads, device, on_log, progress)
+        betas = _train(experiment, directory, fields, threads, device, on_log, progress)
     else:
         directory = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     model = load_weights(experiment.task, directory)

@@ -187,9 +187,9 @@ def separation_table(result: SeparationResult):
 
 def plot_separation(result: SeparationResult, path: str | Path) -> Path:
     """Error against k, one panel per method, one line per depth (matplotlib, extra ``plot``)."""
-    from .plots import _pyplot
+    from .plots import require_pyplot
 
-    plt = _pyplot()
+    plt = require_pyplot()
     fig, axes = plt.subplots(1, len(METHODS), figsize=(4 * len(METHODS), 3.4), sharey=True)
     ks = list(range(result.spec.max_k + 1))
     for axis, method in zip(axes, METHODS):

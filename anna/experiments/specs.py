@@ -20,6 +20,11 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 MATCH2_BETAS = (0.1, 1.0, 10.0)
 
+SURROGATE_ROW = "surrogate test error (its own attention: softmax or collision)"
+"""The first row of :func:`compare_with_paper`: :attr:`GridResult.surrogate_error
+<anna.experiments.evaluate.GridResult.surrogate_error>`, the model's error with the attention it
+was trained as (softmax heads; collision heads for models trained through hash tables)."""
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -115,7 +120,7 @@ def _fmt(x: float | None) -> str:
 
 def compare_with_paper(result: GridResult) -> list[tuple[str, str, str]]:
     """Rows ``(quantity, paper, ours)`` for the headline numbers of ``result``'s task."""
-    rows = [("surrogate test error", "—", _fmt(result.softmax_error))]
+    rows = [(SURROGATE_ROW, "—", _fmt(result.surrogate_error))]
     if result.task == "match2":
         z1 = sorted((c.ells[0], c.error) for c in result.cells if c.z == 1)
         zero_from = None

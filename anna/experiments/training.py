@@ -18,8 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ParameterError
-from ..train import InductionSetup, Match2Setup, TorchSurrogate, token_errors, train_surrogate
-from ..train._torch import require_torch
+from ..train import InductionSetup, Match2Setup, TorchSurrogate, require_torch, token_errors, train_surrogate
 
 __all__ = ["TrainingRecord", "device_name", "record_path", "surrogate_test_error", "train_to_file"]
 
