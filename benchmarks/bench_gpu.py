@@ -67,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="seconds for the whole run (default 330, quick 120)")
     parser.add_argument("--point-cap", type=float, default=None,
                         help="largest predicted seconds per call of a timed point (default 2, quick 0.5)")
+    parser.add_argument("--plot-from", nargs="+", type=Path, default=None, metavar="JSON",
+                        help="only draw --figure from these records (variants of later files added to the "
+                             "first's), e.g. the README figure: results/bench_gpu.json results/bench_gpu_causal.json")
     parser.add_argument("--variants", default=None,
                         help="comma-separated variant names to time (default: all)")
     parser.add_argument("--min-exp", type=int, default=12)
@@ -353,8 +356,23 @@ def _write(result: dict, path: Path) -> None:
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
+def plot_records(paths: list[Path], figure: Path) -> dict:
+    """Draw the timings of several records in one figure (a variant is taken from the first record
+    that has it); returns the merged record."""
+    merged = json.loads(paths[0].read_text())
+    for path in paths[1:]:
+        for name, points in json.loads(path.read_text())["timings"].items():
+            merged["timings"].setdefault(name, points)
+    plot(merged, figure)
+    return merged
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.plot_from:
+        plot_records(args.plot_from, args.figure)
+        print(f"wrote {args.figure}")
+        return 0
     started = time.perf_counter()
     import torch
 

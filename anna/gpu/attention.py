@@ -21,6 +21,8 @@ the output has ``v``'s dtype.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .._validate import check_float_matrix, normalize_seed
@@ -197,19 +199,12 @@ def _run(q, k, v, lsh: LSHConfig, seed: int, causal: bool, path: str):
     return general_attention(q, k, v, lsh, params, causal)
 
 
-_SAMPLES: dict = {}
-
-
+@functools.lru_cache(maxsize=8)
 def _sample(lsh: LSHConfig, dim: int, seed: int):
     """The hash parameters of ``(lsh, dim, seed)`` and whether the dense path applies, cached (a few
     entries): drawing them on the host took about 1 ms per call, as long as the kernels at 2**20."""
-    key = (repr(lsh), dim, seed)
-    if key not in _SAMPLES:
-        if len(_SAMPLES) >= 8:
-            _SAMPLES.pop(next(iter(_SAMPLES)))
-        params = lsh.family.sample(dim, lsh.z, lsh.ell, seed)
-        _SAMPLES[key] = (params, load_triton().dense_eligible(lsh, params, dim))
-    return _SAMPLES[key]
+    params = lsh.family.sample(dim, lsh.z, lsh.ell, seed)
+    return params, load_triton().dense_eligible(lsh, params, dim)
 
 
 def general_attention(q, k, v, lsh: LSHConfig, params, causal: bool):

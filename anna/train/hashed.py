@@ -131,16 +131,19 @@ def soft_buckets(projections, z: int, tau: float, straight_through: bool):
     return rows.reshape(*shape, ell * 2**z)
 
 
-def hashed_attention(q, k, v, planes, z: int, tau: float, straight_through: bool, causal_mask=None):
+def hashed_attention(q, k, v, planes, z: int, tau: float, straight_through: bool, causal_mask=None,
+                     normalized: bool = False):
     """Algorithm 1 with the hyperplanes ``planes`` (m, ℓ * z) on batched rows ``(B, N, m)``.
 
     ``causal_mask`` is ``True`` where a key may not be seen. Queries that collide with no key get
-    the zero row (as :func:`anna.attention.anna_attention`).
+    the zero row (as :func:`anna.attention.anna_attention`). Queries and keys are scaled to unit
+    norm (the scale of the soft bits) unless ``normalized`` says they already are.
     """
     torch = require_torch()
-    functional = torch.nn.functional
-    q = functional.normalize(q, dim=-1, eps=1e-12)
-    k = functional.normalize(k, dim=-1, eps=1e-12)
+    if not normalized:
+        functional = torch.nn.functional
+        q = functional.normalize(q, dim=-1, eps=1e-12)
+        k = functional.normalize(k, dim=-1, eps=1e-12)
     rows_q = soft_buckets(q @ planes, z, tau, straight_through)
     rows_k = soft_buckets(k @ planes, z, tau, straight_through)
     counts = rows_q @ rows_k.transpose(-1, -2)

@@ -241,7 +241,8 @@ class TorchSurrogate:
                     q, k = functional.normalize(q, dim=-1, eps=1e-12), functional.normalize(k, dim=-1, eps=1e-12)
                 if self.hashing is not None:
                     attended = hashed_attention(q, k, v, self._head_planes(l, h), self.hashing.z, self.hashing.tau,
-                                                self.hashing.straight_through, causal_mask if layer.causal else None)
+                                                self.hashing.straight_through, causal_mask if layer.causal else None,
+                                                normalized=head.normalize)
                 elif head.kind == "collision":
                     attended = _collision(q, k, v, head.z, causal_mask if layer.causal else None)
                 elif head.kind == "lowrank":
