@@ -1,8 +1,9 @@
 """Time the dense kernels' launch parameters (:class:`anna.gpu.triton_path.DenseTuning`) on one GPU.
 
 Each configuration is first checked against the numba kernel (bf16, causal and not), then timed
-(medians of CUDA events, ``benchmarks/bench_gpu.py``'s ``time_call``) at a few N; the table and a
-JSON record (``--out``) say which configuration to make the default.
+(medians of CUDA events, ``benchmarks/bench_gpu.py``'s ``time_call``) at a few N, as replays of a
+CUDA graph (:func:`anna.gpu.capture_attention`: the kernels' time without the host's launch work);
+the table and a JSON record (``--out``) say which configuration to make the default.
 
     python scripts/gpu_tune.py --out tune.json
 """
@@ -18,15 +19,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-CONFIGS = {  # name -> DenseTuning fields (the first run's defaults: query_block 64, causal_warps 8)
+CONFIGS = {  # name -> DenseTuning fields (session 6: version 3 of the kernels)
     "default": {},
-    "v2_defaults": {"query_block": 64, "causal_warps": 8},
-    "segment4096": {"segment": 4096},
-    "q128w4": {"query_block": 128},
-    "q128w8": {"query_block": 128, "query_warps": 8},
-    "k128w8": {"key_block": 128, "key_warps": 8},
-    "kps8": {"key_programs_per_sm": 8},
-    "causal_w4": {"causal_warps": 4},
+    "stages2": {"stages": 2},
+    "stages1": {"stages": 1},
+    "prefetch": {"prefetch": True},
+    "kps2": {"key_programs_per_sm": 2},
+    "q64": {"query_block": 64},
+    "qw8": {"query_warps": 8},
+    "persist2_s2": {"query_programs_per_sm": 2, "stages": 2},
+    "persist2_q64_s2": {"query_programs_per_sm": 2, "query_block": 64, "stages": 2},
+    "persist2_q64_prefetch_s2": {"query_programs_per_sm": 2, "query_block": 64, "prefetch": True, "stages": 2},
+    "persist4_q64_prefetch_s2": {"query_programs_per_sm": 4, "query_block": 64, "prefetch": True, "stages": 2},
+    "causal32": {"causal_block": 32},
+    "causal32_s2": {"causal_block": 32, "stages": 2},
 }
 SIZES = {False: (20, 22, 24), True: (17, 20, 24)}
 
@@ -41,10 +47,7 @@ def main(argv=None) -> int:
     import torch
 
     from anna import Hyperplane, LSHConfig
-    from anna.gpu import anna_attention_gpu
     from anna.gpu import triton_path
-    from anna.gpu.check import check_path
-    from bench_gpu import floor_bytes, time_call
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sizes = {False: (8,), True: (8,)} if args.smoke else SIZES
@@ -62,23 +65,43 @@ def main(argv=None) -> int:
         tuning = dataclasses.replace(triton_path.DenseTuning(), **CONFIGS[name])
         triton_path.TUNING = tuning
         began = time.perf_counter()
-        checks = {causal: check_path(*small, lsh, seed=3, causal=causal, path="dense").passed for causal in (False, True)}
-        entry = {"tuning": dataclasses.asdict(tuning), "checks": checks, "times_ms": {}}
-        if all(checks.values()):
-            for causal, exps in sizes.items():
-                for e in exps:
-                    q, k, v = (x[:2**e] for x in data)
-                    seconds, _ = time_call(lambda: anna_attention_gpu(q, k, v, lsh, 0, causal, path="dense",
-                                                                      check_finite=False), device, 10)
-                    floor = floor_bytes(2**e, 2, 2) / bandwidth
-                    entry["times_ms"][f"{'causal' if causal else 'plain'} 2^{e}"] = (seconds * 1e3, seconds / floor)
+        entry = {"tuning": dataclasses.asdict(tuning), "checks": {}, "times_ms": {}}
+        try:
+            _run_config(entry, small, data, sizes, lsh, tuning, device, bandwidth)
+        except Exception as error:  # noqa: BLE001 - a configuration that cannot launch is recorded, not fatal
+            entry["error"] = f"{type(error).__name__}: {error}"
         entry["seconds"] = time.perf_counter() - began
         results[name] = entry
         cells = "  ".join(f"{key} {ms:7.3f} ms (x{ratio:4.1f})" for key, (ms, ratio) in entry["times_ms"].items())
-        print(f"{name:12s} checks {checks}  {cells}", flush=True)
+        print(f"{name:12s} checks {entry['checks']}  {cells}  {entry.get('error', '')[:160]}", flush=True)
         name_of = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         args.out.write_text(json.dumps({"device": name_of, "results": results}, indent=1))
     return 0
+
+
+def _run_config(entry, small, data, sizes, lsh, tuning, device, bandwidth) -> None:
+    """Check one configuration against numba, then time it (graph replays on a GPU) into ``entry``."""
+    from anna.gpu import capture_attention
+    from anna.gpu import triton_path
+    from anna.gpu.check import check_path
+    from bench_gpu import floor_bytes, time_call
+
+    checks = entry["checks"] = {causal: check_path(*small, lsh, seed=3, causal=causal, path="dense").passed
+                                for causal in (False, True)}
+    if not all(checks.values()):
+        return
+    for causal, exps in sizes.items():
+        for e in exps:
+            q, k, v = (x[:2**e] for x in data)
+            if device.type == "cuda":
+                call = capture_attention(q, k, v, lsh, 0, causal, tuning=tuning).replay
+            else:
+                call = lambda: triton_path.dense_attention(  # noqa: E731
+                    q, k, v, lsh, lsh.family.sample(64, 4, 8, 0), causal, tuning=tuning)
+            seconds, _ = time_call(call, device, 10)
+            del call
+            floor = floor_bytes(2**e, 2, 2) / bandwidth
+            entry["times_ms"][f"{'causal' if causal else 'plain'} 2^{e}"] = (seconds * 1e3, seconds / floor)
 
 
 if __name__ == "__main__":

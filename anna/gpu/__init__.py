@@ -6,6 +6,8 @@ next to a CUDA build of torch.
 
 * :func:`anna_attention_gpu` -- the entry point (numpy or torch in, the same kind out);
 * :mod:`anna.gpu.triton_path` -- the kernels (imports triton);
+* :func:`capture_attention` -- a dense call captured in a CUDA graph, replayed on new inputs
+  (:mod:`anna.gpu.graph`);
 * :mod:`anna.gpu.torch_path` -- plain torch Algorithm 1 (the baseline; runs on the CPU too);
 * :mod:`anna.gpu.check` -- comparison against the numba kernels, shared by the tests and
   ``benchmarks/bench_gpu.py``.
@@ -22,7 +24,8 @@ True
 >>> out, counts = anna_attention_gpu(x, x, x, LSHConfig(Hyperplane(), z=2, ell=3), device="cuda")  # doctest: +SKIP
 """
 from .attention import PATHS, anna_attention_gpu, general_attention, load_triton, resolve_device
+from .graph import CapturedAttention, capture_attention
 from .torch_path import attention_from_codes, torch_algorithm1, torch_codes
 
-__all__ = ["anna_attention_gpu", "general_attention", "PATHS", "resolve_device", "load_triton", "torch_algorithm1",
+__all__ = ["anna_attention_gpu", "capture_attention", "CapturedAttention", "general_attention", "PATHS", "resolve_device", "load_triton", "torch_algorithm1",
            "torch_codes", "attention_from_codes"]

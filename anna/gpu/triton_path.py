@@ -40,6 +40,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 
@@ -71,9 +72,6 @@ the checks there (docs/gpu-kernel-notes.md)."""
 
 _PIECE = tl.float16 if INTERPRET else tl.bfloat16
 _PIECE_TORCH = torch.float16 if INTERPRET else torch.bfloat16
-_DIGIT_BITS = 11
-_DIGITS = 3  # counts below 2**33
-_DCOLS = 16
 _BLOCK = 64
 _SEGMENT = 4096  # causal: largest keys per segment (a multiple of the block)
 
@@ -83,10 +81,17 @@ class DenseTuning:
     """Launch parameters of the dense kernels (rows per block, warps, key-pass programs per SM, and
     the causal segment: ``None`` picks about 4 programs per SM, between one block and 4,096 keys).
 
+    ``query_programs_per_sm = 0`` launches one query program per block of queries; a positive value
+    launches that many programs per multiprocessor, each looping over blocks (a persistent grid).
+    ``prefetch`` loads the next block's rows while a block is computed (key and query loops);
+    ``stages`` is Triton's software-pipelining depth of every dense launch (``None``: Triton's
+    default).
+
     ``scripts/gpu_tune.py`` times the choices on a GPU; :data:`TUNING` holds the one in use. The
-    defaults are the fastest of its H200 run (``benchmarks/results/gpu_tune.json``): 128-query
-    blocks (2^24: 7.8 ms against 8.8 ms with 64) and 4 warps for the causal kernel (2^24: 37 ms
-    against 51 ms with 8).
+    defaults are the fastest of its H200 runs: 128-query blocks and 4 warps for the causal kernel
+    (version 2, ``benchmarks/results/gpu_tune.json``), and 2 key programs per multiprocessor
+    (version 3, ``benchmarks/results/gpu_tune_v3b.json``: 0.50 ms at 2^20 against 0.53 ms with 4;
+    persistent query programs, prefetching and other pipelining depths were slower).
 
     Examples
     --------
@@ -104,8 +109,11 @@ class DenseTuning:
     key_warps: int = 4
     query_warps: int = 4
     causal_warps: int = 4
-    key_programs_per_sm: int = 4
+    key_programs_per_sm: int = 2
     segment: int | None = None
+    query_programs_per_sm: int = 0
+    prefetch: bool = False
+    stages: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("key_block", "query_block", "causal_block"):
@@ -117,6 +125,14 @@ class DenseTuning:
                 raise ParameterError(f"{name} must be 1, 2, 4, 8 or 16, got {getattr(self, name)}")
         if self.key_programs_per_sm < 1 or (self.segment is not None and self.segment < self.causal_block):
             raise ParameterError(f"need key_programs_per_sm >= 1 and segment >= causal_block, got {self}")
+        if self.query_programs_per_sm < 0 or not isinstance(self.prefetch, bool):
+            raise ParameterError(f"need query_programs_per_sm >= 0 and a bool prefetch, got {self}")
+        if self.stages is not None and not 1 <= self.stages <= 8:
+            raise ParameterError(f"stages must be None or in [1, 8], got {self.stages}")
+
+    def launch(self, warps: int) -> dict:
+        """Keyword arguments of a kernel launch with ``warps`` warps."""
+        return {"num_warps": warps} if self.stages is None else {"num_warps": warps, "num_stages": self.stages}
 
     def causal_segment(self, n: int, device) -> int:
         """Keys per causal segment for ``n`` tokens (a multiple of ``causal_block``)."""
@@ -137,38 +153,42 @@ def _pow2(n: int, low: int = 16) -> int:
 
 # ------------------------------------------------------------------------------ device code
 @triton.jit
-def _dot_split(a, x, PIECES: tl.constexpr, PIECE: tl.constexpr):
-    """``a @ x`` for a 16-bit ``a`` and a float32 ``x`` split into PIECES 16-bit pieces."""
-    hi = x.to(PIECE)
-    acc = tl.dot(a, hi, out_dtype=tl.float32)
-    if PIECES > 1:
-        rest = x - hi.to(tl.float32)
-        mid = rest.to(PIECE)
-        acc = tl.dot(a, mid, acc)
-        if PIECES > 2:
-            rest = rest - mid.to(tl.float32)
-            acc = tl.dot(a, rest.to(PIECE), acc)
-    return acc
+def _dot_piece(a, b, piece, acc, SPLIT_LEFT: tl.constexpr, PIECE: tl.constexpr):
+    """``piece @ b`` (SPLIT_LEFT) or ``a @ piece``, added to ``acc`` (None: a new float32 sum)."""
+    if SPLIT_LEFT:
+        if acc is None:
+            out = tl.dot(piece, b, out_dtype=tl.float32)
+        else:
+            out = tl.dot(piece, b, acc)
+    else:
+        if acc is None:
+            out = tl.dot(a, piece, out_dtype=tl.float32)
+        else:
+            out = tl.dot(a, piece, acc)
+    return out
 
 
 @triton.jit
-def _dot_split_left(x, b, PIECES: tl.constexpr, PIECE: tl.constexpr):
-    """``x @ b`` for a float32 ``x`` split into PIECES 16-bit pieces and a 16-bit ``b``.
+def _dot_split(a, b, PIECES: tl.constexpr, PIECE: tl.constexpr, SPLIT_LEFT: tl.constexpr):
+    """``a @ b`` with one float32 operand split into PIECES 16-bit pieces, the other one 16-bit.
 
-    The query kernel computes its products transposed with this (``s^T @ onehot^T``), so that
-    the one-hot rows, made from a dot's result, enter the second dot as its B operand (read
-    from shared memory): on an H200 (Triton 3.6) the one-hot as a register A operand with
-    K = 128 gave wrong sums (scripts/gpu_debug.py, docs/gpu-kernel-notes.md).
+    ``SPLIT_LEFT`` says which is the float32 one. The query and causal kernels compute their
+    products transposed (``s^T @ onehot^T``, float32 on the left), so that the one-hot rows, made
+    from a dot's result, enter the second dot as its B operand (read from shared memory): on an
+    H200 (Triton 3.6) the one-hot as a register A operand with K = 128 gave wrong sums
+    (scripts/gpu_debug.py, docs/gpu-kernel-notes.md).
     """
+    x = a
+    if not SPLIT_LEFT:
+        x = b
     hi = x.to(PIECE)
-    acc = tl.dot(hi, b, out_dtype=tl.float32)
+    acc = _dot_piece(a, b, hi, None, SPLIT_LEFT, PIECE)
     if PIECES > 1:
         rest = x - hi.to(tl.float32)
         mid = rest.to(PIECE)
-        acc = tl.dot(mid, b, acc)
+        acc = _dot_piece(a, b, mid, acc, SPLIT_LEFT, PIECE)
         if PIECES > 2:
-            rest = rest - mid.to(tl.float32)
-            acc = tl.dot(rest.to(PIECE), b, acc)
+            acc = _dot_piece(a, b, (rest - mid.to(tl.float32)).to(PIECE), acc, SPLIT_LEFT, PIECE)
     return acc
 
 
@@ -195,22 +215,39 @@ def _project(x, a_ptr, M_P: tl.constexpr, F_P: tl.constexpr, X_PIECES: tl.conste
 
 
 @triton.jit
-def _load_rows(ptr, rows, ok, stride, n_cols, COLS: tl.constexpr):
+def _load_raw(ptr, rows, ok, stride, n_cols, COLS: tl.constexpr):
+    """Rows ``rows`` (masked by ``ok``) of a row-major matrix, ``COLS`` padded columns, as stored."""
     cols = tl.arange(0, COLS)
     offs = rows.to(tl.int64)[:, None] * stride + cols[None, :]
-    return tl.load(ptr + offs, mask=ok[:, None] & (cols[None, :] < n_cols), other=0.0).to(tl.float32)
+    return tl.load(ptr + offs, mask=ok[:, None] & (cols[None, :] < n_cols), other=0.0)
+
+
+@triton.jit
+def _load_rows(ptr, rows, ok, stride, n_cols, COLS: tl.constexpr):
+    return _load_raw(ptr, rows, ok, stride, n_cols, COLS).to(tl.float32)
+
+
+@triton.jit
+def _bits(x, a_ptr, M_P: tl.constexpr, F_P: tl.constexpr, X_PIECES: tl.constexpr, PIECE: tl.constexpr):
+    """The hyperplane bits (BLOCK, F_P) of float32 rows ``x``, as 16-bit 0 / 1."""
+    proj = _project(x, a_ptr, M_P, F_P, X_PIECES, PIECE)
+    return tl.where(proj >= 0, 1.0, 0.0).to(PIECE)
+
+
+@triton.jit
+def _expand(bits, ok, g, E_P: tl.constexpr, NB: tl.constexpr, TCNB: tl.constexpr):
+    """Bucket ids expanded per column (BLOCK, E_P) float32, and the one-hot rows (bool)."""
+    ids = tl.dot(bits, g, out_dtype=tl.float32)  # column u*NB + b holds table u's bucket
+    cols = tl.arange(0, E_P)
+    hot = (ids == (cols % NB).to(tl.float32)[None, :]) & (cols < TCNB)[None, :] & ok[:, None]
+    return ids, hot
 
 
 @triton.jit
 def _onehot(x, ok, a_ptr, g, M_P: tl.constexpr, F_P: tl.constexpr, E_P: tl.constexpr, NB: tl.constexpr,
             TCNB: tl.constexpr, X_PIECES: tl.constexpr, PIECE: tl.constexpr):
-    """Bucket ids expanded per column (BLOCK, E_P) float32, and the one-hot rows (bool)."""
-    proj = _project(x, a_ptr, M_P, F_P, X_PIECES, PIECE)
-    bits = tl.where(proj >= 0, 1.0, 0.0).to(PIECE)
-    ids = tl.dot(bits, g, out_dtype=tl.float32)  # column u*NB + b holds table u's bucket
-    cols = tl.arange(0, E_P)
-    hot = (ids == (cols % NB).to(tl.float32)[None, :]) & (cols < TCNB)[None, :] & ok[:, None]
-    return ids, hot
+    """:func:`_bits` then :func:`_expand`."""
+    return _expand(_bits(x, a_ptr, M_P, F_P, X_PIECES, PIECE), ok, g, E_P, NB, TCNB)
 
 
 @triton.jit
@@ -222,10 +259,13 @@ def _store_ids(ids, rows, ok, id_ptr, n, E_P: tl.constexpr, NB: tl.constexpr, TC
 
 
 @triton.jit
-def _undigit(dig):
-    """int64 counts from (BLOCK, 16) float32 digit sums (columns 0.._DIGITS-1)."""
+def _row_counts(col_counts, oh_t, PIECE: tl.constexpr):
+    """Per row, the sum of ``col_counts`` (E_P,) int64 over its one-hot columns ``oh_t`` (E_P, BLOCK),
+    exact: a dot with the counts' three 11-bit digits (exact in 16 bits), reassembled in int64."""
     dcols = tl.arange(0, 16)
     shift = (dcols * 11).to(tl.int64)
+    digits = tl.where(dcols[:, None] < 3, (col_counts[None, :] >> shift[:, None]) & 2047, 0)  # (16, E_P)
+    dig = tl.trans(_dot_split(digits.to(tl.float32), oh_t, 2, PIECE, True))  # (BLOCK, 16); 11 bits: 2 pieces
     return tl.sum(tl.where(dcols[None, :] < 3, dig.to(tl.int64) << shift[None, :], 0), axis=1)
 
 
@@ -251,7 +291,8 @@ def _finish(sums, cnt, rows, ok, acc_ptr, cnt_ptr, out_ptr, dim_v, stride_o, DV_
 def _dense_key_sums(k_ptr, v_ptr, a_ptr, g_ptr, part_ptr, pcnt_ptr, kid_ptr, n_keys, dim, dim_v, stride_k, stride_v,
                     keys_per_prog, BLOCK: tl.constexpr, M_P: tl.constexpr, F_P: tl.constexpr, E_P: tl.constexpr,
                     NB: tl.constexpr, TCNB: tl.constexpr, DV_P: tl.constexpr, TC: tl.constexpr,
-                    X_PIECES: tl.constexpr, V_PIECES: tl.constexpr, PIECE: tl.constexpr, STORE_IDS: tl.constexpr):
+                    X_PIECES: tl.constexpr, V_PIECES: tl.constexpr, PIECE: tl.constexpr, STORE_IDS: tl.constexpr,
+                    PREFETCH: tl.constexpr):
     pid = tl.program_id(0)
     start = pid * keys_per_prog
     stop = tl.minimum(start + keys_per_prog, n_keys)
@@ -261,13 +302,24 @@ def _dense_key_sums(k_ptr, v_ptr, a_ptr, g_ptr, part_ptr, pcnt_ptr, kid_ptr, n_k
     g = tl.load(g_ptr + fcols[:, None] * E_P + ecols[None, :])
     acc = tl.zeros((E_P, DV_P), dtype=tl.float32)
     cnt = tl.zeros((E_P,), dtype=tl.int32)
+    if PREFETCH:  # the next block's keys and values are loaded while this block is computed
+        rows = start + tl.arange(0, BLOCK)
+        k_next = _load_raw(k_ptr, rows, rows < stop, stride_k, dim, M_P)
+        v_next = _load_raw(v_ptr, rows, rows < stop, stride_v, dim_v, DV_P)
     for b0 in range(0, keys_per_prog, BLOCK):  # bounds from arguments only (older interpreters)
         rows = start + b0 + tl.arange(0, BLOCK)
         ok = rows < stop
-        x = _load_rows(k_ptr, rows, ok, stride_k, dim, M_P)
+        if PREFETCH:
+            x = k_next.to(tl.float32)
+            vv = v_next.to(tl.float32)
+            later = rows + BLOCK
+            k_next = _load_raw(k_ptr, later, later < stop, stride_k, dim, M_P)
+            v_next = _load_raw(v_ptr, later, later < stop, stride_v, dim_v, DV_P)
+        else:
+            x = _load_rows(k_ptr, rows, ok, stride_k, dim, M_P)
+            vv = _load_rows(v_ptr, rows, ok, stride_v, dim_v, DV_P)
         ids, hot = _onehot(x, ok, a_ptr, g, M_P, F_P, E_P, NB, TCNB, X_PIECES, PIECE)
-        vv = _load_rows(v_ptr, rows, ok, stride_v, dim_v, DV_P)
-        acc += _dot_split(tl.trans(hot.to(PIECE)), vv, V_PIECES, PIECE)
+        acc += _dot_split(tl.trans(hot.to(PIECE)), vv, V_PIECES, PIECE, False)
         cnt += tl.sum(hot.to(tl.int32), axis=0)
         if STORE_IDS:
             _store_ids(ids, rows, ok, kid_ptr, n_keys, E_P, NB, TC)
@@ -277,84 +329,99 @@ def _dense_key_sums(k_ptr, v_ptr, a_ptr, g_ptr, part_ptr, pcnt_ptr, kid_ptr, n_k
 
 
 @triton.jit
-def _dense_query(q_ptr, a_ptr, g_ptr, s_ptr, sc_ptr, acc_ptr, cnt_ptr, out_ptr, qid_ptr, n_q, dim, dim_v, stride_q,
-                 stride_o, BLOCK: tl.constexpr, M_P: tl.constexpr, F_P: tl.constexpr, E_P: tl.constexpr,
-                 NB: tl.constexpr, TCNB: tl.constexpr, DV_P: tl.constexpr, TC: tl.constexpr,
+def _dense_query(q_ptr, a_ptr, g_ptr, s_ptr, c_ptr, acc_ptr, cnt_ptr, out_ptr, qid_ptr, n_q, dim, dim_v, stride_q,
+                 stride_o, blocks_per_prog, BLOCK: tl.constexpr, M_P: tl.constexpr, F_P: tl.constexpr,
+                 E_P: tl.constexpr, NB: tl.constexpr, TCNB: tl.constexpr, DV_P: tl.constexpr, TC: tl.constexpr,
                  X_PIECES: tl.constexpr, S_PIECES: tl.constexpr, PIECE: tl.constexpr, FIRST: tl.constexpr,
-                 LAST: tl.constexpr, STORE_IDS: tl.constexpr):
+                 LAST: tl.constexpr, STORE_IDS: tl.constexpr, PREFETCH: tl.constexpr):
+    """Blocks ``pid, pid + programs, ...`` of queries (``blocks_per_prog`` of them): one-hot rows
+    times the bucket sums (a dot) and times the bucket counts (:func:`_row_counts`, exact in int64)."""
     pid = tl.program_id(0)
-    rows = pid * BLOCK + tl.arange(0, BLOCK)
-    ok = rows < n_q
+    step = tl.num_programs(0)
     fcols = tl.arange(0, F_P)
     ecols = tl.arange(0, E_P)
     vcols = tl.arange(0, DV_P)
-    dcols = tl.arange(0, 16)
     g = tl.load(g_ptr + fcols[:, None] * E_P + ecols[None, :])
-    x = _load_rows(q_ptr, rows, ok, stride_q, dim, M_P)
-    ids, hot = _onehot(x, ok, a_ptr, g, M_P, F_P, E_P, NB, TCNB, X_PIECES, PIECE)
-    if STORE_IDS:
-        _store_ids(ids, rows, ok, qid_ptr, n_q, E_P, NB, TC)
-    oh_t = tl.trans(hot.to(PIECE))  # (E_P, BLOCK): the B operand of both products
-    s_t = tl.load(s_ptr + ecols[None, :] * DV_P + vcols[:, None])  # (DV_P, E_P)
-    sums = tl.trans(_dot_split_left(s_t, oh_t, S_PIECES, PIECE))
-    sc_t = tl.load(sc_ptr + ecols[None, :] * 16 + dcols[:, None])  # (16, E_P)
-    cnt = _undigit(tl.trans(_dot_split_left(sc_t, oh_t, 2, PIECE)))
-    _finish(sums, cnt, rows, ok, acc_ptr, cnt_ptr, out_ptr, dim_v, stride_o, DV_P, FIRST, LAST)
+    col_counts = tl.load(c_ptr + ecols)  # (E_P,) int64 keys per bucket column
+    if PREFETCH:
+        rows = pid * BLOCK + tl.arange(0, BLOCK)
+        x_next = _load_raw(q_ptr, rows, rows < n_q, stride_q, dim, M_P)
+    for i in range(0, blocks_per_prog):
+        rows = (pid + i * step) * BLOCK + tl.arange(0, BLOCK)
+        ok = rows < n_q
+        if PREFETCH:
+            x = x_next.to(tl.float32)
+            later = rows + step * BLOCK
+            x_next = _load_raw(q_ptr, later, later < n_q, stride_q, dim, M_P)
+        else:
+            x = _load_rows(q_ptr, rows, ok, stride_q, dim, M_P)
+        ids, hot = _onehot(x, ok, a_ptr, g, M_P, F_P, E_P, NB, TCNB, X_PIECES, PIECE)
+        if STORE_IDS:
+            _store_ids(ids, rows, ok, qid_ptr, n_q, E_P, NB, TC)
+        oh_t = tl.trans(hot.to(PIECE))  # (E_P, BLOCK): the B operand
+        s_t = tl.load(s_ptr + ecols[None, :] * DV_P + vcols[:, None])  # (DV_P, E_P)
+        sums = tl.trans(_dot_split(s_t, oh_t, S_PIECES, PIECE, True))
+        cnt = _row_counts(col_counts, oh_t, PIECE)
+        _finish(sums, cnt, rows, ok, acc_ptr, cnt_ptr, out_ptr, dim_v, stride_o, DV_P, FIRST, LAST)
 
 
 @triton.jit
-def _table_id(ids, ecols, u, NB: tl.constexpr):
-    """Bucket of table ``u`` per row, from the per-column ids of :func:`_onehot`."""
-    return tl.sum(tl.where(ecols[None, :] == u * NB, ids, 0.0), axis=1)
+def _column(t, cols, u):
+    """Column ``u`` of a (rows, cols) tile, per row."""
+    return tl.sum(tl.where(cols[None, :] == u, t, 0.0), axis=1)
 
 
 @triton.jit
-def _dense_causal(q_ptr, k_ptr, v_ptr, a_ptr, g_ptr, run_ptr, pc_ptr, acc_ptr, cnt_ptr, out_ptr, n, dim, dim_v,
+def _dense_causal(q_ptr, k_ptr, v_ptr, a_ptr, g_ptr, gt_ptr, run_ptr, pc_ptr, acc_ptr, cnt_ptr, out_ptr, n, dim, dim_v,
                   stride_q, stride_k, stride_v, stride_o, seg, BLOCK: tl.constexpr, M_P: tl.constexpr,
                   F_P: tl.constexpr, E_P: tl.constexpr, NB: tl.constexpr, TCNB: tl.constexpr, DV_P: tl.constexpr,
-                  TC: tl.constexpr, X_PIECES: tl.constexpr, V_PIECES: tl.constexpr, S_PIECES: tl.constexpr,
-                  PIECE: tl.constexpr, FIRST: tl.constexpr, LAST: tl.constexpr):
-    """Version 2 (see docs/gpu-kernel-notes.md): the running bucket sums live transposed in
+                  TC: tl.constexpr, T_P: tl.constexpr, X_PIECES: tl.constexpr, V_PIECES: tl.constexpr,
+                  S_PIECES: tl.constexpr, PIECE: tl.constexpr, FIRST: tl.constexpr, LAST: tl.constexpr):
+    """Version 3 (see docs/gpu-kernel-notes.md): the running bucket sums live transposed in
     ``run_ptr`` (this segment's slice, updated in place, re-read every block), every product takes a
-    loaded tensor as its A operand and a one-hot as its B operand, and the in-block collision counts
-    come from comparing bucket ids (no dot)."""
+    loaded tensor as its A operand and a one-hot as its B operand, counts come from int64 bucket
+    counts (:func:`_row_counts`), and the in-block collisions compare per-table bucket ids (BLOCK, T_P), made
+    from the bits by a small dot with ``gt`` (no dot result is a dot operand)."""
     s = tl.program_id(0)
     start = s * seg
     stop = tl.minimum(start + seg, n)
     fcols = tl.arange(0, F_P)
     ecols = tl.arange(0, E_P)
     vcols = tl.arange(0, DV_P)
-    dcols = tl.arange(0, 16)
+    tcols = tl.arange(0, T_P)
     bcols = tl.arange(0, BLOCK)
     g = tl.load(g_ptr + fcols[:, None] * E_P + ecols[None, :])
+    gt = tl.load(gt_ptr + fcols[:, None] * T_P + tcols[None, :])  # bits -> bucket id per table
     run_offs = s.to(tl.int64) * DV_P * E_P + vcols[:, None] * E_P + ecols[None, :]  # (DV_P, E_P)
-    prefix_t = tl.load(pc_ptr + (s.to(tl.int64) * E_P + ecols[None, :]) * 16 + dcols[:, None])  # (16, E_P)
-    within = tl.zeros((E_P,), dtype=tl.int64)  # keys of this segment so far, per bucket
+    seen = tl.load(pc_ptr + s.to(tl.int64) * E_P + ecols)  # (E_P,) int64 keys of earlier segments
     for b0 in range(0, seg, BLOCK):
         rows = start + b0 + bcols
         ok = rows < stop
-        ids_q, hot_q = _onehot(_load_rows(q_ptr, rows, ok, stride_q, dim, M_P), ok, a_ptr, g, M_P, F_P, E_P, NB,
-                               TCNB, X_PIECES, PIECE)
-        ids_k, hot_k = _onehot(_load_rows(k_ptr, rows, ok, stride_k, dim, M_P), ok, a_ptr, g, M_P, F_P, E_P, NB,
-                               TCNB, X_PIECES, PIECE)
+        bits_q = _bits(_load_rows(q_ptr, rows, ok, stride_q, dim, M_P), a_ptr, M_P, F_P, X_PIECES, PIECE)
+        bits_k = _bits(_load_rows(k_ptr, rows, ok, stride_k, dim, M_P), a_ptr, M_P, F_P, X_PIECES, PIECE)
+        _, hot_q = _expand(bits_q, ok, g, E_P, NB, TCNB)
         oq_t = tl.trans(hot_q.to(PIECE))  # (E_P, BLOCK)
         run_t = tl.load(run_ptr + run_offs)  # (DV_P, E_P): earlier segments plus earlier blocks
-        sums_t = _dot_split_left(run_t, oq_t, S_PIECES, PIECE)  # (DV_P, BLOCK)
-        cnt = _undigit(tl.trans(_dot_split_left(prefix_t, oq_t, 2, PIECE)))
-        cnt += tl.sum(tl.where(hot_q, within[None, :], 0), axis=1)
+        sums_t = _dot_split(run_t, oq_t, S_PIECES, PIECE, True)  # (DV_P, BLOCK)
+        cnt = _row_counts(seen, oq_t, PIECE)
+        tid_q = tl.dot(bits_q, gt, out_dtype=tl.float32)  # (BLOCK, T_P): table u's bucket in column u
+        tid_k = tl.dot(bits_k, gt, out_dtype=tl.float32)
         c = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)  # (query, key) collisions inside the block
         for u in tl.static_range(TC):
-            same = _table_id(ids_q, ecols, u, NB)[:, None] == _table_id(ids_k, ecols, u, NB)[None, :]
-            c += tl.where(same, 1.0, 0.0)
+            c += tl.where(_column(tid_q, tcols, u)[:, None] == _column(tid_k, tcols, u)[None, :], 1.0, 0.0)
         c = tl.where((bcols[None, :] <= bcols[:, None]) & ok[None, :], c, 0.0)  # valid keys j <= query i
         v_offs = rows.to(tl.int64)[None, :] * stride_v + vcols[:, None]
         v_t = tl.load(v_ptr + v_offs, mask=ok[None, :] & (vcols[:, None] < dim_v), other=0.0).to(tl.float32)
-        sums_t += _dot_split_left(v_t, tl.trans(c.to(PIECE)), V_PIECES, PIECE)
+        sums_t += _dot_split(v_t, tl.trans(c.to(PIECE)), V_PIECES, PIECE, True)
         cnt += tl.sum(c, axis=1).to(tl.int64)
         _finish(tl.trans(sums_t), cnt, rows, ok, acc_ptr, cnt_ptr, out_ptr, dim_v, stride_o, DV_P, FIRST, LAST)
-        tl.store(run_ptr + run_offs, run_t + _dot_split_left(v_t, hot_k.to(PIECE), V_PIECES, PIECE))
+        _, hot_k = _expand(bits_k, ok, g, E_P, NB, TCNB)
+        update = _dot_split(v_t, hot_k.to(PIECE), V_PIECES, PIECE, True)  # (DV_P, E_P)
+        # re-read rather than keep run_t live through the block: 760 -> 504 bytes of spill stack (sm_90),
+        # 26.0 -> 23.2 ms at 2^24 (benchmarks/results/gpu_tune_v3b.json, gpu_tune_v3c.json)
+        tl.store(run_ptr + run_offs, tl.load(run_ptr + run_offs) + update)
         tl.debug_barrier()  # the next block re-reads the running sums other threads wrote
-        within += tl.sum(hot_k.to(tl.int64), axis=0)
+        seen += tl.sum(hot_k.to(tl.int64), axis=0)
 
 
 @triton.jit
@@ -436,12 +503,9 @@ def _sum_pieces(dtype: torch.dtype) -> int:
     return 2 if dtype == torch.bfloat16 else 3
 
 
-def _digits(counts: torch.Tensor) -> torch.Tensor:
-    """int64 counts (..., E) as float32 digit columns (..., E, 16) of _DIGIT_BITS bits."""
-    out = torch.zeros(counts.shape + (_DCOLS,), dtype=torch.float32, device=counts.device)
-    for d in range(_DIGITS):
-        out[..., d] = ((counts >> (_DIGIT_BITS * d)) & ((1 << _DIGIT_BITS) - 1)).to(torch.float32)
-    return out
+def _table_columns(tables: int) -> int:
+    """Columns of the per-table bucket-id tile of the causal kernel (a dot needs at least 16)."""
+    return _pow2(tables, 16)
 
 
 @dataclass(frozen=True)
@@ -466,6 +530,7 @@ class DensePlan:
             raise ParameterError("a chunk's one-hot rows must fit MAX_DENSE_COLUMNS")
 
 
+@functools.lru_cache(maxsize=64)
 def dense_plan(lsh: LSHConfig, dim: int, dim_v: int) -> DensePlan:
     """The :class:`DensePlan` of a hyperplane configuration with ``z <= MAX_DENSE_Z``."""
     buckets = 2**lsh.z
@@ -518,16 +583,25 @@ def _make_chunk_operands(params, plan: DensePlan, u0: int, u1: int, dim: int, de
     a = torch.zeros((plan.dim_p, f_p), dtype=torch.float32)
     a[:dim, :tables * z] = torch.tensor(proj[:, u0 * z:u1 * z])
     g = torch.zeros((f_p, e_p), dtype=torch.float32)
+    gt = torch.zeros((f_p, _table_columns(tables)), dtype=torch.float32)
     for u in range(tables):
         for t in range(z):
             g[u * z + t, u * nb:(u + 1) * nb] = float(2**t)
-    return (_pieces(a.to(device)), g.to(_PIECE_TORCH).to(device), f_p, e_p, tables * nb, tables)
+            gt[u * z + t, u] = float(2**t)
+    return (_pieces(a.to(device)), g.to(_PIECE_TORCH).to(device), gt.to(_PIECE_TORCH).to(device), f_p, e_p,
+            tables * nb, tables)
 
 
 def _programs(device, n: int, per_sm: int = 4) -> int:
+    """Programs of a persistent launch: ``per_sm`` per multiprocessor (at most 4 in the interpreter)."""
     if INTERPRET or device.type != "cuda":
         return max(1, min(4, triton.cdiv(n, _BLOCK)))
-    return per_sm * torch.cuda.get_device_properties(device).multi_processor_count
+    return per_sm * _multiprocessors(device.index)
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lsh: LSHConfig, params, causal: bool,
@@ -543,7 +617,7 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lsh: LSHC
     n_k, dim_v = v.shape
     plan = dense_plan(lsh, dim, dim_v)
     out = torch.empty((n_q, dim_v), dtype=v.dtype, device=device)
-    counts = torch.zeros(n_q, dtype=torch.int64, device=device)
+    counts = torch.empty(n_q, dtype=torch.int64, device=device)  # every row is written by the first chunk
     acc = torch.empty((n_q, plan.dim_v_p), dtype=torch.float32, device=device) if len(plan.chunks) > 1 else out
     qid = torch.empty((lsh.ell, n_q), dtype=torch.int32, device=device) if store_ids else counts
     kid = torch.empty((lsh.ell, n_k), dtype=torch.int32, device=device) if store_ids else counts
@@ -556,7 +630,7 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lsh: LSHC
         segment = tuning.causal_segment(n_k, device)
     for index, (u0, u1) in enumerate(plan.chunks):
         first, last = index == 0, index == len(plan.chunks) - 1
-        a, g, f_p, e_p, tcnb, tc = _chunk_operands(params, plan, u0, u1, dim, device)
+        a, g, gt, f_p, e_p, tcnb, tc = _chunk_operands(params, plan, u0, u1, dim, device)
         per = segment if causal else triton.cdiv(triton.cdiv(max(n_k, 1), _programs(
             device, n_k, tuning.key_programs_per_sm)), kb) * kb
         n_prog = max(1, triton.cdiv(n_k, per))
@@ -566,26 +640,27 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lsh: LSHC
                       X_PIECES=xp, PIECE=_PIECE)
         _dense_key_sums[(n_prog,)](k, v, a, g, part, pcnt, kid[u0:] if store_ids else kid, n_k, dim, dim_v,
                                    k.stride(0), v.stride(0), per, BLOCK=kb, TC=tc, V_PIECES=vp,
-                                   STORE_IDS=store_ids, num_warps=tuning.key_warps, **common)
-        if causal:
-            part64 = part.to(torch.float64)
-            running = (torch.cumsum(part64, 0) - part64).to(torch.float32).transpose(1, 2).contiguous()
-            pc = pcnt.to(torch.int64)
-            prefix_digits = _digits(torch.cumsum(pc, 0) - pc).contiguous()
-            _dense_causal[(n_prog,)](q, k, v, a, g, running, prefix_digits, acc, counts, out, n_q, dim, dim_v,
-                                     q.stride(0), k.stride(0), v.stride(0), out.stride(0), segment, BLOCK=kb,
-                                     TC=tc, V_PIECES=vp, S_PIECES=sp, FIRST=first, LAST=last,
-                                     num_warps=tuning.causal_warps, **common)
+                                   STORE_IDS=store_ids, PREFETCH=tuning.prefetch, **tuning.launch(tuning.key_warps),
+                                   **common)
+        if causal:  # exclusive prefix over segments: float64 sums, int64 counts
+            running = (torch.cumsum(part, 0, dtype=torch.float64) - part).to(torch.float32).transpose(1, 2)
+            seen = torch.cumsum(pcnt, 0, dtype=torch.int64) - pcnt
+            _dense_causal[(n_prog,)](q, k, v, a, g, gt, running.contiguous(), seen, acc, counts, out, n_q, dim,
+                                     dim_v, q.stride(0), k.stride(0), v.stride(0), out.stride(0), segment, BLOCK=kb,
+                                     TC=tc, T_P=_table_columns(tc), V_PIECES=vp, S_PIECES=sp, FIRST=first,
+                                     LAST=last, **tuning.launch(tuning.causal_warps), **common)
             if store_ids:  # the causal kernel hashes queries itself; ids for a check come from the key kernel
                 _dense_query_ids(q, a, g, qid[u0:], n_q, dim, tc, **common)
         else:
-            sums = part.to(torch.float64).sum(0).to(torch.float32).contiguous()
-            count_digits = _digits(pcnt.to(torch.int64).sum(0)).contiguous()
-            _dense_query[(triton.cdiv(n_q, qb),)](q, a, g, sums, count_digits, acc, counts, out,
-                                                      qid[u0:] if store_ids else qid, n_q, dim, dim_v, q.stride(0),
-                                                      out.stride(0), BLOCK=qb, TC=tc, S_PIECES=sp, FIRST=first,
-                                                      LAST=last, STORE_IDS=store_ids, num_warps=tuning.query_warps,
-                                                      **common)
+            sums = part.sum(0, dtype=torch.float64).to(torch.float32)
+            blocks = triton.cdiv(n_q, qb)
+            n_qprog = blocks if tuning.query_programs_per_sm == 0 else min(blocks, _programs(
+                device, n_q, tuning.query_programs_per_sm))
+            _dense_query[(n_qprog,)](q, a, g, sums, pcnt.sum(0, dtype=torch.int64), acc, counts, out,
+                                     qid[u0:] if store_ids else qid, n_q, dim, dim_v, q.stride(0), out.stride(0),
+                                     triton.cdiv(blocks, n_qprog), BLOCK=qb, TC=tc, S_PIECES=sp, FIRST=first,
+                                     LAST=last, STORE_IDS=store_ids, PREFETCH=tuning.prefetch,
+                                     **tuning.launch(tuning.query_warps), **common)
     if store_ids:
         return out, counts, qid, kid
     return out, counts
@@ -597,7 +672,8 @@ def _dense_query_ids(q, a, g, qid, n_q, dim, tc, **common) -> None:
     part = torch.empty((n_prog, common["E_P"], common["DV_P"]), dtype=torch.float32, device=q.device)
     pcnt = torch.empty((n_prog, common["E_P"]), dtype=torch.int32, device=q.device)
     _dense_key_sums[(n_prog,)](q, q, a, g, part, pcnt, qid, n_q, dim, min(dim, common["DV_P"]), q.stride(0),
-                               q.stride(0), _BLOCK, BLOCK=_BLOCK, TC=tc, V_PIECES=1, STORE_IDS=True, num_warps=4,
+                               q.stride(0), _BLOCK, BLOCK=_BLOCK, TC=tc, V_PIECES=1, STORE_IDS=True, PREFETCH=False,
+                               num_warps=4,
                                **common)
 
 

@@ -24,7 +24,7 @@ from anna.errors import DeviceError, ParameterError, ShapeError
 
 torch = pytest.importorskip("torch", reason="anna.gpu needs torch (the train / gpu extras)")
 
-from anna.gpu import anna_attention_gpu, torch_algorithm1  # noqa: E402
+from anna.gpu import anna_attention_gpu, capture_attention, torch_algorithm1  # noqa: E402
 from anna.gpu.attention import load_triton  # noqa: E402
 from anna.gpu.check import check_path  # noqa: E402
 
@@ -119,6 +119,32 @@ def test_bad_arguments_raise_typed_errors_naming_them(call, error, match):
         call(torch.ones((4, 3)))
 
 
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: (np.ones((4, 3), np.float32),) * 3, ShapeError, "torch tensors"),
+    (lambda: (torch.ones((4, 3)),) * 3, DeviceError, "CUDA device"),
+    (lambda: (torch.ones((4, 3), dtype=torch.float64),) * 3, ShapeError, "float32 or bfloat16"),
+    (lambda: (torch.ones((3, 4)).T,) * 3, ShapeError, "contiguous"),
+    (lambda: (torch.ones(4),) * 3, ShapeError, "contiguous matrix"),
+])
+def test_capture_attention_refuses_what_a_cuda_graph_cannot_read(make, error, match):
+    with pytest.raises(error, match=match):
+        capture_attention(*make(), LSHConfig(Hyperplane(), 2, 2))
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (CI does not install the gpu extra)")
+@pytest.mark.parametrize("fields, match", [
+    ({"key_block": 48}, "powers of two"),
+    ({"query_warps": 3}, "query_warps"),
+    ({"query_programs_per_sm": -1}, "query_programs_per_sm"),
+    ({"prefetch": 1}, "bool prefetch"),
+    ({"stages": 0}, "stages"),
+    ({"segment": 8}, "segment"),
+])
+def test_dense_tuning_refuses_bad_launch_parameters(fields, match):
+    with pytest.raises(ParameterError, match=match):
+        load_triton().DenseTuning(**fields)
+
+
 # --------------------------------------------------------------------- Triton interpreter
 _INTERPRETER_SCRIPT = r"""
 import json, sys
@@ -145,6 +171,14 @@ out, counts = triton_path.dense_attention(q, k, v, lsh, lsh.family.sample(16, 5,
 ref, ref_counts = anna_attention(q.numpy(), k.numpy(), v.numpy(), lsh, 3, causal=True)
 results.append([bool((counts.numpy() == ref_counts).all()) and float(np.abs(out.numpy() - ref).max()) < 1e-5,
                 float(np.abs(out.numpy() - ref).max()), "segments"])
+# persistent query programs (several blocks each, the last ones empty), prefetching, pipelining
+tuned = triton_path.DenseTuning(key_block=16, query_block=16, causal_block=32, query_programs_per_sm=1,
+                                prefetch=True, stages=2)
+for causal in (False, True):
+    out, counts = triton_path.dense_attention(q, k, v, lsh, lsh.family.sample(16, 5, 12, 3), causal, tuning=tuned)
+    ref, ref_counts = anna_attention(q.numpy(), k.numpy(), v.numpy(), lsh, 3, causal=causal)
+    results.append([bool((counts.numpy() == ref_counts).all()) and float(np.abs(out.numpy() - ref).max()) < 1e-5,
+                    float(np.abs(out.numpy() - ref).max()), f"tuned causal={causal}"])
 print(json.dumps(results))
 """
 
@@ -165,8 +199,8 @@ def test_triton_kernels_match_numba_in_the_interpreter():
                           text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(results) == len(cases) + 1
-    failed = [(case, r) for case, r in zip(cases + [["segments"]], results) if not r[0]]
+    assert len(results) == len(cases) + 3
+    failed = [(case, r) for case, r in zip(cases + [["segments"], ["tuned"], ["tuned causal"]], results) if not r[0]]
     assert not failed, failed
 
 
@@ -224,3 +258,48 @@ def test_gpu_dense_kernel_is_deterministic_run_to_run():
     first = anna_attention_gpu(q, k, v, lsh, 1)
     second = anna_attention_gpu(q, k, v, lsh, 1)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+@needs_cuda
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_captured_attention_replays_equal_eager_calls_on_new_inputs(causal, dtype):
+    import gc
+
+    triton_path = load_triton()
+    lsh = LSHConfig(Hyperplane(), 4, 8)
+    q, k, v = (torch.randn((5000, 64), device="cuda").to(dtype) for _ in range(3))
+    captured = capture_attention(q, k, v, lsh, seed=4, causal=causal)
+    out, counts = captured.replay()
+    eager = anna_attention_gpu(q, k, v, lsh, 4, causal, path="dense")
+    assert torch.equal(out, eager[0]) and torch.equal(counts, eager[1])
+    triton_path._OPERANDS.clear()  # the graph keeps the operands it reads alive itself
+    gc.collect()
+    for x in (q, k, v):
+        x.copy_(torch.randn_like(x))
+    junk = [torch.randn((1 << 20,), device="cuda") for _ in range(8)]  # reuse freed memory, if any
+    out, counts = captured.replay()
+    eager = anna_attention_gpu(q, k, v, lsh, 4, causal, path="dense")
+    assert torch.equal(out, eager[0]) and torch.equal(counts, eager[1]), "replay differs on new inputs"
+    assert captured.replay()[0] is out and "causal=" in repr(captured)
+    del junk
+
+
+@needs_cuda
+@pytest.mark.parametrize("fields", [
+    {"query_programs_per_sm": 2, "stages": 2},
+    {"query_programs_per_sm": 2, "query_block": 64, "prefetch": True, "stages": 2},
+    {"prefetch": True, "stages": 2},
+    {"query_block": 64, "causal_block": 32},
+], ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()))
+def test_dense_launch_variants_match_numba_on_the_gpu(fields, monkeypatch):
+    triton_path = load_triton()
+    monkeypatch.setattr(triton_path, "TUNING", triton_path.DenseTuning(**fields))
+    seed = int(np.random.default_rng().integers(2**31))
+    data = np.random.default_rng(seed)
+    n = 70001 if fields.get("query_programs_per_sm") else 7001  # persistent: several blocks per program
+    for causal, dtype in ((False, torch.bfloat16), (False, torch.float32), (True, torch.bfloat16)):
+        q, k, v = (torch.from_numpy(data.standard_normal((n, 64)).astype(np.float32)).to("cuda", dtype)
+                   for _ in range(3))
+        result = check_path(q, k, v, LSHConfig(Hyperplane(), 4, 8), seed=seed % 997, causal=causal, path="dense")
+        assert result.passed, (fields, causal, dtype, seed, result)
