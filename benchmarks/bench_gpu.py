@@ -71,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="largest predicted seconds per call of a timed point (default 2, quick 0.5)")
     parser.add_argument("--plot-from", nargs="+", type=Path, default=None, metavar="JSON",
                         help="only draw --figure from these records (variants of later files added to the "
-                             "first's), e.g. the README figure: results/bench_gpu.json results/bench_gpu_causal.json")
+                             "first's), e.g. the README figure: benchmarks/results/bench_gpu.json")
     parser.add_argument("--variants", default=None,
                         help="comma-separated variant names to time (default: all)")
     parser.add_argument("--min-exp", type=int, default=12)
