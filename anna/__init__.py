@@ -13,6 +13,10 @@ Examples
 >>> bool(np.all(counts >= 4))        # every query collides with its own copy in all 4 tables
 True
 """
+from _anna_mpc_numba_cache import configure_numba_cache as _configure_numba_cache
+
+_configure_numba_cache()   # first: numba reads its cache directory as kernel modules import
+
 from .attention import AnnaStats, anna_attention, anna_weights, collision_counts
 from .check import AnnaCheck, FailureRate, anna_failure_rate, check_anna
 from .lsh import (CrossPolytope, E2LSH, Hyperplane, LSHConfig, MeasuredRho, TheoryParameters,

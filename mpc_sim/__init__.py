@@ -5,6 +5,10 @@ inbox, then sends at most ``s`` words; nobody receives more than ``s``. Every ro
 communication is recorded in a :class:`Trace`, and limits are enforced with typed errors naming
 the round, the machine and the amount. Imports nothing of :mod:`anna` or :mod:`reductions`.
 """
+from _anna_mpc_numba_cache import configure_numba_cache as _configure_numba_cache
+
+_configure_numba_cache()   # first: numba reads its cache directory as kernel modules import
+
 from .config import MPCConfig
 from .errors import (ConfigError, InputError, LimitExceeded, LoadError, MemoryLimitExceeded, MPCError,
                      NotRecorded, ParameterError, ProtocolError, ReceiveLimitExceeded, RecordingTooLarge,
