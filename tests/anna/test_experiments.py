@@ -187,7 +187,41 @@ def test_shipped_weights_are_small_and_match_their_training_records():
         else:
             wrong, counted = token_errors(softmax_logits(model, inputs), targets)
             error = wrong / counted
-        assert record.softmax_test_error == pytest.approx(error, abs=2 / counted)
+        assert record.surrogate_test_error == pytest.approx(error, abs=2 / counted)
+
+
+RECORDS = sorted([*WEIGHTS_DIR.glob("*.train.json"),
+                  *(WEIGHTS_DIR.parents[2] / "docs" / "training-runs").rglob("*.train.json")])
+
+
+def test_every_shipped_training_record_loads_with_its_logged_error_under_the_new_name():
+    from anna.experiments import TrainingRecord
+
+    assert len(RECORDS) >= 20  # the shipped weights' two and the logged runs under docs/training-runs
+    for path in RECORDS:
+        data = json.loads(path.read_text())
+        old = data.get("softmax_test_error", data.get("surrogate_test_error"))
+        record = TrainingRecord.from_json(data)
+        assert record.surrogate_test_error == old, path
+        assert record.kind == data["setup"].get("kind", "softmax"), path
+        again = TrainingRecord.from_json(json.loads(json.dumps(record.to_json())))
+        assert again == record and "softmax_test_error" not in record.to_json()
+        with pytest.warns(DeprecationWarning, match="surrogate_test_error"):
+            assert record.softmax_test_error == old
+    kinds = {TrainingRecord.from_json(json.loads(p.read_text())).kind for p in RECORDS}
+    assert kinds == {"softmax", "lowrank", "collision", "hashed"}
+
+
+def test_a_training_record_with_both_error_keys_is_refused():
+    from anna.experiments import TrainingRecord
+
+    data = json.loads(RECORDS[0].read_text())
+    data.setdefault("softmax_test_error", 0.5)
+    data.setdefault("surrogate_test_error", 0.5)
+    with pytest.raises(ValueError, match="both 'softmax_test_error' and 'surrogate_test_error'"):
+        TrainingRecord.from_json(data)
+    with pytest.raises(AttributeError):
+        TrainingRecord.from_json(json.loads(RECORDS[0].read_text())).softmax_test_error = 0.5
 
 
 def test_load_weights_names_the_missing_file(tmp_path):
