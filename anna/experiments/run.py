@@ -22,7 +22,8 @@ from .evaluate import GridResult, Progress, evaluate_grid
 from .specs import MATCH2_BETAS, WEIGHTS_DIR, Experiment
 from .training import TrainingRecord, record_path
 
-__all__ = ["ExperimentRun", "evaluate_experiment", "load_weights", "load_record", "run_experiment"]
+__all__ = ["ExperimentRun", "evaluate_experiment", "load_weights", "load_record", "run_experiment",
+           "training_betas"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,18 @@ def evaluate_experiment(experiment: Experiment, model: Transformer, *, weights: 
                          progress=progress)
 
 
+def training_betas(task: str, kind: str) -> tuple[float, ...]:
+    """The β of each surrogate training trains for ``task`` and head ``kind``: Match2 with softmax
+    heads sweeps :data:`~anna.experiments.specs.MATCH2_BETAS`; else ``()``, one run at the setup's β.
+
+    Examples
+    --------
+    >>> training_betas("match2", "softmax"), training_betas("match2", "hashed"), training_betas("induction", "softmax")
+    ((0.1, 1.0, 10.0), (), ())
+    """
+    return MATCH2_BETAS if task == "match2" and kind == "softmax" else ()
+
+
 def _train_one(setup: Match2Setup | InductionSetup, stem: Path, threads: int, device: str,
                on_log: Callable[[int, float], None] | None) -> None:
     """Train ``setup`` into ``stem``'s files, resumable from ``<stem>.ckpt``.
@@ -78,11 +91,12 @@ def _train(experiment: Experiment, directory: Path, fields: dict, threads: int, 
            progress: Progress | None) -> tuple[tuple[float, GridResult], ...]:
     """Train into ``directory``; Match2 with softmax heads returns every β's grid (else none)."""
     setup = experiment.setup(**fields)
-    if experiment.task == "induction" or setup.kind != "softmax":
+    betas = training_betas(experiment.task, setup.kind)
+    if not betas:
         _train_one(setup, directory / experiment.task, threads, device, on_log)
         return ()
     results = []
-    for beta in MATCH2_BETAS:
+    for beta in betas:
         setup = experiment.setup(**{**fields, "temperature": beta})
         stem = directory / f"match2_beta{beta:g}"
         _train_one(setup, stem, threads, device, on_log)

@@ -329,6 +329,50 @@ def test_cli_z_option_evaluates_only_the_given_zs(tmp_path, capsys):
     assert len(data["grid"]) == 2 * len(EXPERIMENTS["match2"].quick().ells[0])
 
 
+class _Stopped(Exception):
+    """Raised in place of training: the CPU-time warning is printed before anything is trained."""
+
+
+@pytest.mark.parametrize("task, kind, steps", [
+    ("match2", ["--kind", "softmax"], 30_000), ("match2", ["--kind", "hashed", "--tables", "8"], 30_000),
+    ("match2", ["--kind", "collision"], 30_000), ("match2", ["--kind", "hashed", "--tables", "8"], 80_000),
+    ("induction", ["--kind", "lowrank"], None), ("induction", ["--kind", "collision"], None),
+    ("induction", ["--kind", "hashed", "--tables", "32x4"], 3_000), ("induction", ["--kind", "softmax"], 4_000),
+])
+def test_cli_warns_of_the_cpu_training_time_of_the_kind_asked(task, kind, steps, monkeypatch, capsys):
+    import anna.experiments.cli as experiment_cli
+    from reductions.cli import main
+
+    def stop(*args, **kwargs):
+        raise _Stopped
+    monkeypatch.setattr(experiment_cli, "run_experiment", stop)
+    with pytest.raises(_Stopped):
+        main(["experiment", task, "--train", *kind, *([] if steps is None else ["--steps", str(steps)])])
+    out = capsys.readouterr().out
+    steps = steps or EXPERIMENTS[task].setup().steps
+    runs = 3 if kind[1] == "softmax" and task == "match2" else 1  # Match2 softmax: one surrogate per β
+    seconds = steps * runs * experiment_cli.CPU_STEP_SECONDS[task, kind[1]]
+    assert experiment_cli.cpu_training_seconds(task, kind[1], steps) == pytest.approx(seconds)
+    if seconds > 600:
+        assert f"{steps:,} training steps of {kind[1]} heads" in out and f"about {seconds / 3600:.1f} h" in out
+    else:
+        assert "training steps" not in out
+
+
+def test_cpu_step_times_per_kind_are_the_benchmark_records():
+    from anna.experiments.cli import CPU_STEP_SECONDS
+    from anna.train.tasks import KINDS
+
+    path = WEIGHTS_DIR.parents[2] / "benchmarks" / "results" / "train_steps_cpu_kinds.json"
+    rows = json.loads(path.read_text())["rows"]
+    assert {(r["surrogate"], r["kind"]) for r in rows if r["device"] == "cpu"} == set(CPU_STEP_SECONDS)
+    for row in rows:
+        assert 1e3 * CPU_STEP_SECONDS[row["surrogate"], row["kind"]] == pytest.approx(row["step_ms"], rel=0.01)
+    accepted = {("match2", k) for k in KINDS if k != "lowrank"} | {("induction", k) for k in KINDS}
+    assert set(CPU_STEP_SECONDS) == accepted  # every kind the CLI may train has a step time
+    assert len({CPU_STEP_SECONDS[key] for key in CPU_STEP_SECONDS if key[0] == "induction"}) == 4
+
+
 def test_cli_header_names_the_weights_directory_it_read(tmp_path, capsys):
     import shutil
 
