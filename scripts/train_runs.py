@@ -58,7 +58,7 @@ def train_one(name: str, task: str, overrides: dict, out: Path, device: str, bud
                            time_limit=budget)
     state = {"name": name, "finished": record is not None, "seconds": time.perf_counter() - began}
     if record is not None:
-        state.update(steps=record.steps, softmax_test_error=record.softmax_test_error,
+        state.update(steps=record.steps, surrogate_test_error=record.surrogate_test_error, kind=record.kind,
                      diverged_at=record.diverged_at, seconds_total=record.seconds)
     print(json.dumps(state), flush=True)
 

@@ -23,10 +23,35 @@ from ..train import weight_arrays
 from ..train.tasks import KINDS
 from .evaluate import FAMILIES
 from .report import grid_tables, paper_table
-from .run import run_experiment
+from .run import run_experiment, training_betas
 from .specs import EXPERIMENTS, WEIGHTS_DIR
 
-__all__ = ["register", "cmd_experiment", "UsageError"]
+__all__ = ["CPU_STEP_SECONDS", "register", "cmd_experiment", "cpu_training_seconds", "UsageError"]
+
+
+CPU_STEP_SECONDS: dict[tuple[str, str], float] = {
+    ("match2", "softmax"): 0.0086, ("match2", "collision"): 0.0085, ("match2", "hashed"): 0.0099,
+    ("induction", "softmax"): 0.160, ("induction", "lowrank"): 0.147, ("induction", "collision"): 0.170,
+    ("induction", "hashed"): 0.164,
+}
+"""Seconds of one training step on one CPU thread, per ``(task, head kind)``: the medians of
+``benchmarks/results/train_steps_cpu_kinds.json`` (``python benchmarks/bench_train.py --kinds
+softmax,lowrank,collision,hashed --cpu-only --steps 500``: torch 2.13.0, one thread of a shared
+2-core x86_64 machine, about ±10 % between repetitions), ``hashed`` through the shipped models'
+tables (Match2 ℓ = 8, z = 1; induction 32x4, z = 2). The logged CPU run of the shipped Match2 model
+agrees: 197 s for 20,000 hashed steps, 9.9 ms a step (``anna/experiments/weights/match2.train.json``)."""
+
+
+def cpu_training_seconds(task: str, kind: str, steps: int) -> float:
+    """About how long ``--train`` takes on one CPU thread: ``steps`` steps of ``kind`` heads
+    (:data:`CPU_STEP_SECONDS`) for each surrogate trained (Match2 softmax: one per β).
+
+    Examples
+    --------
+    >>> [round(cpu_training_seconds("match2", kind, 20_000)) for kind in ("softmax", "hashed")]
+    [516, 198]
+    """
+    return steps * CPU_STEP_SECONDS[task, kind] * max(1, len(training_betas(task, kind)))
 
 
 class UsageError(ValueError):
@@ -217,11 +242,14 @@ def cmd_experiment(args: argparse.Namespace, console: Console) -> int:
         console.print(f"  step {step}: loss {loss:.4f}")
 
     if args.train and args.device == "cpu":
-        steps = args.steps or experiment.setup().steps
-        per_step = 0.006 if experiment.task == "match2" else 0.12   # benchmarks/results/train_steps.json, 1 thread
-        if steps * per_step > 600:
-            console.print(f"[yellow]{steps:,} training steps on the CPU take about {steps * per_step / 3600:.1f} h "
-                          f"(one thread); --device cuda or --steps N for less[/]")
+        setup = experiment.setup(**fields)
+        steps, key = args.steps or setup.steps, (experiment.task, setup.kind)
+        seconds, runs = cpu_training_seconds(*key, steps), len(training_betas(*key))
+        if seconds > 600:
+            console.print(f"[yellow]{steps:,} training steps of {setup.kind} heads"
+                          f"{f' x {runs} runs (one per β)' if runs else ''} on the CPU take about "
+                          f"{seconds / 3600:.1f} h (one thread, {1e3 * CPU_STEP_SECONDS[key]:.3g} ms a step); "
+                          f"--device cuda or --steps N for less[/]", soft_wrap=True)
     console.rule(f"experiment {experiment.task}: {experiment.cells} cells x {experiment.seeds} seeds, "
                  f"{experiment.family} LSH")
     console.print(_source(args), soft_wrap=True)

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from ..errors import ParameterError
+from ..train import InductionSetup, Match2Setup
 from ..transformer import Transformer
 from .evaluate import GridResult, Progress, evaluate_grid
 from .specs import MATCH2_BETAS, WEIGHTS_DIR, Experiment
 from .training import TrainingRecord, record_path
 
-__all__ = ["ExperimentRun", "evaluate_experiment", "load_weights", "load_record", "run_experiment"]
+__all__ = ["ExperimentRun", "evaluate_experiment", "load_weights", "load_record", "run_experiment",
+           "training_betas"]
 
 
 @dataclass(frozen=True)
@@ -58,24 +60,46 @@ def evaluate_experiment(experiment: Experiment, model: Transformer, *, weights: 
                          progress=progress)
 
 
+def training_betas(task: str, kind: str) -> tuple[float, ...]:
+    """The β of each surrogate training trains for ``task`` and head ``kind``: Match2 with softmax
+    heads sweeps :data:`~anna.experiments.specs.MATCH2_BETAS`; else ``()``, one run at the setup's β.
+
+    Examples
+    --------
+    >>> training_betas("match2", "softmax"), training_betas("match2", "hashed"), training_betas("induction", "softmax")
+    ((0.1, 1.0, 10.0), (), ())
+    """
+    return MATCH2_BETAS if task == "match2" and kind == "softmax" else ()
+
+
+def _train_one(setup: Match2Setup | InductionSetup, stem: Path, threads: int, device: str,
+               on_log: Callable[[int, float], None] | None) -> None:
+    """Train ``setup`` into ``stem``'s files, resumable from ``<stem>.ckpt``.
+
+    The checkpoint is removed once the run has ended and its record is written; a run stopped
+    before that (interrupted, killed) keeps it, and the same call resumes from it.
+    """
+    from .training import train_to_file  # needs torch only here
+
+    checkpoint = stem.with_name(stem.name + ".ckpt")
+    if train_to_file(setup, stem, threads=threads, device=device, checkpoint=checkpoint, on_log=on_log) is not None:
+        checkpoint.unlink(missing_ok=True)
+
+
 def _train(experiment: Experiment, directory: Path, fields: dict, threads: int, device: str,
            on_log: Callable[[int, float], None] | None,
            progress: Progress | None) -> tuple[tuple[float, GridResult], ...]:
     """Train into ``directory``; Match2 with softmax heads returns every β's grid (else none)."""
-    from .training import train_to_file  # needs torch only here
-
     setup = experiment.setup(**fields)
-    if experiment.task == "induction" or setup.kind != "softmax":
-        task = experiment.task
-        train_to_file(setup, directory / task, threads=threads, device=device,
-                      checkpoint=directory / f"{task}.ckpt", on_log=on_log)
+    betas = training_betas(experiment.task, setup.kind)
+    if not betas:
+        _train_one(setup, directory / experiment.task, threads, device, on_log)
         return ()
     results = []
-    for beta in MATCH2_BETAS:
+    for beta in betas:
         setup = experiment.setup(**{**fields, "temperature": beta})
         stem = directory / f"match2_beta{beta:g}"
-        train_to_file(setup, stem, threads=threads, device=device, checkpoint=stem.with_name(stem.name + ".ckpt"),
-                      on_log=on_log)
+        _train_one(setup, stem, threads, device, on_log)
         result = evaluate_experiment(experiment, Transformer.load(stem), weights=str(stem), progress=progress)
         results.append((beta, result, stem))
     _, _, stem = min(results, key=lambda item: (min(c.error for c in item[1].cells),
@@ -96,7 +120,9 @@ def run_experiment(experiment: Experiment, *, train: bool = False, weights_dir: 
     ----------
     weights_dir : path, optional
         Where to read (default: the shipped weights) or, with ``train``, write the weights
-        (default: ``./experiment-weights``).
+        (default: ``./experiment-weights``). Training keeps a checkpoint ``<task>.ckpt`` there
+        while it runs (Match2's β sweep: ``match2_beta<β>.ckpt``), removed once the run has
+        written its record; a run interrupted before that resumes from it when called again.
     steps : int, optional
         Training steps (default: the setup's schedule).
     threads : int

@@ -11,6 +11,7 @@ import json
 import math
 import platform
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,15 +44,25 @@ def record_path(path: str | Path) -> Path:
 class TrainingRecord:
     """How shipped weights were made: the setup, seed, steps, time and the surrogate's test error.
 
-    ``softmax_test_error`` is the trained surrogate's own token error on the setup's test set
-    (for ``kind="hashed"``: through its tables, 4 CPU-drawn sets); ``note`` says anything added
-    after training (e.g. a recomputed error).
+    ``surrogate_test_error`` is the trained surrogate's own token error on the setup's test set
+    (:func:`surrogate_test_error`); :attr:`kind` says which surrogate that was: softmax, lowrank or
+    collision heads, or for ``kind="hashed"`` the heads through their tables (4 CPU-drawn sets).
+    ``note`` says anything added after training (e.g. a recomputed error).
+
+    Records written before the field was renamed carry ``softmax_test_error`` (whatever the kind):
+    :meth:`from_json` reads it as ``surrogate_test_error``, and the read-only
+    :attr:`softmax_test_error` is kept, deprecated.
 
     Examples
     --------
     >>> r = TrainingRecord("match2", {"steps": 10}, 0, 10, 1.5, ((10, 0.3),), 0.25, 1, "2.13.0")
-    >>> TrainingRecord.from_json(r.to_json()) == r
-    True
+    >>> TrainingRecord.from_json(r.to_json()) == r, r.kind
+    (True, 'softmax')
+    >>> old = {**r.to_json(), "setup": {"kind": "hashed"}, "softmax_test_error": 0.5}
+    >>> del old["surrogate_test_error"]
+    >>> record = TrainingRecord.from_json(old)
+    >>> record.surrogate_test_error, record.kind
+    (0.5, 'hashed')
     """
 
     task: str
@@ -60,7 +71,7 @@ class TrainingRecord:
     steps: int
     seconds: float
     losses: tuple[tuple[int, float], ...]
-    softmax_test_error: float
+    surrogate_test_error: float
     threads: int
     torch_version: str
     device: str = "cpu"
@@ -69,10 +80,22 @@ class TrainingRecord:
     note: str = ""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.seconds < 0 or not 0.0 <= self.softmax_test_error <= 1.0:
+        if self.steps < 1 or self.seconds < 0 or not 0.0 <= self.surrogate_test_error <= 1.0:
             raise ParameterError(f"inconsistent record: steps={self.steps}, seconds={self.seconds}, "
-                             f"error={self.softmax_test_error}")
+                                 f"error={self.surrogate_test_error}")
         object.__setattr__(self, "losses", tuple((int(s), float(v)) for s, v in self.losses))
+
+    @property
+    def kind(self) -> str:
+        """The heads trained (the setup's ``kind``; records of setups without one: ``"softmax"``)."""
+        return self.setup.get("kind", "softmax")
+
+    @property
+    def softmax_test_error(self) -> float:
+        """Deprecated name of :attr:`surrogate_test_error` (it was never softmax-only: see :attr:`kind`)."""
+        warnings.warn("TrainingRecord.softmax_test_error is deprecated: use surrogate_test_error (and kind for "
+                      "the surrogate it is the error of)", DeprecationWarning, stacklevel=2)
+        return self.surrogate_test_error
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -81,7 +104,18 @@ class TrainingRecord:
 
     @classmethod
     def from_json(cls, data: dict) -> TrainingRecord:
+        """The record of :meth:`to_json`, or of an older record whose error key is ``softmax_test_error``."""
+        data = dict(data)
+        if _OLD_ERROR_KEY in data:
+            if "surrogate_test_error" in data:
+                raise ParameterError(f"a training record has both {_OLD_ERROR_KEY!r} and 'surrogate_test_error'; "
+                                     f"expected one")
+            data["surrogate_test_error"] = data.pop(_OLD_ERROR_KEY)
         return cls(**{**data, "losses": tuple(tuple(x) for x in data["losses"])})
+
+
+_OLD_ERROR_KEY = "softmax_test_error"
+"""The key of :attr:`TrainingRecord.surrogate_test_error` in records written before its rename."""
 
 
 def _setup_json(setup: Setup) -> dict:

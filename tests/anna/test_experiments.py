@@ -187,7 +187,41 @@ def test_shipped_weights_are_small_and_match_their_training_records():
         else:
             wrong, counted = token_errors(softmax_logits(model, inputs), targets)
             error = wrong / counted
-        assert record.softmax_test_error == pytest.approx(error, abs=2 / counted)
+        assert record.surrogate_test_error == pytest.approx(error, abs=2 / counted)
+
+
+RECORDS = sorted([*WEIGHTS_DIR.glob("*.train.json"),
+                  *(WEIGHTS_DIR.parents[2] / "docs" / "training-runs").rglob("*.train.json")])
+
+
+def test_every_shipped_training_record_loads_with_its_logged_error_under_the_new_name():
+    from anna.experiments import TrainingRecord
+
+    assert len(RECORDS) >= 20  # the shipped weights' two and the logged runs under docs/training-runs
+    for path in RECORDS:
+        data = json.loads(path.read_text())
+        old = data.get("softmax_test_error", data.get("surrogate_test_error"))
+        record = TrainingRecord.from_json(data)
+        assert record.surrogate_test_error == old, path
+        assert record.kind == data["setup"].get("kind", "softmax"), path
+        again = TrainingRecord.from_json(json.loads(json.dumps(record.to_json())))
+        assert again == record and "softmax_test_error" not in record.to_json()
+        with pytest.warns(DeprecationWarning, match="surrogate_test_error"):
+            assert record.softmax_test_error == old
+    kinds = {TrainingRecord.from_json(json.loads(p.read_text())).kind for p in RECORDS}
+    assert kinds == {"softmax", "lowrank", "collision", "hashed"}
+
+
+def test_a_training_record_with_both_error_keys_is_refused():
+    from anna.experiments import TrainingRecord
+
+    data = json.loads(RECORDS[0].read_text())
+    data.setdefault("softmax_test_error", 0.5)
+    data.setdefault("surrogate_test_error", 0.5)
+    with pytest.raises(ValueError, match="both 'softmax_test_error' and 'surrogate_test_error'"):
+        TrainingRecord.from_json(data)
+    with pytest.raises(AttributeError):
+        TrainingRecord.from_json(json.loads(RECORDS[0].read_text())).softmax_test_error = 0.5
 
 
 def test_load_weights_names_the_missing_file(tmp_path):
@@ -293,6 +327,50 @@ def test_cli_z_option_evaluates_only_the_given_zs(tmp_path, capsys):
     data = json.loads(path.read_text())
     assert {c["z"] for c in data["grid"]} == {1, 4}
     assert len(data["grid"]) == 2 * len(EXPERIMENTS["match2"].quick().ells[0])
+
+
+class _Stopped(Exception):
+    """Raised in place of training: the CPU-time warning is printed before anything is trained."""
+
+
+@pytest.mark.parametrize("task, kind, steps", [
+    ("match2", ["--kind", "softmax"], 30_000), ("match2", ["--kind", "hashed", "--tables", "8"], 30_000),
+    ("match2", ["--kind", "collision"], 30_000), ("match2", ["--kind", "hashed", "--tables", "8"], 80_000),
+    ("induction", ["--kind", "lowrank"], None), ("induction", ["--kind", "collision"], None),
+    ("induction", ["--kind", "hashed", "--tables", "32x4"], 3_000), ("induction", ["--kind", "softmax"], 4_000),
+])
+def test_cli_warns_of_the_cpu_training_time_of_the_kind_asked(task, kind, steps, monkeypatch, capsys):
+    import anna.experiments.cli as experiment_cli
+    from reductions.cli import main
+
+    def stop(*args, **kwargs):
+        raise _Stopped
+    monkeypatch.setattr(experiment_cli, "run_experiment", stop)
+    with pytest.raises(_Stopped):
+        main(["experiment", task, "--train", *kind, *([] if steps is None else ["--steps", str(steps)])])
+    out = capsys.readouterr().out
+    steps = steps or EXPERIMENTS[task].setup().steps
+    runs = 3 if kind[1] == "softmax" and task == "match2" else 1  # Match2 softmax: one surrogate per β
+    seconds = steps * runs * experiment_cli.CPU_STEP_SECONDS[task, kind[1]]
+    assert experiment_cli.cpu_training_seconds(task, kind[1], steps) == pytest.approx(seconds)
+    if seconds > 600:
+        assert f"{steps:,} training steps of {kind[1]} heads" in out and f"about {seconds / 3600:.1f} h" in out
+    else:
+        assert "training steps" not in out
+
+
+def test_cpu_step_times_per_kind_are_the_benchmark_records():
+    from anna.experiments.cli import CPU_STEP_SECONDS
+    from anna.train.tasks import KINDS
+
+    path = WEIGHTS_DIR.parents[2] / "benchmarks" / "results" / "train_steps_cpu_kinds.json"
+    rows = json.loads(path.read_text())["rows"]
+    assert {(r["surrogate"], r["kind"]) for r in rows if r["device"] == "cpu"} == set(CPU_STEP_SECONDS)
+    for row in rows:
+        assert 1e3 * CPU_STEP_SECONDS[row["surrogate"], row["kind"]] == pytest.approx(row["step_ms"], rel=0.01)
+    accepted = {("match2", k) for k in KINDS if k != "lowrank"} | {("induction", k) for k in KINDS}
+    assert set(CPU_STEP_SECONDS) == accepted  # every kind the CLI may train has a step time
+    assert len({CPU_STEP_SECONDS[key] for key in CPU_STEP_SECONDS if key[0] == "induction"}) == 4
 
 
 def test_cli_header_names_the_weights_directory_it_read(tmp_path, capsys):

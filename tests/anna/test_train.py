@@ -6,6 +6,7 @@ optional extra ``train`` is not installed; the rest run everywhere.
 import dataclasses
 import json
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -175,7 +176,7 @@ def test_train_to_file_writes_weights_loadable_without_torch_and_a_record(torch,
     inputs, targets = setup.test_set()
     logits = np.stack([model(r) for r in inputs])
     wrong, counted = token_errors(logits, targets)
-    assert abs(wrong / counted - record.softmax_test_error) <= 2 / counted
+    assert abs(wrong / counted - record.surrogate_test_error) <= 2 / counted
 
 
 def test_grad_clip_bounds_the_gradient_norm_at_every_step(torch, monkeypatch):
@@ -211,10 +212,35 @@ def test_cli_train_writes_weights_then_evaluates_them(torch, task, tmp_path, cap
     assert record.steps == 2 and load_weights(task, tmp_path).report().depth == (1 if task == "match2" else 2)
     data = json.loads(grid.read_text())
     assert data["task"] == task and str(tmp_path) in data["weights"]
+    assert not list(tmp_path.glob("*.ckpt"))  # every run completed: no checkpoint left beside the weights
     if task == "match2":  # one surrogate per β, the kept one has the best cell
         assert all(f"β = {beta}" in out for beta in ("0.1", "1", "10"))
         assert {p.name for p in tmp_path.glob("match2_beta*.npz")} == {"match2_beta0.1.npz", "match2_beta1.npz",
                                                                        "match2_beta10.npz"}
+
+
+def test_an_interrupted_experiment_run_keeps_its_checkpoint_and_resumes_from_it(torch, tmp_path):
+    from anna.experiments import EXPERIMENTS, load_record, run_experiment
+
+    experiment = replace(EXPERIMENTS["induction"].quick(), seeds=1)
+    fields = {"log_every": 1, "checkpoint_every": 1}
+    logged = []
+
+    def interrupt_at_step_3(step, loss):
+        logged.append(step)
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(experiment, train=True, weights_dir=tmp_path, steps=4, setup=fields, on_log=interrupt_at_step_3)
+    assert (tmp_path / "induction.ckpt").exists() and not (tmp_path / "induction.npz").exists()
+    resumed = []
+    run = run_experiment(experiment, train=True, weights_dir=tmp_path, steps=4, setup=fields,
+                         on_log=lambda step, loss: resumed.append(step))
+    assert logged == [1, 2, 3] and resumed == [3, 4]  # the checkpoint of step 2 was resumed, not a fresh run
+    assert run.record == load_record("induction", tmp_path) and run.record.steps == 4
+    assert [loss[0] for loss in run.record.losses] == [1, 2, 3, 4]
+    assert not (tmp_path / "induction.ckpt").exists() and (tmp_path / "induction.npz").exists()
 
 
 def test_cli_trains_through_hash_tables_with_the_given_tables_and_z(torch, tmp_path, capsys):
@@ -340,7 +366,7 @@ def test_a_diverged_run_to_file_writes_its_record_and_no_nan_weights(torch, tmp_
     setup = InductionSetup(kind="lowrank", n=12, dim=8, steps=6, log_every=2, learning_rate=1e30, grad_clip=None,
                            warmup_steps=0, decay="none", test_size=2)
     record = train_to_file(setup, tmp_path / "m", on_log=lambda *args: None)
-    assert record.diverged_at == 2 and record.softmax_test_error == 1.0
+    assert record.diverged_at == 2 and record.surrogate_test_error == 1.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.train.json"]
 
 
@@ -398,7 +424,7 @@ def test_induction_setup_trains_collision_heads_with_its_z(torch, tmp_path):
     assert {(h.kind, h.z) for layer in model.layers for h in layer.heads} == {("collision", 2)}
     inputs, targets = setup.test_set()
     grid = evaluate_grid(model, inputs, targets, ((4,), (4,)), (2,), seeds=1)
-    assert grid.surrogate_error == pytest.approx(record.softmax_test_error)  # the collision surrogate's own error
+    assert grid.surrogate_error == pytest.approx(record.surrogate_test_error)  # the collision surrogate's own error
 
 
 @pytest.mark.parametrize("bad", [dict(kind="softmax", z=2), dict(kind="collision", z=0), dict(kind="cosine")])
