@@ -85,7 +85,10 @@ class DenseTuning:
     launches that many programs per multiprocessor, each looping over blocks (a persistent grid).
     ``prefetch`` loads the next block's rows while a block is computed (key and query loops);
     ``stages`` is Triton's software-pipelining depth of every dense launch (``None``: Triton's
-    default).
+    default). Persistent query programs with 128-query blocks need ``stages <= 2``: with
+    Triton's default of 3 they ask 233,472 bytes of shared memory, over an H200's 232,448
+    (``OutOfResources`` at the first launch; ``scripts/gpu_compile_report.py`` shows it without
+    a GPU).
 
     ``scripts/gpu_tune.py`` times the choices on a GPU; :data:`TUNING` holds the one in use. The
     defaults are the fastest of its H200 runs: 128-query blocks and 4 warps for the causal kernel
