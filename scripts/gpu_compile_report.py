@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 N = 2**20
 
 
-def _signature(fn, pointer_types: dict, constexprs: dict, ints: dict) -> tuple[dict, dict]:
-    """Triton signature and divisibility attributes (as a launch with aligned tensors gets them)."""
-    signature, attrs = {}, {}
+def _signature(fn, pointer_types: dict, constexprs: dict, ints: dict) -> tuple[dict, dict, dict]:
+    """Triton signature, constants and divisibility attributes (as a launch with aligned tensors gets them)."""
+    signature, attrs, constexprs = {}, {}, dict(constexprs)
     for index, name in enumerate(fn.arg_names):
         if name in constexprs or ints.get(name) == 1:  # Triton specialises integer arguments equal to 1
             signature[name] = "constexpr"
@@ -45,7 +45,7 @@ def _signature(fn, pointer_types: dict, constexprs: dict, ints: dict) -> tuple[d
             signature[name] = "i32"
             if ints.get(name, 1) % 16 == 0:
                 attrs[(index,)] = [["tt.divisibility", 16]]
-    return signature, attrs
+    return signature, constexprs, attrs
 
 
 def kernels(dtype_name: str, tuning) -> list[tuple]:
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     print(f"triton {triton.__version__}, sm_{args.arch}, {args.dtype}, {tuning}")
     for fn, pointers, constexprs, ints, warps in kernels(args.dtype, tuning):
         constexprs = {name: value for name, value in constexprs.items() if name in fn.arg_names}
-        signature, attrs = _signature(fn, pointers, constexprs, ints)
+        signature, constexprs, attrs = _signature(fn, pointers, constexprs, ints)
         source = ASTSource(fn, signature, constexprs, attrs)
         compiled = triton.compile(source, target=GPUTarget("cuda", args.arch, 32),
                                   options=dict(tuning.launch(warps), **({"num_stages": args.stages} if args.stages else {})))

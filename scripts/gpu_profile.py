@@ -30,7 +30,7 @@ def kernel_resources() -> dict:
     for name in dir(triton_path):
         fn = getattr(triton_path, name)
         caches = getattr(fn, "device_caches", None)
-        if not isinstance(name, str) or caches is None:
+        if caches is None:
             continue
         rows = []
         for entry in caches.values():

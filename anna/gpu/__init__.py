@@ -27,5 +27,5 @@ from .attention import PATHS, anna_attention_gpu, general_attention, load_triton
 from .graph import CapturedAttention, capture_attention
 from .torch_path import attention_from_codes, torch_algorithm1, torch_codes
 
-__all__ = ["anna_attention_gpu", "capture_attention", "CapturedAttention", "general_attention", "PATHS", "resolve_device", "load_triton", "torch_algorithm1",
-           "torch_codes", "attention_from_codes"]
+__all__ = ["anna_attention_gpu", "capture_attention", "CapturedAttention", "general_attention", "PATHS",
+           "resolve_device", "load_triton", "torch_algorithm1", "torch_codes", "attention_from_codes"]

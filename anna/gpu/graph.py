@@ -20,11 +20,10 @@ Examples
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .._validate import normalize_seed
-from ..errors import DeviceError, ParameterError, ShapeError
+from ..errors import DeviceError, ShapeError
 from ..lsh import LSHConfig
 from .attention import _sample, anna_attention_gpu, load_triton, resolve_device
 
@@ -107,20 +106,11 @@ def capture_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lsh: LS
         Bad inputs (as an eager call), or a configuration the dense path does not take.
     """
     device = _check_inputs(q, k, v)
-    seed = normalize_seed(seed)
-    if not isinstance(causal, (bool, np.bool_)):
-        raise ParameterError(f"causal must be a bool, got {causal!r}")
-    causal = bool(causal)
-    triton_path = load_triton()
-    if not isinstance(lsh, LSHConfig):
-        raise ParameterError(f"lsh must be an LSHConfig, got {type(lsh).__name__}")
-    params, dense = _sample(lsh, q.shape[1], seed)
-    if not dense:
-        raise ParameterError(f"only the dense path can be captured: it needs hyperplanes with z <= "
-                             f"{triton_path.MAX_DENSE_Z} and m <= {triton_path.MAX_DIM}, got {lsh} with m = {q.shape[1]}")
-    if causal and not triton_path.DENSE_CAUSAL:
-        raise ParameterError("the causal dense kernel is switched off (ANNA_DENSE_CAUSAL=0): nothing to capture")
-    anna_attention_gpu(q, k, v, lsh, seed, causal, path="dense")  # validates, checks finiteness, compiles
+    # the eager call checks everything else (lsh, seed, causal, a configuration the dense path
+    # takes, finiteness) with the same errors, and compiles the kernels
+    anna_attention_gpu(q, k, v, lsh, seed, causal, path="dense")
+    seed, causal, triton_path = normalize_seed(seed), bool(causal), load_triton()
+    params, _ = _sample(lsh, q.shape[1], seed)
 
     def call():
         return triton_path.dense_attention(q, k, v, lsh, params, causal, tuning=tuning)

@@ -254,11 +254,16 @@ def _onehot(x, ok, a_ptr, g, M_P: tl.constexpr, F_P: tl.constexpr, E_P: tl.const
 
 
 @triton.jit
+def _column(t, cols, u):
+    """Column ``u`` of a (rows, cols) tile, per row."""
+    return tl.sum(tl.where(cols[None, :] == u, t, 0.0), axis=1)
+
+
+@triton.jit
 def _store_ids(ids, rows, ok, id_ptr, n, E_P: tl.constexpr, NB: tl.constexpr, TC: tl.constexpr):
     cols = tl.arange(0, E_P)
-    for u in tl.static_range(TC):
-        bucket = tl.sum(tl.where(cols[None, :] == u * NB, ids, 0.0), axis=1)
-        tl.store(id_ptr + u * n + rows, bucket.to(tl.int32), mask=ok)
+    for u in tl.static_range(TC):  # table u's bucket is in each of its columns; take the first
+        tl.store(id_ptr + u * n + rows, _column(ids, cols, u * NB).to(tl.int32), mask=ok)
 
 
 @triton.jit
@@ -366,12 +371,6 @@ def _dense_query(q_ptr, a_ptr, g_ptr, s_ptr, c_ptr, acc_ptr, cnt_ptr, out_ptr, q
         sums = tl.trans(_dot_split(s_t, oh_t, S_PIECES, PIECE, True))
         cnt = _row_counts(col_counts, oh_t, PIECE)
         _finish(sums, cnt, rows, ok, acc_ptr, cnt_ptr, out_ptr, dim_v, stride_o, DV_P, FIRST, LAST)
-
-
-@triton.jit
-def _column(t, cols, u):
-    """Column ``u`` of a (rows, cols) tile, per row."""
-    return tl.sum(tl.where(cols[None, :] == u, t, 0.0), axis=1)
 
 
 @triton.jit
@@ -676,8 +675,7 @@ def _dense_query_ids(q, a, g, qid, n_q, dim, tc, **common) -> None:
     pcnt = torch.empty((n_prog, common["E_P"]), dtype=torch.int32, device=q.device)
     _dense_key_sums[(n_prog,)](q, q, a, g, part, pcnt, qid, n_q, dim, min(dim, common["DV_P"]), q.stride(0),
                                q.stride(0), _BLOCK, BLOCK=_BLOCK, TC=tc, V_PIECES=1, STORE_IDS=True, PREFETCH=False,
-                               num_warps=4,
-                               **common)
+                               num_warps=4, **common)
 
 
 # ------------------------------------------------------------------------------ general codes
